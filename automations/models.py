@@ -1,0 +1,1 @@
+# Trigger, action and run models arrive with the automations issue.

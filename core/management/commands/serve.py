@@ -1,0 +1,95 @@
+"""``manage.py serve``: the whole product in one process (embedded mode).
+
+Migrates, makes the demo login, starts a Dramatiq worker thread on the
+in-process broker, optionally starts the gateway simulator, and runs daphne.
+In production mode the Procfile runs these as separate processes instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-inbox"
+
+
+class Command(BaseCommand):
+    help = "Run the inbox (daphne + worker thread) on the embedded default."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument(
+            "--demo",
+            action="store_true",
+            help="also start the gateway simulator posting live demo traffic",
+        )
+        parser.add_argument("--rate", type=float, default=0.5, help="demo messages per second")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self._ensure_demo_user()
+        worker = self._start_worker()
+        if options["demo"]:
+            self._start_simulator(options["host"], options["port"], options["rate"])
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nOpenClaw Inbox on {url}  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n"
+                f"Webhook: POST {url}api/openclaw/webhook/ signed with "
+                f"OPENCLAW_WEBHOOK_SECRET\n"
+            )
+        )
+        from daphne.cli import CommandLineInterface
+
+        try:
+            CommandLineInterface().run(
+                ["-b", options["host"], "-p", str(options["port"]), "core.asgi:application"]
+            )
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _ensure_demo_user(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        if settings.PRODUCTION:
+            return  # no known password on a real deployment
+        user, created = User.objects.get_or_create(
+            username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created or not user.check_password(DEMO_PASSWORD):
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+
+    def _start_worker(self) -> Any:
+        import dramatiq
+        from dramatiq.brokers.stub import StubBroker
+
+        broker = dramatiq.get_broker()
+        if not isinstance(broker, StubBroker):
+            self.stdout.write("Jobs go to Redis: run the Procfile's worker as well.")
+            return None
+        worker = dramatiq.Worker(broker, worker_threads=2)
+        worker.start()
+        return worker
+
+    def _start_simulator(self, host: str, port: int, rate: float) -> None:
+        from inbox.simulator import Simulator
+
+        def run() -> None:
+            time.sleep(1.5)  # let daphne bind first
+            Simulator(f"http://{host}:{port}/api/openclaw/webhook/", seed=None).run(
+                rate=rate, duration=None, quiet=True
+            )
+
+        threading.Thread(target=run, name="gateway-simulator", daemon=True).start()
+        self.stdout.write(f"Gateway simulator posting about {rate} messages/s.")

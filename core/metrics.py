@@ -1,0 +1,35 @@
+"""Prometheus exposition that adds up across processes.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (production mode), every daphne and
+worker process writes its samples there and ``/metrics`` merges them. Apps add
+collectors computed at scrape time (such as database counts) with
+``register_collector``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+_scrape_collectors: list[Collector] = []
+
+
+def register_collector(collector: Collector) -> None:
+    if collector not in _scrape_collectors:
+        _scrape_collectors.append(collector)
+
+
+def render() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        for collector in list(REGISTRY._collector_to_names):
+            registry.register(collector)
+    for collector in _scrape_collectors:
+        registry.register(collector)
+    return generate_latest(registry)

@@ -1,0 +1,267 @@
+"""Settings, read from the environment.
+
+Two modes share this one file:
+
+* **Embedded** (no ``DATABASE_URL``): SQLite in WAL mode, the in-memory channel
+  layer, a local-memory cache and Dramatiq's in-process broker. One process
+  serves everything; ``manage.py serve`` starts a worker thread inside it.
+* **Production** (``DATABASE_URL`` points at PostgreSQL, ``REDIS_URL`` at Redis):
+  pooled PostgreSQL connections, Redis for channels, cache and Dramatiq. Secrets
+  have no defaults here: the process refuses to start without them.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+PRODUCTION = bool(os.environ.get("DATABASE_URL"))
+if PRODUCTION and not os.environ.get("REDIS_URL"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is set but REDIS_URL is not: production mode needs both "
+        "(Redis carries live updates, jobs and rate limits between processes)."
+    )
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} must be set in production mode (DATABASE_URL is set). "
+            f"Refusing to start with a guessable default."
+        )
+    return value
+
+
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+
+if PRODUCTION:
+    SECRET_KEY = _required("SECRET_KEY")
+    # Comma-separated so a new secret can be added before the old one is retired.
+    OPENCLAW_WEBHOOK_SECRETS = [
+        s.strip() for s in _required("OPENCLAW_WEBHOOK_SECRET").split(",") if s.strip()
+    ]
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="embedded-mode-not-for-production")
+    OPENCLAW_WEBHOOK_SECRETS = env.list(
+        "OPENCLAW_WEBHOOK_SECRET", default=["dev-webhook-secret"]
+    )
+
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"]
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+OPENCLAW_GATEWAY_URL = env.str("OPENCLAW_GATEWAY_URL", default="http://127.0.0.1:18789")
+OPENCLAW_GATEWAY_TOKEN = env.str("OPENCLAW_GATEWAY_TOKEN", default="")
+
+# Webhook intake limits.
+OPENCLAW_WEBHOOK_MAX_BYTES = env.int("OPENCLAW_WEBHOOK_MAX_BYTES", default=1_048_576)
+OPENCLAW_WEBHOOK_TOLERANCE_SECONDS = env.int(
+    "OPENCLAW_WEBHOOK_TOLERANCE_SECONDS", default=300
+)
+# Requests per minute per source address, kept in the cache (Redis in production).
+OPENCLAW_WEBHOOK_RATE = env.str("OPENCLAW_WEBHOOK_RATE", default="6000/m")
+OPENCLAW_MAX_TEXT_CHARS = env.int("OPENCLAW_MAX_TEXT_CHARS", default=16_000)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "django_dramatiq",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "core",
+    "inbox",
+    "automations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "core.urls"
+ASGI_APPLICATION = "core.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+if PRODUCTION:
+    DATABASES = {"default": env.db("DATABASE_URL")}
+    # Django's own psycopg pool: persistent connections per ASGI thread exhaust
+    # PostgreSQL under load, a bounded pool does not.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN", default=2),
+        "max_size": env.int("DB_POOL_MAX", default=20),
+        "timeout": env.int("DB_POOL_TIMEOUT", default=10),
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": Path(os.environ.get("SQLITE_PATH") or BASE_DIR / "db.sqlite3"),
+            "OPTIONS": {
+                # WAL lets readers run beside the writer; IMMEDIATE takes the
+                # write lock up front instead of failing on upgrade.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_PREFIX", default="openclaw"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env.str("CHANNELS_PREFIX", default="openclaw:asgi"),
+                "capacity": 1000,
+                "expiry": 30,
+            },
+        }
+    }
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.redis.RedisBroker",
+        "OPTIONS": {
+            "url": REDIS_URL,
+            "namespace": env.str("DRAMATIQ_NAMESPACE", default="openclaw-dramatiq"),
+        },
+        "MIDDLEWARE": [
+            "dramatiq.middleware.AgeLimit",
+            "dramatiq.middleware.TimeLimit",
+            "dramatiq.middleware.Callbacks",
+            "dramatiq.middleware.Retries",
+            "django_dramatiq.middleware.DbConnectionsMiddleware",
+        ],
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.stub.StubBroker",
+        "OPTIONS": {},
+        "MIDDLEWARE": [
+            "dramatiq.middleware.AgeLimit",
+            "dramatiq.middleware.TimeLimit",
+            "dramatiq.middleware.Callbacks",
+            "dramatiq.middleware.Retries",
+            "django_dramatiq.middleware.DbConnectionsMiddleware",
+        ],
+    }
+
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# Metrics from several processes add up: each process writes its own files here
+# and /metrics merges them (prometheus-client's multiprocess mode).
+if PRODUCTION:
+    os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR",
+        env.str("PROMETHEUS_MULTIPROC_DIR", default="/tmp/openclaw-inbox-metrics"),
+    )
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "inbox:conversation-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Embedded mode serves straight from the app folders, no collectstatic step.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OpenClaw Inbox API",
+    "DESCRIPTION": "Read-only access to conversations and messages.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, OPENCLAW_WEBHOOK_MAX_BYTES + 1)

@@ -1,0 +1,195 @@
+"""The staff inbox's websocket: live fragments plus gap-free catch-up.
+
+The browser connects to ``/ws/inbox/?after=<seq>&platform=…&conversation=…``:
+``after`` is the last sequence number it applied, the rest describe what the
+tab shows. The consumer joins the groups first, then replays what the database
+holds after ``after``, so nothing falls between the two. From then on it keeps
+a high-water mark: every sequence number at or below it has been sent, and an
+event at or below it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from inbox import live, metrics
+from inbox.models import Conversation, ReadMark
+
+SWEEP_SECONDS = 20.0
+
+
+class InboxConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)
+            return
+        params = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        self.user = user
+        self.view = live.View(
+            platform=params.get("platform", "")[:16],
+            status=params.get("status", "")[:16],
+            owner=params.get("owner", "")[:16],
+            query=params.get("q", "")[:200],
+            user_id=user.pk,
+        )
+        self.ahead: set[int] = set()
+        self.unread_seen: dict[int, int] = {}
+        self.lock = asyncio.Lock()
+        self.gap_task: asyncio.Task | None = None
+        self.groups_joined: list[str] = [live.INBOX_GROUP]
+        conversation = _int(params.get("conversation"))
+        if conversation is not None and await _conversation_exists(conversation):
+            self.view.conversation = conversation
+            self.groups_joined.append(live.conversation_group(conversation))
+        after = _int(params.get("after"))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        metrics.WEBSOCKET_CLIENTS.inc()
+        self.counted = True
+        self.hwm = after if after is not None else await database_sync_to_async(live.current_seq)()
+        self.unread_seen = await database_sync_to_async(_recent_read_marks)(user)
+        await self.catch_up()
+        self.sweeper = asyncio.ensure_future(self._sweep())
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for task in (getattr(self, "sweeper", None), getattr(self, "gap_task", None)):
+            if task is not None:
+                task.cancel()
+        if getattr(self, "counted", False):
+            metrics.WEBSOCKET_CLIENTS.dec()
+            self.counted = False
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The browser only listens; a ping keeps proxies from closing idle sockets.
+        if text_data and '"ping"' in text_data:
+            await self.send('<div id="live-pong" hx-swap-oob="true"></div>')
+
+    # -- group messages --------------------------------------------------------
+
+    async def inbox_events(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            fresh = [e for e in message["events"] if e["seq"] > self.hwm and e["seq"] not in self.ahead]
+            if not fresh:
+                return
+            gap = fresh[0]["seq"] != self.hwm + 1 or any(
+                b["seq"] != a["seq"] + 1 for a, b in zip(fresh, fresh[1:], strict=False)
+            )
+            for event in fresh:
+                self.ahead.add(event["seq"])
+            self._advance()
+            await self._send(fresh)
+        if gap:
+            self._schedule_gap_fill()
+
+    # -- catch-up ---------------------------------------------------------------
+
+    async def catch_up(self) -> None:
+        """Send what the database holds after the high-water mark, then advance it."""
+        async with self.lock:
+            while True:
+                events = await database_sync_to_async(live.load_events)(self.hwm)
+                if not events:
+                    return
+                missing = [e for e in events if e["seq"] not in self.ahead]
+                now = timezone.now()
+                for event in events:
+                    self.ahead.add(event["seq"])
+                    # A hole before an old row is a rolled-back transaction.
+                    if event["seq"] > self.hwm + 1 and now - event["created_at"] > live.GAP_GRACE:
+                        self.hwm = event["seq"] - 1
+                        self.ahead = {seq for seq in self.ahead if seq > self.hwm}
+                    self._advance()
+                if missing:
+                    await self._send(missing)
+                if len(events) < 500:
+                    break
+        if self.ahead:
+            self._schedule_gap_fill()
+
+    def _advance(self) -> None:
+        while self.hwm + 1 in self.ahead:
+            self.hwm += 1
+            self.ahead.discard(self.hwm)
+
+    def _schedule_gap_fill(self) -> None:
+        if self.gap_task is None or self.gap_task.done():
+            self.gap_task = asyncio.ensure_future(self._fill_gap_later())
+
+    async def _fill_gap_later(self) -> None:
+        await asyncio.sleep(0.25)
+        await self.catch_up()
+        if self.ahead:
+            await asyncio.sleep(1.0)
+            self.gap_task = None
+            self._schedule_gap_fill()
+
+    async def _sweep(self) -> None:
+        # A group message lost for good (a full channel, a restarted Redis) still
+        # reaches the screen: every tab looks at the database now and then.
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS * random.uniform(0.75, 1.25))
+            await self.catch_up()
+
+    # -- sending ------------------------------------------------------------------
+
+    async def _send(self, events: list[dict[str, Any]]) -> None:
+        unread = await self._unread_for(events)
+        await self.send(live.frame(events, view=self.view, seq=self.hwm, unread=unread))
+
+    async def _unread_for(self, events: list[dict[str, Any]]) -> dict[int, int]:
+        result: dict[int, int] = {}
+        for event in events:
+            pk = event["conversation"]
+            if pk == self.view.conversation:
+                # The agent is looking at it: what arrives is read.
+                if event["from_customer"]:
+                    await database_sync_to_async(_mark_seen)(self.user, pk)
+                self.unread_seen[pk] = event["inbound"]
+            elif pk not in self.unread_seen:
+                if event["kind"] == "conversation_created":
+                    self.unread_seen[pk] = 0
+                else:
+                    self.unread_seen[pk] = await database_sync_to_async(_seen)(self.user, pk)
+            result[pk] = max(event["inbound"] - self.unread_seen[pk], 0)
+        return result
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@database_sync_to_async
+def _conversation_exists(pk: int) -> bool:
+    return Conversation.objects.filter(pk=pk).exists()
+
+
+def _recent_read_marks(user: Any) -> dict[int, int]:
+    since = timezone.now() - timedelta(days=7)
+    marks = ReadMark.objects.filter(user=user, conversation__last_message_at__gte=since)
+    return dict(marks.values_list("conversation_id", "inbound_seen"))
+
+
+def _seen(user: Any, conversation_id: int) -> int:
+    mark = ReadMark.objects.filter(user=user, conversation_id=conversation_id).first()
+    return mark.inbound_seen if mark else 0
+
+
+def _mark_seen(user: Any, conversation_id: int) -> None:
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is not None:
+        ReadMark.mark_seen(user, conversation)

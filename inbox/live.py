@@ -1,0 +1,188 @@
+"""Live updates: render inbox fragments and push them to the staff's browsers.
+
+A published event is only a hint. Every event carries its activity sequence
+number; ``inbox.consumers`` turns events into ``hx-swap-oob`` frames, keeps a
+high-water mark per connection and fills any gap (a dropped group message, a
+reconnect) from the ``Activity`` table, so the browser ends up with the same
+DOM whichever way an update reached it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from inbox.models import Activity, Conversation, Message
+
+INBOX_GROUP = "inbox"
+# Sequence numbers are handed out at INSERT, rows become visible at COMMIT, so a
+# lower number can appear after a higher one. Holes younger than this are
+# waited for; older ones belong to rolled-back transactions and are skipped.
+GAP_GRACE = timedelta(seconds=3)
+TEMPLATE = "inbox/inbox.html"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def render_row(conversation: Conversation, *, unread: int | None = None) -> str:
+    return render_to_string(
+        f"{TEMPLATE}#conversation-row", {"conversation": conversation, "unread": unread}
+    )
+
+
+def render_badge(conversation_id: int, unread: int) -> str:
+    return render_to_string(
+        f"{TEMPLATE}#unread-badge",
+        {"conversation_id": conversation_id, "unread": unread, "oob": True},
+    )
+
+
+def render_message(message: Message) -> str:
+    return render_to_string(f"{TEMPLATE}#thread-item", {"message": message})
+
+
+def render_header(conversation: Conversation) -> str:
+    return render_to_string(
+        f"{TEMPLATE}#conversation-header", {"conversation": conversation, "oob": True}
+    )
+
+
+def event_for(activity: Activity) -> dict[str, Any]:
+    """The channel-layer message for one activity, rendered once for every client."""
+    conversation = activity.conversation
+    moves_to_top = activity.kind == Activity.Kind.CONVERSATION_CREATED or (
+        activity.kind == Activity.Kind.MESSAGE_ADDED
+        and activity.message is not None
+        and activity.message.kind != Message.Kind.RESET
+    )
+    event: dict[str, Any] = {
+        "seq": activity.pk,
+        "kind": activity.kind,
+        "conversation": conversation.pk,
+        "platform": conversation.platform,
+        "status": conversation.status,
+        "assignee": conversation.assignee_id,
+        "inbound": conversation.inbound_count,
+        "to_top": moves_to_top,
+        "row": render_row(conversation),
+        "item": "",
+        "item_id": None,
+        "header": "",
+        "from_customer": False,
+    }
+    if activity.message is not None:
+        event["item"] = render_message(activity.message)
+        event["item_id"] = activity.message.pk
+        event["from_customer"] = activity.message.is_from_customer
+    if activity.kind != Activity.Kind.MESSAGE_ADDED:
+        event["header"] = render_header(conversation)
+    return event
+
+
+def publish(activities: list[Activity]) -> None:
+    """Push committed activities to every connected inbox: one channel-layer call.
+
+    Runs from ``transaction.on_commit``. It never waits for the worker queue.
+    """
+    if not activities:
+        return
+    events = [event_for(activity) for activity in activities]
+    layer = get_channel_layer()
+    async_to_sync(layer.group_send)(INBOX_GROUP, {"type": "inbox.events", "events": events})
+
+
+def current_seq() -> int:
+    """The sequence number a freshly rendered page can safely resume from.
+
+    Anything newer than the grace period is replayed on connect (frames are
+    idempotent), so a row committed just after the page read the database is
+    not skipped.
+    """
+    cutoff = timezone.now() - GAP_GRACE
+    row = (
+        Activity.objects.filter(created_at__lt=cutoff)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return row or 0
+
+
+@dataclass
+class View:
+    """What one browser tab shows: its list filters and open conversation."""
+
+    platform: str = ""
+    status: str = ""
+    owner: str = ""
+    query: str = ""
+    conversation: int | None = None
+    user_id: int | None = None
+
+    def shows(self, event: dict[str, Any]) -> bool:
+        if self.platform and event["platform"] != self.platform:
+            return False
+        if self.status and event["status"] != self.status:
+            return False
+        if self.owner == "mine" and event["assignee"] != self.user_id:
+            return False
+        if self.owner == "unassigned" and event["assignee"] is not None:
+            return False
+        return True
+
+
+def frame(events: list[dict[str, Any]], *, view: View, seq: int, unread: dict[int, int]) -> str:
+    """One websocket frame of ``hx-swap-oob`` fragments; applying it twice is harmless.
+
+    Rows are removed then inserted at the top (so a replayed row does not
+    appear twice); thread items likewise by their ``msg-<pk>`` id.
+    """
+    parts = [f'<div id="live-seq" data-seq="{seq}" hx-swap-oob="true"></div>']
+    last_row = {event["conversation"]: event for event in events}
+    for event in events:
+        pk = event["conversation"]
+        if last_row.get(pk) is event:
+            parts.append(_row_fragment(event, view))
+            if pk in unread:
+                parts.append(render_badge(pk, unread[pk]))
+        if pk == view.conversation:
+            if event["item"]:
+                item_id = event["item_id"]
+                parts.append(f'<div id="msg-{item_id}" hx-swap-oob="delete"></div>')
+                parts.append(
+                    f'<div hx-swap-oob="beforeend:#thread-{pk}">{event["item"]}</div>'
+                )
+            if event["header"]:
+                parts.append(event["header"])
+    return "".join(parts)
+
+
+def _row_fragment(event: dict[str, Any], view: View) -> str:
+    pk = event["conversation"]
+    if not view.shows(event):
+        return f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
+    if event["to_top"] and not view.query:
+        return (
+            f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
+            f'<div hx-swap-oob="afterbegin:#conversation-list">{event["row"]}</div>'
+        )
+    # A search result list, or a change that does not reorder: update in place.
+    return event["row"].replace("<li ", '<li hx-swap-oob="true" ', 1)
+
+
+def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Events for the activities after ``after``, oldest first, for catch-up."""
+    activities = (
+        Activity.objects.after(after)
+        .select_related("conversation", "conversation__assignee", "message")[:limit]
+    )
+    return [event_for(activity) | {"created_at": activity.created_at} for activity in activities]
+

@@ -1,0 +1,424 @@
+"""Gateway webhooks: verify the signature, validate the payload, store it once.
+
+The contract is documented in ``docs/webhook-contract.md``. Two signature
+schemes are accepted, each against every configured secret (rotation):
+
+* ``X-OpenClaw-Signature``: lowercase hex HMAC-SHA256 of the raw body.
+* Standard Webhooks: ``webhook-id``, ``webhook-timestamp`` and
+  ``webhook-signature: v1,<base64>`` over ``"{id}.{timestamp}.{body}"``.
+
+Storing is one transaction (conversation, message, activity row and delivery
+log); the live push and the background job run only after it commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inbox import live, metrics
+from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
+
+KNOWN_EVENTS = {"message", "status", "media", "error"}
+MAX_ID_CHARS = 255
+MAX_ATTACHMENTS = 20
+MAX_URL_CHARS = 2048
+REJECTED_BODY_CHARS = 1024
+
+
+class SignatureError(Exception):
+    """The delivery is not from a holder of our secret (answer 401)."""
+
+
+class PayloadError(Exception):
+    """The body is not a valid event (answer 400 naming the field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --- signatures -----------------------------------------------------------------
+
+
+def _standard_key(secret: str) -> bytes:
+    # Standard Webhooks secrets are "whsec_" + base64; plain strings are used as-is.
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_"))
+    return secret.encode()
+
+
+def sign_openclaw(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def sign_standard(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_standard_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_signature(
+    headers: Any, body: bytes, secrets: list[str], *, now: float | None = None
+) -> str:
+    """Return the scheme that verified ``body``; raise ``SignatureError`` otherwise."""
+    if not secrets:
+        raise SignatureError("no webhook secret is configured")
+    if headers.get("webhook-signature"):
+        return _verify_standard(headers, body, secrets, now=now)
+    provided = headers.get("X-OpenClaw-Signature", "").strip().lower()
+    if provided:
+        for secret in secrets:
+            if hmac.compare_digest(sign_openclaw(body, secret), provided):
+                return WebhookDelivery.Scheme.OPENCLAW
+        raise SignatureError("X-OpenClaw-Signature does not match")
+    raise SignatureError("missing signature: send X-OpenClaw-Signature or webhook-signature")
+
+
+def _verify_standard(
+    headers: Any, body: bytes, secrets: list[str], *, now: float | None
+) -> str:
+    msg_id = headers.get("webhook-id", "")
+    raw_ts = headers.get("webhook-timestamp", "")
+    if not msg_id or not raw_ts:
+        raise SignatureError("webhook-id and webhook-timestamp are required")
+    try:
+        timestamp = int(raw_ts)
+    except ValueError as exc:
+        raise SignatureError("webhook-timestamp is not an integer") from exc
+    tolerance = settings.OPENCLAW_WEBHOOK_TOLERANCE_SECONDS
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
+        raise SignatureError("webhook-timestamp is outside the tolerance (replay?)")
+    offered = [
+        part.split(",", 1)[1]
+        for part in headers["webhook-signature"].split()
+        if part.startswith("v1,")
+    ]
+    for secret in secrets:
+        try:
+            expected = sign_standard(msg_id, timestamp, body, secret).split(",", 1)[1]
+        except binascii.Error:
+            continue
+        for signature in offered:
+            if hmac.compare_digest(expected, signature):
+                return WebhookDelivery.Scheme.STANDARD
+    raise SignatureError("webhook-signature does not match")
+
+
+# --- payload --------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    type: str
+    data: dict[str, Any]
+    session_id: str = ""
+    platform: str = Platform.OTHER
+    message_id: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise PayloadError("body", "is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise PayloadError("body", f"malformed JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(payload, dict):
+        raise PayloadError("body", f"must be a JSON object, got {type(payload).__name__}")
+    event = payload.get("event")
+    if not isinstance(event, str) or not event:
+        raise PayloadError("event", "is required and must be a non-empty string")
+    if len(event) > 64:
+        raise PayloadError("event", "is longer than 64 characters")
+    return payload
+
+
+def _string(data: dict[str, Any], name: str, *, required: bool = False, limit: int = MAX_ID_CHARS) -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"data.{name}", "is required")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise PayloadError(f"data.{name}", f"must be a string, got {type(value).__name__}")
+    value = str(value)
+    if len(value) > limit:
+        raise PayloadError(f"data.{name}", f"is longer than {limit} characters")
+    return value
+
+
+def _count(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise PayloadError(f"data.{name}", "must be a non-negative number")
+    return int(value)
+
+
+def _safe_url(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PayloadError(name, "must be a non-empty string")
+    if len(value) > MAX_URL_CHARS:
+        raise PayloadError(name, f"is longer than {MAX_URL_CHARS} characters")
+    # Shown as a link, never fetched by us; only web links are clickable.
+    if urlsplit(value).scheme not in ("http", "https"):
+        raise PayloadError(name, "must be an http(s) URL")
+    return value
+
+
+def _attachments(data: dict[str, Any]) -> list[dict[str, str]]:
+    raw = data.get("attachments")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise PayloadError("data.attachments", "must be a list")
+    if len(raw) > MAX_ATTACHMENTS:
+        raise PayloadError("data.attachments", f"has more than {MAX_ATTACHMENTS} items")
+    result = []
+    for i, item in enumerate(raw):
+        name = f"data.attachments[{i}]"
+        if isinstance(item, str):
+            item = {"url": item}
+        if not isinstance(item, dict):
+            raise PayloadError(name, "must be an object or a URL string")
+        result.append(
+            {
+                "url": _safe_url(item.get("url"), f"{name}.url"),
+                "type": str(item.get("type") or item.get("mimeType") or "")[:100],
+                "name": str(item.get("name") or item.get("filename") or "")[:255],
+            }
+        )
+    return result
+
+
+def _timestamp(data: dict[str, Any]) -> datetime | None:
+    value = data.get("timestamp")
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise PayloadError("data.timestamp", "is out of range") from exc
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise PayloadError("data.timestamp", "must be ISO 8601 or epoch") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise PayloadError("data.timestamp", "must be ISO 8601 or epoch")
+
+
+def platform_from_session(session_id: str) -> str:
+    # OpenClaw session keys read agent:<agent>:<channel>:<kind>:<peer>.
+    parts = session_id.split(":")
+    return Platform.parse(parts[2]) if len(parts) >= 3 and parts[0] == "agent" else Platform.OTHER
+
+
+def validate(payload: dict[str, Any], body: bytes) -> Event:
+    """Check one known event's fields; raise ``PayloadError`` naming the first bad one."""
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError("data", "is required and must be an object")
+    event = Event(type=payload["event"], data=data)
+    event.session_id = _string(data, "sessionId", required=True)
+    channel = _string(data, "channel", limit=64)
+    event.platform = Platform.parse(channel) if channel else platform_from_session(event.session_id)
+    channel_info = data.get("channelInfo")
+    if channel_info is not None and not isinstance(channel_info, dict):
+        raise PayloadError("data.channelInfo", "must be an object")
+    sender_id = _string(data, "senderId")
+    sender_name = _string(data, "senderName") or str(
+        (channel_info or {}).get("displayName") or (channel_info or {}).get("username") or ""
+    )[:255]
+    direction = data.get("direction", "inbound")
+    if direction not in ("inbound", "outbound"):
+        raise PayloadError("data.direction", 'must be "inbound" or "outbound"')
+    text = data.get("text", "")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise PayloadError("data.text", f"must be a string, got {type(text).__name__}")
+    max_text = settings.OPENCLAW_MAX_TEXT_CHARS
+    metadata: dict[str, Any] = {}
+    if len(text) > max_text:
+        # The full text stays in the delivery's raw body; the thread shows a cap.
+        metadata["truncated_from"] = len(text)
+        text = text[:max_text]
+
+    event.fields = {
+        "conversation": {
+            "platform": event.platform,
+            "customer_id": sender_id if direction == "inbound" else "",
+            "customer_name": sender_name if direction == "inbound" else "",
+            "metadata": channel_info or {},
+        },
+        "sender": sender_name or sender_id,
+    }
+    if event.type in ("message", "media"):
+        event.message_id = _string(data, "messageId", required=True)
+        attachments = _attachments(data)
+        kind = Message.Kind.TEXT
+        if event.type == "media":
+            kind = Message.Kind.MEDIA
+            attachments.insert(
+                0,
+                {
+                    "url": _safe_url(data.get("mediaUrl"), "data.mediaUrl"),
+                    "type": _string(data, "mediaType", limit=100),
+                    "name": _string(data, "fileName"),
+                },
+            )
+        elif not text and not attachments:
+            raise PayloadError("data.text", "is required for a message without attachments")
+        outbound = direction == "outbound"
+        event.fields["message"] = {
+            "gateway_message_id": event.message_id,
+            "direction": direction,
+            "kind": kind,
+            "author": Message.Author.BOT if outbound else Message.Author.CUSTOMER,
+            "sender": (sender_name or sender_id) if not outbound else (_string(data, "agentId") or "bot"),
+            "text": text,
+            "attachments": attachments,
+            "ai_model": _string(data, "aiModel", limit=128),
+            "tokens_used": _count(data, "tokensUsed"),
+            "processing_time_ms": _count(data, "processingTimeMs"),
+            "delivery_state": Message.DeliveryState.SENT if outbound else Message.DeliveryState.RECEIVED,
+            "sent_at": _timestamp(data),
+            "metadata": metadata,
+        }
+    elif event.type == "status":
+        status = data.get("status")
+        if status not in ("ended", "reset"):
+            raise PayloadError("data.status", 'must be "ended" or "reset"')
+        event.fields["status"] = status
+        event.message_id = _string(data, "messageId") or _fallback_id("reset", body)
+    elif event.type == "error":
+        error = data.get("error") or data.get("message") or text
+        if not isinstance(error, str) or not error:
+            raise PayloadError("data.error", "is required and must be a string")
+        event.fields["error"] = error[:2000]
+        event.message_id = _string(data, "messageId") or _fallback_id("error", body)
+    return event
+
+
+def _fallback_id(kind: str, body: bytes) -> str:
+    # Events without their own id dedupe on the exact body: a redelivery is identical.
+    return f"{kind}:{hashlib.sha256(body).hexdigest()[:40]}"
+
+
+# --- storing --------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str  # a WebhookDelivery.Outcome value
+    conversation: Conversation | None = None
+    message: Message | None = None
+
+
+def store(event: Event, delivery: WebhookDelivery) -> Outcome:
+    """Store ``event`` and its delivery row in one transaction.
+
+    After commit: publish the new activity rows live, and enqueue the inbound
+    message for background work. Both run outside the transaction so neither
+    the browser nor the worker can see a row that might still roll back.
+    """
+    started = time.perf_counter()
+    with transaction.atomic():
+        conversation, created = Conversation.lock_for_session(
+            event.session_id, defaults=event.fields["conversation"]
+        )
+        activities: list[Activity] = []
+        if created:
+            activities.append(
+                Activity.objects.create(
+                    conversation=conversation, kind=Activity.Kind.CONVERSATION_CREATED
+                )
+            )
+        else:
+            _fill_customer(conversation, event.fields["conversation"])
+        message = None
+        if event.type in ("message", "media"):
+            message = conversation.add_message(**event.fields["message"])
+        elif event.type == "status" and event.fields["status"] == "ended":
+            if closed := conversation.close():
+                activities.append(closed)
+        elif event.type == "status":
+            message = conversation.add_message(
+                gateway_message_id=event.message_id,
+                direction=Message.Direction.INBOUND,
+                kind=Message.Kind.RESET,
+                author=Message.Author.SYSTEM,
+                text="Session reset",
+            )
+        elif event.type == "error":
+            message = conversation.add_message(
+                gateway_message_id=event.message_id,
+                direction=Message.Direction.OUTBOUND,
+                kind=Message.Kind.ERROR,
+                author=Message.Author.SYSTEM,
+                text=event.fields["error"],
+                delivery_state=Message.DeliveryState.FAILED,
+            )
+            if message is not None:
+                activities.append(conversation.record_error(event.fields["error"]))
+        if message is not None:
+            # The message comes before the error note it caused.
+            activities.insert(1 if created else 0, message.activity)
+        # A redelivery adds no message and changes no status: nothing new to show.
+        changed = message is not None or (event.type == "status" and bool(activities))
+        outcome = WebhookDelivery.Outcome.STORED if changed else WebhookDelivery.Outcome.DUPLICATE
+        delivery.outcome = outcome
+        delivery.status_code = 200
+        delivery.conversation = conversation
+        delivery.message = message
+        delivery.processed_at = timezone.now()
+        delivery.save()
+        if activities:
+            transaction.on_commit(lambda: live.publish(activities))
+        if message is not None and message.is_from_customer and message.kind in (
+            Message.Kind.TEXT,
+            Message.Kind.MEDIA,
+        ):
+            transaction.on_commit(lambda: _enqueue_followup(message.pk))
+    metrics.record_delivery(outcome, event.platform, message, time.perf_counter() - started)
+    return Outcome(outcome, conversation, message)
+
+
+def _fill_customer(conversation: Conversation, fields: dict[str, Any]) -> None:
+    """Keep the first customer details we learn; a bot reply carries none."""
+    updates = {
+        name: fields[name]
+        for name in ("customer_id", "customer_name")
+        if fields[name] and not getattr(conversation, name)
+    }
+    if fields["metadata"] and fields["metadata"] != conversation.metadata:
+        updates["metadata"] = {**conversation.metadata, **fields["metadata"]}
+    if updates:
+        for name, value in updates.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=[*updates, "updated_at"])
+
+
+def _enqueue_followup(message_id: int) -> None:
+    from inbox.tasks import process_inbound_message
+
+    process_inbound_message.send(message_id)
