@@ -1,0 +1,1 @@
+"""Benchmarks for the inbox: ``python -m bench`` (see docs/benchmarks.md)."""

@@ -1,0 +1,57 @@
+"""Small helpers for the load generators (no Django here)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0.0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = parts[3] + parts[4]
+    total = sum(parts[:8])
+    return total - idle, total
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuWindow:
+    """CPU used by the server, by this load process and by the whole machine."""
+
+    server_pid: int
+
+    def __post_init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.server0 = process_cpu(self.server_pid)
+        self.self0 = self_cpu()
+        self.busy0, self.total0 = machine_busy()
+
+    def finish(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.t0
+        busy, total = machine_busy()
+        ncpu = os.cpu_count() or 1
+        return {
+            # 100 = one core fully busy.
+            "server_cpu_pct": round(100 * (process_cpu(self.server_pid) - self.server0) / wall, 1),
+            "loadgen_cpu_pct": round(100 * (self_cpu() - self.self0) / wall, 1),
+            "machine_busy_pct": round(
+                100 * ncpu * (busy - self.busy0) / max(total - self.total0, 1), 1
+            ),
+        }

@@ -1,0 +1,68 @@
+"""Shared fixtures. Tests run on whatever DATABASE_URL/REDIS_URL select:
+
+PostgreSQL + Redis in CI (production mode), SQLite + in-memory layers otherwise.
+A configured service that is down fails the run; nothing is skipped for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings as s
+
+    db = s.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return f"openclaw-inbox: database={db} redis={'yes' if s.REDIS_URL else 'no (embedded)'}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Serve static files from the app folders, as embedded mode does, so tests
+    # in production mode need no collectstatic step.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.STATIC_ROOT = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings.PRODUCTION:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL set (CI does)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clean_shared_state() -> Iterator[None]:
+    """Each test starts with an empty cache (rate limits) and job queue."""
+    import dramatiq
+    from django.core.cache import cache
+
+    cache.clear()
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield
+    broker.flush_all()
+
+
+@pytest.fixture
+def staff(db):  # noqa: ANN001, ANN201
+    from core.testing import create_user
+
+    return create_user(is_staff=True)
+
+
+@pytest.fixture
+def staff_client(staff):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    client = Client()
+    client.force_login(staff)
+    return client

@@ -1,0 +1,99 @@
+"""Test helpers: keyword-only factories and a signed webhook poster.
+
+Each factory sets only what a test needs; everything else gets a plain default.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+_counter = itertools.count(1)
+
+WEBHOOK_URL = "/api/openclaw/webhook/"
+
+
+def create_user(*, username: str | None = None, password: str = "pw-123456", **extra: Any) -> Any:
+    User = get_user_model()
+    user = User.objects.create_user(
+        username=username or f"agent{next(_counter)}", password=password, **extra
+    )
+    user.raw_password = password
+    return user
+
+
+def session_key(*, chat: str = "telegram", peer: str | None = None) -> str:
+    return f"agent:main:{chat}:dm:{peer or next(_counter) + 100_000_000}"
+
+
+def message_event(
+    *,
+    session_id: str | None = None,
+    message_id: str | int | None = None,
+    text: str = "안녕하세요, 주문이 아직 안 왔어요",
+    channel: str = "telegram",
+    **data: Any,
+) -> dict[str, Any]:
+    return {
+        "event": "message",
+        "data": {
+            "sessionId": session_id or session_key(chat=channel),
+            "channel": channel,
+            "senderId": "123456789",
+            "senderName": "김민준",
+            "messageId": str(message_id if message_id is not None else next(_counter)),
+            "text": text,
+            **data,
+        },
+    }
+
+
+def sign(body: bytes, secret: str | None = None) -> str:
+    from inbox.webhooks import sign_openclaw
+
+    return sign_openclaw(body, secret or settings.OPENCLAW_WEBHOOK_SECRETS[0])
+
+
+def standard_headers(body: bytes, *, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
+    from inbox.webhooks import sign_standard
+
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign_standard(
+            msg_id, stamp, body, secret or settings.OPENCLAW_WEBHOOK_SECRETS[0]
+        ),
+    }
+
+
+def encode(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def post_webhook(
+    payload: Any = None,
+    *,
+    body: bytes | None = None,
+    client: Client | None = None,
+    signature: str | None = None,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Any:
+    """POST a webhook signed the seed's way unless ``signature``/``headers`` say otherwise."""
+    if body is None:
+        body = encode(payload if payload is not None else message_event())
+    all_headers = dict(headers or {})
+    if "webhook-signature" not in all_headers and signature != "":
+        all_headers["X-OpenClaw-Signature"] = signature or sign(body)
+    return (client or Client()).post(
+        WEBHOOK_URL, data=body, content_type=content_type, headers=all_headers
+    )

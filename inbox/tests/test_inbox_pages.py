@@ -1,0 +1,157 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core.testing import create_user, message_event, post_webhook, session_key
+from inbox.models import Conversation, Message, ReadMark
+
+pytestmark = pytest.mark.django_db
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_inbox_needs_a_login(client) -> None:  # noqa: ANN001
+    response = client.get("/inbox/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_list_shows_conversations_newest_first_with_escaped_preview(staff_client) -> None:  # noqa: ANN001
+    post_webhook(message_event(session_id=session_key(), text="older one"))
+    post_webhook(message_event(session_id=session_key(), text=XSS))
+    response = staff_client.get("/inbox/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert XSS not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert html.index("onerror") < html.index("older one")
+    assert 'ws-connect="/ws/inbox/"' in html
+    assert "/static/django_htmx/ext/hx-ws-2.min.js" in html
+
+
+def test_unread_badge_is_per_agent_and_opening_clears_it(staff, staff_client) -> None:  # noqa: ANN001
+    session = session_key()
+    for i in range(3):
+        post_webhook(message_event(session_id=session, message_id=i))
+    conversation = Conversation.objects.get()
+    badge = f'id="unread-{conversation.pk}"'
+    html = staff_client.get("/inbox/").content.decode()
+    assert re.search(badge + r'[^>]*aria-label="3 unread">3<', html)
+
+    staff_client.get(f"/inbox/c/{conversation.pk}/")
+    assert ReadMark.objects.get(user=staff).inbound_seen == 3
+    html = staff_client.get("/inbox/").content.decode()
+    assert re.search(badge + r'[^>]*hidden', html)
+
+    # Another agent has not read it.
+    other = create_user()
+    from django.test import Client
+
+    other_client = Client()
+    other_client.force_login(other)
+    html = other_client.get("/inbox/").content.decode()
+    assert re.search(badge + r'[^>]*aria-label="3 unread">3<', html)
+
+
+def test_filters_by_platform_status_and_owner(staff, staff_client) -> None:  # noqa: ANN001
+    post_webhook(message_event(channel="telegram", session_id=session_key(chat="telegram"), text="tg"))
+    post_webhook(message_event(channel="whatsapp", session_id=session_key(chat="whatsapp"), text="wa"))
+    html = staff_client.get("/inbox/?platform=whatsapp").content.decode()
+    assert "conversation status-open" in html
+    rows = re.findall(r'<li id="conv-(\d+)"', html)
+    assert len(rows) == 1
+    assert Conversation.objects.get(pk=rows[0]).platform == "whatsapp"
+
+    Conversation.objects.filter(platform="telegram").update(assignee=staff)
+    mine = re.findall(r'<li id="conv-(\d+)"', staff_client.get("/inbox/?owner=mine").content.decode())
+    assert [Conversation.objects.get(pk=pk).platform for pk in mine] == ["telegram"]
+    unassigned = re.findall(
+        r'<li id="conv-(\d+)"', staff_client.get("/inbox/?owner=unassigned").content.decode()
+    )
+    assert [Conversation.objects.get(pk=pk).platform for pk in unassigned] == ["whatsapp"]
+    assert not re.findall(r'<li id="conv-', staff_client.get("/inbox/?status=resolved").content.decode())
+
+
+def test_search_finds_message_text_in_korean_and_english(staff_client) -> None:  # noqa: ANN001
+    hit = session_key()
+    post_webhook(message_event(session_id=hit, message_id=1, text="환불 요청합니다"))
+    post_webhook(message_event(session_id=hit, message_id=2, text="thanks"))
+    post_webhook(message_event(session_id=session_key(), text="where is my parcel"))
+    for query in ("환불", "parcel"):
+        rows = re.findall(r'<li id="conv-(\d+)"', staff_client.get(f"/inbox/?q={query}").content.decode())
+        assert len(rows) == 1, query
+    rows = re.findall(r'<li id="conv-(\d+)"', staff_client.get("/inbox/?q=nothing-like-this").content.decode())
+    assert rows == []
+
+
+def test_cursor_pagination_walks_every_conversation_once(staff_client) -> None:  # noqa: ANN001
+    now = timezone.now()
+    same_time = now - timedelta(minutes=5)
+    Conversation.objects.bulk_create(
+        Conversation(
+            session_id=f"agent:main:telegram:dm:{i}",
+            platform="telegram",
+            # Ties on the sort key must not lose or repeat rows.
+            last_message_at=same_time if i % 3 == 0 else now - timedelta(seconds=i),
+        )
+        for i in range(120)
+    )
+    seen: list[str] = []
+    url = "/inbox/"
+    for _ in range(5):
+        html = staff_client.get(url, headers={"HX-Request": "true"} if "cursor" in url else {}).content.decode()
+        seen += re.findall(r'<li id="conv-(\d+)"', html)
+        more = re.search(r'hx-get="([^"]*cursor=[^"]*)"', html)
+        if not more:
+            break
+        url = more.group(1).replace("&amp;", "&")
+    assert len(seen) == 120 == len(set(seen))
+
+
+def test_conversation_view_shows_thread_escaped_with_reset_divider(staff_client) -> None:  # noqa: ANN001
+    session = session_key()
+    post_webhook(message_event(session_id=session, message_id=1, text=XSS))
+    post_webhook({"event": "status", "data": {"sessionId": session, "status": "reset"}})
+    post_webhook(
+        message_event(session_id=session, message_id=2, text="bot says hi", direction="outbound", aiModel="claude-sonnet-4")
+    )
+    post_webhook(
+        {"event": "media", "data": {"sessionId": session, "messageId": "3", "mediaUrl": "https://media.example.com/x.jpg", "mediaType": "image/jpeg"}}
+    )
+    conversation = Conversation.objects.get()
+    html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert 'class="divider"' in html
+    assert "message outbound author-bot" in html and "claude-sonnet-4" in html
+    assert 'href="https://media.example.com/x.jpg" rel="noopener noreferrer nofollow"' in html
+    assert f'id="thread-{conversation.pk}"' in html
+
+
+def test_htmx_open_returns_only_the_thread_pane(staff_client) -> None:  # noqa: ANN001
+    post_webhook(message_event())
+    conversation = Conversation.objects.get()
+    response = staff_client.get(
+        f"/inbox/c/{conversation.pk}/", headers={"HX-Request": "true", "HX-Target": "thread-pane"}
+    )
+    html = response.content.decode()
+    assert f'id="thread-{conversation.pk}"' in html
+    assert "<html" not in html and 'id="conversation-list"' not in html
+
+
+def test_older_messages_load_in_pages(staff_client) -> None:  # noqa: ANN001
+    post_webhook(message_event(message_id=0))
+    conversation = Conversation.objects.get()
+    Message.objects.bulk_create(
+        Message(conversation=conversation, gateway_message_id=f"m{i}", direction="inbound", text=f"line {i}")
+        for i in range(1, 120)
+    )
+    html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    shown = re.findall(r'<li id="msg-(\d+)" class="message', html)
+    assert len(shown) == 50
+    older = re.search(r'hx-get="(/inbox/c/\d+/older/\?before=\d+)"', html).group(1)
+    page = staff_client.get(older, headers={"HX-Request": "true"}).content.decode()
+    older_shown = re.findall(r'<li id="msg-(\d+)" class="message', page)
+    assert len(older_shown) == 50
+    assert max(map(int, older_shown)) < min(map(int, shown))
+    assert staff_client.get(f"/inbox/c/{conversation.pk}/older/?before=x").status_code == 400

@@ -1,0 +1,207 @@
+"""The websocket stream, driven through the real ASGI application."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from core.asgi import application
+from core.testing import create_user, message_event, post_webhook, session_key
+from inbox import live
+from inbox.models import Activity, Conversation, Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connect(user: Any = None, query: str = "", origin: tuple = ORIGIN) -> WebsocketCommunicator:
+    headers = [origin]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(application, f"/ws/inbox/?{query}", headers=headers)
+    return communicator
+
+
+async def receive_all(communicator: WebsocketCommunicator, timeout: float = 0.5) -> list[str]:
+    """Every frame until the socket stays quiet for ``timeout`` seconds."""
+    frames = []
+    while not await communicator.receive_nothing(timeout=timeout):
+        frames.append(await communicator.receive_from())
+    return frames
+
+
+def seqs_in(frame: str) -> int:
+    return int(re.search(r'id="live-seq" data-seq="(\d+)"', frame).group(1))
+
+
+async def post(payload: dict) -> Any:
+    return await sync_to_async(post_webhook)(payload)
+
+
+async def test_anonymous_websocket_is_refused() -> None:
+    communicator = await connect(user=None)
+    connected, code = await communicator.connect()
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_foreign_origin_is_refused() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    communicator = await connect(user, origin=(b"origin", b"https://evil.example"))
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_webhook_reaches_the_inbox_as_oob_fragments() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    communicator = await connect(user)
+    connected, _ = await communicator.connect()
+    assert connected
+    await receive_all(communicator, timeout=0.2)  # nothing to catch up
+
+    response = await post(message_event(message_id=1, text="<img src=x onerror=alert(1)> 환불"))
+    assert response.status_code == 200
+    frame = await communicator.receive_from(timeout=3)
+    conversation = await Conversation.objects.aget()
+    assert f'id="conv-{conversation.pk}"' in frame
+    assert 'hx-swap-oob="afterbegin:#conversation-list"' in frame
+    assert f'id="unread-{conversation.pk}" class="unread" hx-swap-oob="true"' in frame
+    # Customer text is escaped in the fragment, never raw HTML.
+    assert "<img src=x" not in frame
+    assert "&lt;img src=x onerror=alert(1)&gt;" in frame
+    await communicator.disconnect()
+
+
+async def test_open_conversation_receives_thread_items() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    session = session_key()
+    await post(message_event(session_id=session, message_id=1, text="first"))
+    conversation = await Conversation.objects.aget(session_id=session)
+    seq = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
+    communicator = await connect(user, f"after={seq}&conversation={conversation.pk}")
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.2)
+
+    await post(message_event(session_id=session, message_id=2, text="두 번째 메시지"))
+    frame = await communicator.receive_from(timeout=3)
+    message = await Message.objects.aget(gateway_message_id="2")
+    assert f'<div id="msg-{message.pk}" hx-swap-oob="delete"></div>' in frame
+    assert f'hx-swap-oob="beforeend:#thread-{conversation.pk}"' in frame
+    assert "두 번째 메시지" in frame
+    # Watching it means reading it: the badge says 0 and the mark is stored.
+    assert f'id="unread-{conversation.pk}" class="unread" hx-swap-oob="true" hidden' in frame
+    await communicator.disconnect()
+
+
+async def test_other_tabs_do_not_get_thread_items_of_conversations_they_do_not_show() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    communicator = await connect(user)
+    assert (await communicator.connect())[0]
+    await post(message_event(message_id=1, text="only in the list"))
+    frame = await communicator.receive_from(timeout=3)
+    assert "beforeend:#thread-" not in frame
+    await communicator.disconnect()
+
+
+async def test_reconnect_with_an_old_sequence_number_replays_exactly_the_missed_events() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    session = session_key()
+    await post(message_event(session_id=session, message_id=1, text="seen before the drop"))
+    last_applied = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
+
+    # The laptop lid is closed: three messages arrive with no socket open.
+    for i in range(2, 5):
+        await post(message_event(session_id=session, message_id=i, text=f"missed {i}"))
+    missed = await sync_to_async(
+        lambda: list(Activity.objects.filter(pk__gt=last_applied).values_list("pk", flat=True))
+    )()
+    assert len(missed) == 3
+
+    conversation = await Conversation.objects.aget(session_id=session)
+    communicator = await connect(user, f"after={last_applied}&conversation={conversation.pk}")
+    assert (await communicator.connect())[0]
+    frames = await receive_all(communicator)
+    replay = "".join(frames)
+    for i in range(1, 5):
+        message = await Message.objects.aget(gateway_message_id=str(i))
+        # Each missed message once in the thread; the one seen before, not at all.
+        assert replay.count(f'<li id="msg-{message.pk}" class="message') == (i > 1)
+    assert seqs_in(frames[-1]) == missed[-1]
+
+    # Live again: the next event follows on, nothing is resent.
+    await post(message_event(session_id=session, message_id=5, text="after reconnect"))
+    frame = await communicator.receive_from(timeout=3)
+    assert "after reconnect" in frame and "missed" not in frame
+    assert seqs_in(frame) == missed[-1] + 1
+    await communicator.disconnect()
+
+
+async def test_a_dropped_group_message_is_filled_from_the_database() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    session = session_key()
+    await post(message_event(session_id=session, message_id=1))
+    conversation = await Conversation.objects.aget(session_id=session)
+    seq = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
+    communicator = await connect(user, f"after={seq}&conversation={conversation.pk}")
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.2)
+
+    # Store a message whose live push is lost (as Redis may drop one) ...
+    def store_silently() -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            locked.add_message(
+                gateway_message_id="lost", direction="inbound", text="lost in transit"
+            )
+
+    await sync_to_async(store_silently)()
+    # ... then the next one is published normally.
+    await post(message_event(session_id=session, message_id=3, text="next one"))
+    replay = "".join(await receive_all(communicator, timeout=1.5))
+    lost = await Message.objects.aget(gateway_message_id="lost")
+    following = await Message.objects.aget(gateway_message_id="3")
+    assert replay.count(f'<li id="msg-{lost.pk}" class="message') == 1
+    assert replay.count(f'<li id="msg-{following.pk}" class="message') == 1
+    await communicator.disconnect()
+
+
+async def test_a_group_message_delivered_twice_is_sent_once() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    await post(message_event(message_id=1))
+    activity = await sync_to_async(
+        lambda: Activity.objects.select_related("conversation", "message").latest("pk")
+    )()
+    communicator = await connect(user, f"after={activity.pk - 1}")
+    assert (await communicator.connect())[0]
+    first = await receive_all(communicator, timeout=0.5)
+    assert len(first) == 1
+    await sync_to_async(live.publish)([activity])
+    assert await receive_all(communicator, timeout=0.5) == []
+    await communicator.disconnect()
+
+
+async def test_filtered_list_drops_rows_that_no_longer_match() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    communicator = await connect(user, "platform=whatsapp")
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.2)
+    await post(message_event(channel="telegram", message_id=1))
+    frame = await communicator.receive_from(timeout=3)
+    conversation = await Conversation.objects.aget()
+    assert f'<div id="conv-{conversation.pk}" hx-swap-oob="delete"></div>' in frame
+    assert "afterbegin:#conversation-list" not in frame
+    await communicator.disconnect()
