@@ -16,7 +16,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     from django.conf import settings as s
 
     db = s.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    return f"openclaw-inbox: database={db} redis={'yes' if s.REDIS_URL else 'no (embedded)'}"
+    redis = "yes" if s.REDIS_URL else "no (embedded)"
+    return f"openclaw-inbox: database={db} redis={redis}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,16 +25,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # in production mode need no collectstatic step.
     settings.STORAGES = {
         **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
     }
     settings.WHITENOISE_USE_FINDERS = True
     settings.STATIC_ROOT = None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     if settings.PRODUCTION:
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL set (CI does)")
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL: run with DATABASE_URL set (CI does)"
+    )
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_dramatiq",
+    "dramatiq_crontab",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -198,6 +199,12 @@ else:
     }
 
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# The scheduler (Procfile "scheduler") holds a Redis lock, so starting it on
+# several machines still enqueues each periodic job once.
+DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}
+OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
+    "OPENCLAW_DELIVERY_RETENTION_DAYS", default=30
+)
 
 # Metrics from several processes add up: each process writes its own files here
 # and /metrics merges them (prometheus-client's multiprocess mode).
@@ -257,7 +264,9 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

@@ -20,7 +20,9 @@ _counter = itertools.count(1)
 WEBHOOK_URL = "/api/openclaw/webhook/"
 
 
-def create_user(*, username: str | None = None, password: str = "pw-123456", **extra: Any) -> Any:
+def create_user(
+    *, username: str | None = None, password: str = "pw-123456", **extra: Any
+) -> Any:
     User = get_user_model()
     user = User.objects.create_user(
         username=username or f"agent{next(_counter)}", password=password, **extra
@@ -61,7 +63,9 @@ def sign(body: bytes, secret: str | None = None) -> str:
     return sign_openclaw(body, secret or settings.OPENCLAW_WEBHOOK_SECRETS[0])
 
 
-def standard_headers(body: bytes, *, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
+def standard_headers(
+    body: bytes, *, secret: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     from inbox.webhooks import sign_standard
 
     msg_id = f"msg_{uuid.uuid4().hex}"
@@ -88,7 +92,7 @@ def post_webhook(
     headers: dict[str, str] | None = None,
     content_type: str = "application/json",
 ) -> Any:
-    """POST a webhook signed the seed's way unless ``signature``/``headers`` say otherwise."""
+    """POST a webhook; signed the seed's way unless told otherwise."""
     if body is None:
         body = encode(payload if payload is not None else message_event())
     all_headers = dict(headers or {})

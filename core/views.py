@@ -12,7 +12,7 @@ from core import metrics
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database (and Redis, in production mode) answer; 503 naming which not."""
+    """200 when the database (and Redis in production) answer; else 503, naming it."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:

@@ -10,7 +10,12 @@ class ConversationAdmin(admin.ModelAdmin):
         "message_count", "last_message_at", "is_active",
     )  # fmt: skip
     list_filter = ("platform", "status", "is_active", "assignee")
-    search_fields = ("session_id", "customer_id", "customer_name", "last_message_preview")
+    search_fields = (
+        "session_id",
+        "customer_id",
+        "customer_name",
+        "last_message_preview",
+    )
     raw_id_fields = ("assignee",)
     readonly_fields = ("created_at", "updated_at")
     date_hierarchy = "last_message_at"
@@ -22,7 +27,13 @@ class MessageAdmin(admin.ModelAdmin):
         "gateway_message_id", "conversation", "direction", "kind", "sender",
         "delivery_state", "created_at",
     )  # fmt: skip
-    list_filter = ("direction", "kind", "delivery_state", "author", "conversation__platform")
+    list_filter = (
+        "direction",
+        "kind",
+        "delivery_state",
+        "author",
+        "conversation__platform",
+    )
     search_fields = ("gateway_message_id", "text", "sender", "conversation__session_id")
     raw_id_fields = ("conversation",)
     date_hierarchy = "created_at"

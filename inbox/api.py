@@ -92,7 +92,9 @@ class ConversationList(generics.ListAPIView):
 
     def get_queryset(self) -> Any:
         return (
-            Conversation.objects.filtered(user=self.request.user, **_filters(self.request))
+            Conversation.objects.filtered(
+                user=self.request.user, **_filters(self.request)
+            )
             .with_unread_for(self.request.user)
             .select_related("assignee")
         )
@@ -105,7 +107,9 @@ class MessageList(generics.ListAPIView):
     pagination_class = ThreadCursor
 
     def get_queryset(self) -> Any:
-        conversation = get_object_or_404(Conversation, session_id=self.kwargs["session_id"])
+        conversation = get_object_or_404(
+            Conversation, session_id=self.kwargs["session_id"]
+        )
         return conversation.messages.all()
 
 

@@ -32,7 +32,9 @@ class InboxConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=4401)
             return
-        params = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        params = {
+            k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()
+        }
         self.user = user
         self.view = live.View(
             platform=params.get("platform", "")[:16],
@@ -56,7 +58,11 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await self.accept()
         metrics.WEBSOCKET_CLIENTS.inc()
         self.counted = True
-        self.hwm = after if after is not None else await database_sync_to_async(live.current_seq)()
+        self.hwm = (
+            after
+            if after is not None
+            else await database_sync_to_async(live.current_seq)()
+        )
         self.unread_seen = await database_sync_to_async(_recent_read_marks)(user)
         await self.catch_up()
         self.sweeper = asyncio.ensure_future(self._sweep())
@@ -71,7 +77,9 @@ class InboxConsumer(AsyncWebsocketConsumer):
             metrics.WEBSOCKET_CLIENTS.dec()
             self.counted = False
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
         # The browser only listens; a ping keeps proxies from closing idle sockets.
         if text_data and '"ping"' in text_data:
             await self.send('<div id="live-pong" hx-swap-oob="true"></div>')
@@ -80,7 +88,11 @@ class InboxConsumer(AsyncWebsocketConsumer):
 
     async def inbox_events(self, message: dict[str, Any]) -> None:
         async with self.lock:
-            fresh = [e for e in message["events"] if e["seq"] > self.hwm and e["seq"] not in self.ahead]
+            fresh = [
+                e
+                for e in message["events"]
+                if e["seq"] > self.hwm and e["seq"] not in self.ahead
+            ]
             if not fresh:
                 return
             gap = fresh[0]["seq"] != self.hwm + 1 or any(
@@ -107,7 +119,10 @@ class InboxConsumer(AsyncWebsocketConsumer):
                 for event in events:
                     self.ahead.add(event["seq"])
                     # A hole before an old row is a rolled-back transaction.
-                    if event["seq"] > self.hwm + 1 and now - event["created_at"] > live.GAP_GRACE:
+                    if (
+                        event["seq"] > self.hwm + 1
+                        and now - event["created_at"] > live.GAP_GRACE
+                    ):
                         self.hwm = event["seq"] - 1
                         self.ahead = {seq for seq in self.ahead if seq > self.hwm}
                     self._advance()
@@ -161,7 +176,9 @@ class InboxConsumer(AsyncWebsocketConsumer):
                 if event["kind"] == "conversation_created":
                     self.unread_seen[pk] = 0
                 else:
-                    self.unread_seen[pk] = await database_sync_to_async(_seen)(self.user, pk)
+                    self.unread_seen[pk] = await database_sync_to_async(_seen)(
+                        self.user, pk
+                    )
             result[pk] = max(event["inbound"] - self.unread_seen[pk], 0)
         return result
 

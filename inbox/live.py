@@ -96,7 +96,9 @@ def publish(activities: list[Activity]) -> None:
         return
     events = [event_for(activity) for activity in activities]
     layer = get_channel_layer()
-    async_to_sync(layer.group_send)(INBOX_GROUP, {"type": "inbox.events", "events": events})
+    async_to_sync(layer.group_send)(
+        INBOX_GROUP, {"type": "inbox.events", "events": events}
+    )
 
 
 def current_seq() -> int:
@@ -139,7 +141,9 @@ class View:
         return True
 
 
-def frame(events: list[dict[str, Any]], *, view: View, seq: int, unread: dict[int, int]) -> str:
+def frame(
+    events: list[dict[str, Any]], *, view: View, seq: int, unread: dict[int, int]
+) -> str:
     """One websocket frame of ``hx-swap-oob`` fragments; applying it twice is harmless.
 
     Rows are removed then inserted at the top (so a replayed row does not
@@ -180,9 +184,10 @@ def _row_fragment(event: dict[str, Any], view: View) -> str:
 
 def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
     """Events for the activities after ``after``, oldest first, for catch-up."""
-    activities = (
-        Activity.objects.after(after)
-        .select_related("conversation", "conversation__assignee", "message")[:limit]
-    )
-    return [event_for(activity) | {"created_at": activity.created_at} for activity in activities]
-
+    activities = Activity.objects.after(after).select_related(
+        "conversation", "conversation__assignee", "message"
+    )[:limit]
+    return [
+        event_for(activity) | {"created_at": activity.created_at}
+        for activity in activities
+    ]

@@ -35,7 +35,9 @@ WEBSOCKET_CLIENTS = Gauge(
 )
 
 
-def record_delivery(outcome: str, platform: str, message: object, seconds: float) -> None:
+def record_delivery(
+    outcome: str, platform: str, message: object, seconds: float
+) -> None:
     DELIVERIES.labels(outcome=outcome).inc()
     PROCESSING_SECONDS.observe(seconds)
     if message is not None:

@@ -27,7 +27,11 @@ class Platform(models.TextChoices):
     @classmethod
     def parse(cls, value: str) -> Platform:
         value = (value or "").strip().lower().replace("-", "").replace("_", "")
-        aliases = {"web": cls.WEBCHAT, "google": cls.GOOGLECHAT, "gchat": cls.GOOGLECHAT}
+        aliases = {
+            "web": cls.WEBCHAT,
+            "google": cls.GOOGLECHAT,
+            "gchat": cls.GOOGLECHAT,
+        }
         if value in aliases:
             return aliases[value]
         try:
@@ -82,7 +86,9 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             # Matches the GIN expression index made in migration 0002.
             hits = Message.objects.annotate(
                 search=SearchVector("text", config="simple")
-            ).filter(search=SearchQuery(query, config="simple", search_type="websearch"))
+            ).filter(
+                search=SearchQuery(query, config="simple", search_type="websearch")
+            )
         else:
             hits = Message.objects.filter(text__icontains=query)
         return self.filter(name_match | Q(pk__in=hits.values("conversation_id")))
@@ -99,7 +105,9 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             )
         )
 
-    def before_cursor(self, cursor: tuple[datetime, int] | None) -> ConversationQuerySet:
+    def before_cursor(
+        self, cursor: tuple[datetime, int] | None
+    ) -> ConversationQuerySet:
         """Keyset page after ``cursor`` (the last row's sort key): fast at any depth."""
         if cursor is None:
             return self
@@ -126,7 +134,9 @@ class Conversation(models.Model):
     )
     customer_id = models.CharField(max_length=255, blank=True)
     customer_name = models.CharField(max_length=255, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.OPEN
+    )
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -156,7 +166,9 @@ class Conversation(models.Model):
             models.Index(
                 fields=["platform", "-last_message_at", "-id"], name="conv_platform_idx"
             ),
-            models.Index(fields=["status", "-last_message_at", "-id"], name="conv_status_idx"),
+            models.Index(
+                fields=["status", "-last_message_at", "-id"], name="conv_status_idx"
+            ),
             models.Index(
                 fields=["assignee", "-last_message_at", "-id"], name="conv_assignee_idx"
             ),
@@ -235,7 +247,7 @@ class Conversation(models.Model):
         return True
 
     def record_error(self, text: str) -> Activity:
-        """Remember the gateway's latest error for this conversation. Needs the row lock."""
+        """Remember the gateway's latest error here. Needs the row lock."""
         self.last_error = text
         self.last_error_at = timezone.now()
         self.save(update_fields=["last_error", "last_error_at", "updated_at"])
@@ -280,7 +292,9 @@ class Message(models.Model):
     gateway_message_id = models.CharField(max_length=255)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
-    author = models.CharField(max_length=8, choices=Author.choices, default=Author.CUSTOMER)
+    author = models.CharField(
+        max_length=8, choices=Author.choices, default=Author.CUSTOMER
+    )
     sender = models.CharField(max_length=255, blank=True)
     text = models.TextField(blank=True)
     attachments = models.JSONField(default=list, blank=True)
@@ -291,7 +305,9 @@ class Message(models.Model):
         max_length=10, choices=DeliveryState.choices, default=DeliveryState.RECEIVED
     )
     delivered_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True, help_text="Gateway's timestamp")
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Gateway's timestamp"
+    )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -325,7 +341,7 @@ class ActivityQuerySet(models.QuerySet["Activity"]):
 
 
 class Activity(models.Model):
-    """One row per change the inbox shows; its id is the live stream's sequence number."""
+    """One row per change the inbox shows; its id is the live stream's sequence."""
 
     class Kind(models.TextChoices):
         CONVERSATION_CREATED = "conversation_created", "Conversation created"
@@ -337,7 +353,9 @@ class Activity(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="activities"
     )
     kind = models.CharField(max_length=24, choices=Kind.choices)
-    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE
+    )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -345,7 +363,9 @@ class Activity(models.Model):
 
     class Meta:
         verbose_name_plural = "activities"
-        indexes = [models.Index(fields=["conversation", "id"], name="activity_conv_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="activity_conv_idx")
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind}"
@@ -361,7 +381,9 @@ class ReadMark(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "conversation"], name="readmark_unique")
+            models.UniqueConstraint(
+                fields=["user", "conversation"], name="readmark_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -405,7 +427,9 @@ class WebhookDelivery(models.Model):
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL
     )
-    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL
+    )
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -413,8 +437,11 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = "webhook deliveries"
         indexes = [
             models.Index(fields=["-received_at"], name="delivery_received_idx"),
-            models.Index(fields=["outcome", "-received_at"], name="delivery_outcome_idx"),
+            models.Index(
+                fields=["outcome", "-received_at"], name="delivery_outcome_idx"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type or '?'} {self.outcome} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
+        stamp = f"{self.received_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.event_type or '?'} {self.outcome} @ {stamp}"

@@ -1,4 +1,4 @@
-"""What the inbox announces; other apps (automations) listen without the inbox knowing them."""
+"""What the inbox announces; other apps (automations) listen, unknown to the inbox."""
 
 from django.dispatch import Signal
 

@@ -29,19 +29,30 @@ CUSTOMERS = [
     ("webchat", "Visitor 4821"), ("signal", "Erik Lund"), ("telegram", "윤도현"),
 ]  # fmt: skip
 CUSTOMER_TEXTS = [
-    "안녕하세요, 주문한 상품이 아직 안 왔어요.", "배송 언제 와요?", "환불 받을 수 있나요?",
-    "결제가 두 번 됐어요 ㅠㅠ", "비밀번호를 잊어버렸어요", "정말 최악이에요, 실망했습니다.",
-    "감사합니다! 잘 해결됐어요.", "Hi, where is my order #4471?", "Can I change my delivery address?",
-    "I was charged twice, please help.", "How do I reset my password?",
-    "This is the worst service, I want a refund.", "Thanks, that worked!",
-    "Do you ship to Canada?", "<img src=x onerror=alert(1)> is this safe?",
-]  # fmt: skip
+    "안녕하세요, 주문한 상품이 아직 안 왔어요.",
+    "배송 언제 와요?",
+    "환불 받을 수 있나요?",
+    "결제가 두 번 됐어요 ㅠㅠ",
+    "비밀번호를 잊어버렸어요",
+    "정말 최악이에요, 실망했습니다.",
+    "감사합니다! 잘 해결됐어요.",
+    "Hi, where is my order #4471?",
+    "Can I change my delivery address?",
+    "I was charged twice, please help.",
+    "How do I reset my password?",
+    "This is the worst service, I want a refund.",
+    "Thanks, that worked!",
+    "Do you ship to Canada?",
+    "<img src=x onerror=alert(1)> is this safe?",
+]
 BOT_TEXTS = [
-    "주문 내역을 확인해 볼게요. 잠시만 기다려 주세요.", "배송은 보통 2~3일 걸립니다.",
+    "주문 내역을 확인해 볼게요. 잠시만 기다려 주세요.",
+    "배송은 보통 2~3일 걸립니다.",
     "불편을 드려 죄송합니다. 상담원을 연결해 드릴까요?",
-    "Let me look that up for you.", "Your order is on its way and should arrive Friday.",
+    "Let me look that up for you.",
+    "Your order is on its way and should arrive Friday.",
     "I'm sorry about that. I can connect you with a human agent.",
-]  # fmt: skip
+]
 MODELS = ["claude-sonnet-4", "gpt-4.1-mini", "claude-haiku-4"]
 
 
@@ -63,7 +74,9 @@ class Chat:
         if self.platform == "telegram":
             return str(seq)
         if self.platform == "whatsapp":
-            return "wamid." + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", k=24))
+            return "wamid." + "".join(
+                rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", k=24)
+            )
         if self.platform == "slack":
             return f"{time.time():.6f}"
         if self.platform == "discord":
@@ -94,7 +107,9 @@ class Simulator:
 
     # -- payloads -------------------------------------------------------------
 
-    def message(self, chat: Chat, *, text: str | None = None, outbound: bool = False) -> dict[str, Any]:
+    def message(
+        self, chat: Chat, *, text: str | None = None, outbound: bool = False
+    ) -> dict[str, Any]:
         rng = self.rng
         data: dict[str, Any] = {
             "sessionId": chat.session_id,
@@ -137,17 +152,24 @@ class Simulator:
     def status(self, chat: Chat, status: str) -> dict[str, Any]:
         return {
             "event": "status",
-            "data": {"sessionId": chat.session_id, "channel": chat.platform, "status": status,
-                     "messageId": f"status-{status}-{chat.new_message_id(self.rng)}"},
-        }  # fmt: skip
+            "data": {
+                "sessionId": chat.session_id,
+                "channel": chat.platform,
+                "status": status,
+                "messageId": f"status-{status}-{chat.new_message_id(self.rng)}",
+            },
+        }
 
     def error(self, chat: Chat) -> dict[str, Any]:
         return {
             "event": "error",
-            "data": {"sessionId": chat.session_id, "channel": chat.platform,
-                     "error": "model provider timed out (retrying)",
-                     "messageId": f"err-{chat.new_message_id(self.rng)}"},
-        }  # fmt: skip
+            "data": {
+                "sessionId": chat.session_id,
+                "channel": chat.platform,
+                "error": "model provider timed out (retrying)",
+                "messageId": f"err-{chat.new_message_id(self.rng)}",
+            },
+        }
 
     def next_payload(self) -> dict[str, Any]:
         rng = self.rng
@@ -214,14 +236,20 @@ class Simulator:
         if duration is None and count is None:
             duration = 8 * 3600
         parts = urlsplit(self.url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+        connection = http.client.HTTPConnection(
+            parts.hostname, parts.port or 80, timeout=10
+        )
         deadline = time.monotonic() + duration if duration is not None else None
         stream = self.bodies()
         try:
             while (count is None or self.sent < count) and (
                 deadline is None or time.monotonic() < deadline
             ):
-                burst = 5 if burst_every and self.sent % burst_every == burst_every - 1 else 1
+                burst = (
+                    5
+                    if burst_every and self.sent % burst_every == burst_every - 1
+                    else 1
+                )
                 for _ in range(burst):
                     self._post(connection, parts.path, next(stream), quiet)
                 time.sleep(self.rng.expovariate(rate) if rate > 0 else 0)
@@ -229,7 +257,13 @@ class Simulator:
             connection.close()
         return self.answers
 
-    def _post(self, connection: http.client.HTTPConnection, path: str, body: bytes, quiet: bool) -> None:
+    def _post(
+        self,
+        connection: http.client.HTTPConnection,
+        path: str,
+        body: bytes,
+        quiet: bool,
+    ) -> None:
         try:
             connection.request("POST", path, body=body, headers=self.headers(body))
             response = connection.getresponse()

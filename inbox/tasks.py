@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import dramatiq
+from datetime import timedelta
 
-from inbox.models import Message
+import dramatiq
+from django.conf import settings
+from django.utils import timezone
+from dramatiq_crontab import cron
+
+from inbox.models import Message, WebhookDelivery
 from inbox.signals import message_stored
 
 
@@ -15,7 +20,33 @@ def process_inbound_message(message_id: int) -> None:
     Dramatiq delivers at least once; receivers of ``message_stored`` key their
     own work on the message so a redelivery does nothing twice.
     """
-    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    message = (
+        Message.objects.select_related("conversation").filter(pk=message_id).first()
+    )
     if message is None or not message.is_from_customer:
         return
     message_stored.send(sender=Message, message=message)
+
+
+PRUNE_BATCH = 5_000
+PRUNE_MAX_BATCHES = 200
+
+
+@cron("17 3 * * *")
+@dramatiq.actor(max_retries=3, time_limit=15 * 60_000)
+def prune_webhook_deliveries() -> None:
+    """Forget delivery logs past the retention period, in small batches.
+
+    Batches keep each DELETE short so ingestion never waits on a long lock;
+    a backlog larger than one run's cap is finished by the next night's run.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.OPENCLAW_DELIVERY_RETENTION_DAYS)
+    for _ in range(PRUNE_MAX_BATCHES):
+        ids = list(
+            WebhookDelivery.objects.filter(received_at__lt=cutoff).values_list(
+                "pk", flat=True
+            )[:PRUNE_BATCH]
+        )
+        if not ids:
+            return
+        WebhookDelivery.objects.filter(pk__in=ids).delete()

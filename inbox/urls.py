@@ -9,7 +9,9 @@ urlpatterns = [
     path("inbox/", views.conversation_list, name="conversation-list"),
     path("inbox/c/<int:pk>/", views.conversation_detail, name="conversation-detail"),
     path("inbox/c/<int:pk>/older/", views.older_messages, name="older-messages"),
-    path("api/conversations/", api.ConversationList.as_view(), name="api-conversations"),
+    path(
+        "api/conversations/", api.ConversationList.as_view(), name="api-conversations"
+    ),
     path(
         "api/conversations/<path:session_id>/messages/",
         api.MessageList.as_view(),

@@ -38,7 +38,12 @@ def _error(status: int, field: str, reason: str, **headers: str) -> JsonResponse
 
 
 def _reject(
-    request: HttpRequest, status: int, category: str, field: str, reason: str, body: bytes = b""
+    request: HttpRequest,
+    status: int,
+    category: str,
+    field: str,
+    reason: str,
+    body: bytes = b"",
 ) -> JsonResponse:
     """Answer an error and keep a bounded record of it (never the whole body)."""
     metrics.record_rejection(category)
@@ -57,12 +62,17 @@ def _reject(
 
 @csrf_exempt
 def webhook(request: HttpRequest) -> JsonResponse:
-    """``POST /api/openclaw/webhook/``: the gateway's deliveries (docs/webhook-contract.md)."""
+    """``POST /api/openclaw/webhook/``: the gateway's deliveries.
+
+    The contract is in docs/webhook-contract.md.
+    """
     if request.method != "POST":
         metrics.record_rejection("method")
         return _error(405, "method", "use POST", Allow="POST")
     rate = settings.OPENCLAW_WEBHOOK_RATE
-    if is_ratelimited(request, group="openclaw-webhook", key="ip", rate=rate, increment=True):
+    if is_ratelimited(
+        request, group="openclaw-webhook", key="ip", rate=rate, increment=True
+    ):
         # Not logged row by row: a flood must not become a flood of rows.
         metrics.record_rejection("rate_limit")
         period = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(rate[-1], 60)
@@ -78,7 +88,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
         return _reject(request, 413, "size", "body", f"is larger than {cap} bytes")
     body = request.read(cap + 1)
     if len(body) > cap:
-        return _reject(request, 413, "size", "body", f"is larger than {cap} bytes", body)
+        return _reject(
+            request, 413, "size", "body", f"is larger than {cap} bytes", body
+        )
     try:
         scheme = webhooks.verify_signature(
             request.headers, body, settings.OPENCLAW_WEBHOOK_SECRETS
@@ -104,7 +116,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
         delivery.status_code = 202
         delivery.save()
         metrics.DELIVERIES.labels(outcome="ignored").inc()
-        return JsonResponse({"status": "ignored", "event": payload["event"]}, status=202)
+        return JsonResponse(
+            {"status": "ignored", "event": payload["event"]}, status=202
+        )
     try:
         event = webhooks.validate(payload, body)
     except webhooks.PayloadError as exc:
@@ -168,7 +182,9 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _thread_context(conversation: Conversation, before: int | None = None) -> dict[str, Any]:
+def _thread_context(
+    conversation: Conversation, before: int | None = None
+) -> dict[str, Any]:
     messages = conversation.messages.order_by("-pk")
     if before is not None:
         messages = messages.filter(pk__lt=before)
@@ -198,7 +214,9 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     seq = live.current_seq()
-    conversation = get_object_or_404(Conversation.objects.select_related("assignee"), pk=pk)
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("assignee"), pk=pk
+    )
     ReadMark.mark_seen(request.user, conversation)
     context = _thread_context(conversation) | {"seq": seq, "open": conversation}
     if request.htmx and request.htmx.target == "thread-pane":
@@ -214,5 +232,8 @@ def older_messages(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         before = int(request.GET.get("before", ""))
     except ValueError:
         return HttpResponse("before must be a message id", status=400)
-    return render(request, "inbox/inbox.html#older-messages", _thread_context(conversation, before))
-
+    return render(
+        request,
+        "inbox/inbox.html#older-messages",
+        _thread_context(conversation, before),
+    )

@@ -85,7 +85,9 @@ def verify_signature(
             if hmac.compare_digest(sign_openclaw(body, secret), provided):
                 return WebhookDelivery.Scheme.OPENCLAW
         raise SignatureError("X-OpenClaw-Signature does not match")
-    raise SignatureError("missing signature: send X-OpenClaw-Signature or webhook-signature")
+    raise SignatureError(
+        "missing signature: send X-OpenClaw-Signature or webhook-signature"
+    )
 
 
 def _verify_standard(
@@ -137,9 +139,13 @@ def parse_body(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise PayloadError("body", "is not UTF-8") from exc
     except json.JSONDecodeError as exc:
-        raise PayloadError("body", f"malformed JSON: {exc.msg} at position {exc.pos}") from exc
+        raise PayloadError(
+            "body", f"malformed JSON: {exc.msg} at position {exc.pos}"
+        ) from exc
     if not isinstance(payload, dict):
-        raise PayloadError("body", f"must be a JSON object, got {type(payload).__name__}")
+        raise PayloadError(
+            "body", f"must be a JSON object, got {type(payload).__name__}"
+        )
     event = payload.get("event")
     if not isinstance(event, str) or not event:
         raise PayloadError("event", "is required and must be a non-empty string")
@@ -148,14 +154,22 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _string(data: dict[str, Any], name: str, *, required: bool = False, limit: int = MAX_ID_CHARS) -> str:
+def _string(
+    data: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    limit: int = MAX_ID_CHARS,
+) -> str:
     value = data.get(name)
     if value is None or value == "":
         if required:
             raise PayloadError(f"data.{name}", "is required")
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise PayloadError(f"data.{name}", f"must be a string, got {type(value).__name__}")
+        raise PayloadError(
+            f"data.{name}", f"must be a string, got {type(value).__name__}"
+        )
     value = str(value)
     if len(value) > limit:
         raise PayloadError(f"data.{name}", f"is longer than {limit} characters")
@@ -229,25 +243,36 @@ def _timestamp(data: dict[str, Any]) -> datetime | None:
 def platform_from_session(session_id: str) -> str:
     # OpenClaw session keys read agent:<agent>:<channel>:<kind>:<peer>.
     parts = session_id.split(":")
-    return Platform.parse(parts[2]) if len(parts) >= 3 and parts[0] == "agent" else Platform.OTHER
+    return (
+        Platform.parse(parts[2])
+        if len(parts) >= 3 and parts[0] == "agent"
+        else Platform.OTHER
+    )
 
 
 def validate(payload: dict[str, Any], body: bytes) -> Event:
-    """Check one known event's fields; raise ``PayloadError`` naming the first bad one."""
+    """Check a known event's fields; raise ``PayloadError`` naming the first bad one."""
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PayloadError("data", "is required and must be an object")
     event = Event(type=payload["event"], data=data)
     event.session_id = _string(data, "sessionId", required=True)
     channel = _string(data, "channel", limit=64)
-    event.platform = Platform.parse(channel) if channel else platform_from_session(event.session_id)
+    event.platform = (
+        Platform.parse(channel) if channel else platform_from_session(event.session_id)
+    )
     channel_info = data.get("channelInfo")
     if channel_info is not None and not isinstance(channel_info, dict):
         raise PayloadError("data.channelInfo", "must be an object")
     sender_id = _string(data, "senderId")
-    sender_name = _string(data, "senderName") or str(
-        (channel_info or {}).get("displayName") or (channel_info or {}).get("username") or ""
-    )[:255]
+    sender_name = (
+        _string(data, "senderName")
+        or str(
+            (channel_info or {}).get("displayName")
+            or (channel_info or {}).get("username")
+            or ""
+        )[:255]
+    )
     direction = data.get("direction", "inbound")
     if direction not in ("inbound", "outbound"):
         raise PayloadError("data.direction", 'must be "inbound" or "outbound"')
@@ -287,20 +312,26 @@ def validate(payload: dict[str, Any], body: bytes) -> Event:
                 },
             )
         elif not text and not attachments:
-            raise PayloadError("data.text", "is required for a message without attachments")
+            raise PayloadError(
+                "data.text", "is required for a message without attachments"
+            )
         outbound = direction == "outbound"
         event.fields["message"] = {
             "gateway_message_id": event.message_id,
             "direction": direction,
             "kind": kind,
             "author": Message.Author.BOT if outbound else Message.Author.CUSTOMER,
-            "sender": (sender_name or sender_id) if not outbound else (_string(data, "agentId") or "bot"),
+            "sender": (sender_name or sender_id)
+            if not outbound
+            else (_string(data, "agentId") or "bot"),
             "text": text,
             "attachments": attachments,
             "ai_model": _string(data, "aiModel", limit=128),
             "tokens_used": _count(data, "tokensUsed"),
             "processing_time_ms": _count(data, "processingTimeMs"),
-            "delivery_state": Message.DeliveryState.SENT if outbound else Message.DeliveryState.RECEIVED,
+            "delivery_state": Message.DeliveryState.SENT
+            if outbound
+            else Message.DeliveryState.RECEIVED,
             "sent_at": _timestamp(data),
             "metadata": metadata,
         }
@@ -385,7 +416,11 @@ def store(event: Event, delivery: WebhookDelivery) -> Outcome:
             activities.insert(1 if created else 0, message.activity)
         # A redelivery adds no message and changes no status: nothing new to show.
         changed = message is not None or (event.type == "status" and bool(activities))
-        outcome = WebhookDelivery.Outcome.STORED if changed else WebhookDelivery.Outcome.DUPLICATE
+        outcome = (
+            WebhookDelivery.Outcome.STORED
+            if changed
+            else WebhookDelivery.Outcome.DUPLICATE
+        )
         delivery.outcome = outcome
         delivery.status_code = 200
         delivery.conversation = conversation
@@ -394,12 +429,19 @@ def store(event: Event, delivery: WebhookDelivery) -> Outcome:
         delivery.save()
         if activities:
             transaction.on_commit(lambda: live.publish(activities))
-        if message is not None and message.is_from_customer and message.kind in (
-            Message.Kind.TEXT,
-            Message.Kind.MEDIA,
+        if (
+            message is not None
+            and message.is_from_customer
+            and message.kind
+            in (
+                Message.Kind.TEXT,
+                Message.Kind.MEDIA,
+            )
         ):
             transaction.on_commit(lambda: _enqueue_followup(message.pk))
-    metrics.record_delivery(outcome, event.platform, message, time.perf_counter() - started)
+    metrics.record_delivery(
+        outcome, event.platform, message, time.perf_counter() - started
+    )
     return Outcome(outcome, conversation, message)
 
 

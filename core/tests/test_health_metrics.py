@@ -29,10 +29,14 @@ def test_metrics_count_messages_deliveries_and_sessions() -> None:
         return 0.0
 
     before = Client().get("/metrics").content.decode()
-    post_webhook(message_event(channel="discord", session_id="agent:main:discord:channel:9"))
+    post_webhook(
+        message_event(channel="discord", session_id="agent:main:discord:channel:9")
+    )
     post_webhook(message_event(), signature="0" * 64)
     text = Client().get("/metrics").content.decode()
-    received = 'openclaw_messages_received_total{direction="inbound",platform="discord"}'
+    received = (
+        'openclaw_messages_received_total{direction="inbound",platform="discord"}'
+    )
     assert value(text, received) == value(before, received) + 1
     rejected = 'openclaw_webhook_rejections_total{reason="signature"}'
     assert value(text, rejected) == value(before, rejected) + 1

@@ -17,7 +17,9 @@ def test_inbox_needs_a_login(client) -> None:  # noqa: ANN001
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_list_shows_conversations_newest_first_with_escaped_preview(staff_client) -> None:  # noqa: ANN001
+def test_list_shows_conversations_newest_first_with_escaped_preview(
+    staff_client,
+) -> None:  # noqa: ANN001
     post_webhook(message_event(session_id=session_key(), text="older one"))
     post_webhook(message_event(session_id=session_key(), text=XSS))
     response = staff_client.get("/inbox/")
@@ -42,7 +44,7 @@ def test_unread_badge_is_per_agent_and_opening_clears_it(staff, staff_client) ->
     staff_client.get(f"/inbox/c/{conversation.pk}/")
     assert ReadMark.objects.get(user=staff).inbound_seen == 3
     html = staff_client.get("/inbox/").content.decode()
-    assert re.search(badge + r'[^>]*hidden', html)
+    assert re.search(badge + r"[^>]*hidden", html)
 
     # Another agent has not read it.
     other = create_user()
@@ -55,8 +57,16 @@ def test_unread_badge_is_per_agent_and_opening_clears_it(staff, staff_client) ->
 
 
 def test_filters_by_platform_status_and_owner(staff, staff_client) -> None:  # noqa: ANN001
-    post_webhook(message_event(channel="telegram", session_id=session_key(chat="telegram"), text="tg"))
-    post_webhook(message_event(channel="whatsapp", session_id=session_key(chat="whatsapp"), text="wa"))
+    post_webhook(
+        message_event(
+            channel="telegram", session_id=session_key(chat="telegram"), text="tg"
+        )
+    )
+    post_webhook(
+        message_event(
+            channel="whatsapp", session_id=session_key(chat="whatsapp"), text="wa"
+        )
+    )
     html = staff_client.get("/inbox/?platform=whatsapp").content.decode()
     assert "conversation status-open" in html
     rows = re.findall(r'<li id="conv-(\d+)"', html)
@@ -64,13 +74,20 @@ def test_filters_by_platform_status_and_owner(staff, staff_client) -> None:  # n
     assert Conversation.objects.get(pk=rows[0]).platform == "whatsapp"
 
     Conversation.objects.filter(platform="telegram").update(assignee=staff)
-    mine = re.findall(r'<li id="conv-(\d+)"', staff_client.get("/inbox/?owner=mine").content.decode())
+    mine = re.findall(
+        r'<li id="conv-(\d+)"', staff_client.get("/inbox/?owner=mine").content.decode()
+    )
     assert [Conversation.objects.get(pk=pk).platform for pk in mine] == ["telegram"]
     unassigned = re.findall(
-        r'<li id="conv-(\d+)"', staff_client.get("/inbox/?owner=unassigned").content.decode()
+        r'<li id="conv-(\d+)"',
+        staff_client.get("/inbox/?owner=unassigned").content.decode(),
     )
-    assert [Conversation.objects.get(pk=pk).platform for pk in unassigned] == ["whatsapp"]
-    assert not re.findall(r'<li id="conv-', staff_client.get("/inbox/?status=resolved").content.decode())
+    assert [Conversation.objects.get(pk=pk).platform for pk in unassigned] == [
+        "whatsapp"
+    ]
+    assert not re.findall(
+        r'<li id="conv-', staff_client.get("/inbox/?status=resolved").content.decode()
+    )
 
 
 def test_search_finds_message_text_in_korean_and_english(staff_client) -> None:  # noqa: ANN001
@@ -79,9 +96,15 @@ def test_search_finds_message_text_in_korean_and_english(staff_client) -> None: 
     post_webhook(message_event(session_id=hit, message_id=2, text="thanks"))
     post_webhook(message_event(session_id=session_key(), text="where is my parcel"))
     for query in ("환불", "parcel"):
-        rows = re.findall(r'<li id="conv-(\d+)"', staff_client.get(f"/inbox/?q={query}").content.decode())
+        rows = re.findall(
+            r'<li id="conv-(\d+)"',
+            staff_client.get(f"/inbox/?q={query}").content.decode(),
+        )
         assert len(rows) == 1, query
-    rows = re.findall(r'<li id="conv-(\d+)"', staff_client.get("/inbox/?q=nothing-like-this").content.decode())
+    rows = re.findall(
+        r'<li id="conv-(\d+)"',
+        staff_client.get("/inbox/?q=nothing-like-this").content.decode(),
+    )
     assert rows == []
 
 
@@ -100,7 +123,9 @@ def test_cursor_pagination_walks_every_conversation_once(staff_client) -> None: 
     seen: list[str] = []
     url = "/inbox/"
     for _ in range(5):
-        html = staff_client.get(url, headers={"HX-Request": "true"} if "cursor" in url else {}).content.decode()
+        html = staff_client.get(
+            url, headers={"HX-Request": "true"} if "cursor" in url else {}
+        ).content.decode()
         seen += re.findall(r'<li id="conv-(\d+)"', html)
         more = re.search(r'hx-get="([^"]*cursor=[^"]*)"', html)
         if not more:
@@ -109,22 +134,41 @@ def test_cursor_pagination_walks_every_conversation_once(staff_client) -> None: 
     assert len(seen) == 120 == len(set(seen))
 
 
-def test_conversation_view_shows_thread_escaped_with_reset_divider(staff_client) -> None:  # noqa: ANN001
+def test_conversation_view_shows_thread_escaped_with_reset_divider(
+    staff_client,
+) -> None:  # noqa: ANN001
     session = session_key()
     post_webhook(message_event(session_id=session, message_id=1, text=XSS))
     post_webhook({"event": "status", "data": {"sessionId": session, "status": "reset"}})
     post_webhook(
-        message_event(session_id=session, message_id=2, text="bot says hi", direction="outbound", aiModel="claude-sonnet-4")
+        message_event(
+            session_id=session,
+            message_id=2,
+            text="bot says hi",
+            direction="outbound",
+            aiModel="claude-sonnet-4",
+        )
     )
     post_webhook(
-        {"event": "media", "data": {"sessionId": session, "messageId": "3", "mediaUrl": "https://media.example.com/x.jpg", "mediaType": "image/jpeg"}}
+        {
+            "event": "media",
+            "data": {
+                "sessionId": session,
+                "messageId": "3",
+                "mediaUrl": "https://media.example.com/x.jpg",
+                "mediaType": "image/jpeg",
+            },
+        }
     )
     conversation = Conversation.objects.get()
     html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
     assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert 'class="divider"' in html
     assert "message outbound author-bot" in html and "claude-sonnet-4" in html
-    assert 'href="https://media.example.com/x.jpg" rel="noopener noreferrer nofollow"' in html
+    assert (
+        'href="https://media.example.com/x.jpg" rel="noopener noreferrer nofollow"'
+        in html
+    )
     assert f'id="thread-{conversation.pk}"' in html
 
 
@@ -132,7 +176,8 @@ def test_htmx_open_returns_only_the_thread_pane(staff_client) -> None:  # noqa: 
     post_webhook(message_event())
     conversation = Conversation.objects.get()
     response = staff_client.get(
-        f"/inbox/c/{conversation.pk}/", headers={"HX-Request": "true", "HX-Target": "thread-pane"}
+        f"/inbox/c/{conversation.pk}/",
+        headers={"HX-Request": "true", "HX-Target": "thread-pane"},
     )
     html = response.content.decode()
     assert f'id="thread-{conversation.pk}"' in html
@@ -143,7 +188,12 @@ def test_older_messages_load_in_pages(staff_client) -> None:  # noqa: ANN001
     post_webhook(message_event(message_id=0))
     conversation = Conversation.objects.get()
     Message.objects.bulk_create(
-        Message(conversation=conversation, gateway_message_id=f"m{i}", direction="inbound", text=f"line {i}")
+        Message(
+            conversation=conversation,
+            gateway_message_id=f"m{i}",
+            direction="inbound",
+            text=f"line {i}",
+        )
         for i in range(1, 120)
     )
     html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
@@ -154,4 +204,7 @@ def test_older_messages_load_in_pages(staff_client) -> None:  # noqa: ANN001
     older_shown = re.findall(r'<li id="msg-(\d+)" class="message', page)
     assert len(older_shown) == 50
     assert max(map(int, older_shown)) < min(map(int, shown))
-    assert staff_client.get(f"/inbox/c/{conversation.pk}/older/?before=x").status_code == 400
+    assert (
+        staff_client.get(f"/inbox/c/{conversation.pk}/older/?before=x").status_code
+        == 400
+    )

@@ -26,15 +26,21 @@ def session_cookie(user: Any) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-async def connect(user: Any = None, query: str = "", origin: tuple = ORIGIN) -> WebsocketCommunicator:
+async def connect(
+    user: Any = None, query: str = "", origin: tuple = ORIGIN
+) -> WebsocketCommunicator:
     headers = [origin]
     if user is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
-    communicator = WebsocketCommunicator(application, f"/ws/inbox/?{query}", headers=headers)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/inbox/?{query}", headers=headers
+    )
     return communicator
 
 
-async def receive_all(communicator: WebsocketCommunicator, timeout: float = 0.5) -> list[str]:
+async def receive_all(
+    communicator: WebsocketCommunicator, timeout: float = 0.5
+) -> list[str]:
     """Every frame until the socket stays quiet for ``timeout`` seconds."""
     frames = []
     while not await communicator.receive_nothing(timeout=timeout):
@@ -71,7 +77,9 @@ async def test_webhook_reaches_the_inbox_as_oob_fragments() -> None:
     assert connected
     await receive_all(communicator, timeout=0.2)  # nothing to catch up
 
-    response = await post(message_event(message_id=1, text="<img src=x onerror=alert(1)> 환불"))
+    response = await post(
+        message_event(message_id=1, text="<img src=x onerror=alert(1)> 환불")
+    )
     assert response.status_code == 200
     frame = await communicator.receive_from(timeout=3)
     conversation = await Conversation.objects.aget()
@@ -101,11 +109,16 @@ async def test_open_conversation_receives_thread_items() -> None:
     assert f'hx-swap-oob="beforeend:#thread-{conversation.pk}"' in frame
     assert "두 번째 메시지" in frame
     # Watching it means reading it: the badge says 0 and the mark is stored.
-    assert f'id="unread-{conversation.pk}" class="unread" hx-swap-oob="true" hidden' in frame
+    assert (
+        f'id="unread-{conversation.pk}" class="unread" hx-swap-oob="true" hidden'
+        in frame
+    )
     await communicator.disconnect()
 
 
-async def test_other_tabs_do_not_get_thread_items_of_conversations_they_do_not_show() -> None:
+async def test_other_tabs_do_not_get_thread_items_of_conversations_they_do_not_show() -> (
+    None
+):
     user = await sync_to_async(create_user)(is_staff=True)
     communicator = await connect(user)
     assert (await communicator.connect())[0]
@@ -115,22 +128,30 @@ async def test_other_tabs_do_not_get_thread_items_of_conversations_they_do_not_s
     await communicator.disconnect()
 
 
-async def test_reconnect_with_an_old_sequence_number_replays_exactly_the_missed_events() -> None:
+async def test_reconnect_with_an_old_sequence_number_replays_exactly_the_missed_events() -> (
+    None
+):
     user = await sync_to_async(create_user)(is_staff=True)
     session = session_key()
-    await post(message_event(session_id=session, message_id=1, text="seen before the drop"))
+    await post(
+        message_event(session_id=session, message_id=1, text="seen before the drop")
+    )
     last_applied = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
 
     # The laptop lid is closed: three messages arrive with no socket open.
     for i in range(2, 5):
         await post(message_event(session_id=session, message_id=i, text=f"missed {i}"))
     missed = await sync_to_async(
-        lambda: list(Activity.objects.filter(pk__gt=last_applied).values_list("pk", flat=True))
+        lambda: list(
+            Activity.objects.filter(pk__gt=last_applied).values_list("pk", flat=True)
+        )
     )()
     assert len(missed) == 3
 
     conversation = await Conversation.objects.aget(session_id=session)
-    communicator = await connect(user, f"after={last_applied}&conversation={conversation.pk}")
+    communicator = await connect(
+        user, f"after={last_applied}&conversation={conversation.pk}"
+    )
     assert (await communicator.connect())[0]
     frames = await receive_all(communicator)
     replay = "".join(frames)

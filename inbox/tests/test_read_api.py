@@ -21,8 +21,16 @@ def test_api_needs_a_token() -> None:
 
 
 def test_conversations_newest_first_with_filters(api: Client) -> None:
-    post_webhook(message_event(channel="telegram", session_id=session_key(chat="telegram"), text="첫 번째"))
-    post_webhook(message_event(channel="whatsapp", session_id=session_key(chat="whatsapp"), text="second"))
+    post_webhook(
+        message_event(
+            channel="telegram", session_id=session_key(chat="telegram"), text="첫 번째"
+        )
+    )
+    post_webhook(
+        message_event(
+            channel="whatsapp", session_id=session_key(chat="whatsapp"), text="second"
+        )
+    )
     body = api.get("/api/conversations/").json()
     assert [c["platform"] for c in body["results"]] == ["whatsapp", "telegram"]
     assert body["results"][0]["unreadCount"] == 1
@@ -48,9 +56,18 @@ def test_conversations_cursor_pages(api: Client) -> None:
 
 def test_messages_oldest_first_with_raw_text(api: Client) -> None:
     session = "agent:main:telegram:dm:123456789"
-    xss = "<img src=x onerror=alert(1)> & \"quotes\""
+    xss = '<img src=x onerror=alert(1)> & "quotes"'
     post_webhook(message_event(session_id=session, message_id=41, text=xss))
-    post_webhook(message_event(session_id=session, message_id=42, text="bot", direction="outbound", aiModel="m", tokensUsed=3))
+    post_webhook(
+        message_event(
+            session_id=session,
+            message_id=42,
+            text="bot",
+            direction="outbound",
+            aiModel="m",
+            tokensUsed=3,
+        )
+    )
     response = api.get(f"/api/conversations/{session}/messages/")
     assert response.status_code == 200
     results = response.json()["results"]
@@ -58,9 +75,13 @@ def test_messages_oldest_first_with_raw_text(api: Client) -> None:
     # JSON-escaped only: the exact characters the customer typed, no HTML entities.
     assert results[0]["text"] == xss
     assert "&lt;" not in response.content.decode()
-    assert results[1]["direction"] == "outbound" and results[1]["deliveryState"] == "sent"
+    assert (
+        results[1]["direction"] == "outbound" and results[1]["deliveryState"] == "sent"
+    )
     assert results[1]["tokensUsed"] == 3
-    assert api.get("/api/conversations/agent:main:none:dm:0/messages/").status_code == 404
+    assert (
+        api.get("/api/conversations/agent:main:none:dm:0/messages/").status_code == 404
+    )
 
 
 def test_openapi_schema_lists_the_read_endpoints(api: Client) -> None:

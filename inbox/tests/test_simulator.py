@@ -6,7 +6,9 @@ from inbox.simulator import Simulator
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_simulator_traffic_is_accepted_and_duplicates_are_stored_once(live_server, settings) -> None:  # noqa: ANN001
+def test_simulator_traffic_is_accepted_and_duplicates_are_stored_once(
+    live_server, settings
+) -> None:  # noqa: ANN001
     simulator = Simulator(
         f"{live_server.url}/api/openclaw/webhook/",
         secret=settings.OPENCLAW_WEBHOOK_SECRETS[0],
@@ -21,13 +23,20 @@ def test_simulator_traffic_is_accepted_and_duplicates_are_stored_once(live_serve
     assert duplicates >= 5
     assert deliveries.filter(outcome="stored").count() + duplicates == simulator.sent
     # Every stored message is unique per conversation and platform-shaped.
-    assert Message.objects.count() == len(set(Message.objects.values_list("conversation_id", "gateway_message_id")))
+    assert Message.objects.count() == len(
+        set(Message.objects.values_list("conversation_id", "gateway_message_id"))
+    )
     platforms = set(Conversation.objects.values_list("platform", flat=True))
     assert {"telegram", "whatsapp", "slack", "discord", "webchat"} <= platforms
     assert Message.objects.filter(direction="outbound", author="bot").exists()
-    telegram_ids = Message.objects.filter(conversation__platform="telegram", kind="text").values_list("gateway_message_id", flat=True)
+    telegram_ids = Message.objects.filter(
+        conversation__platform="telegram", kind="text"
+    ).values_list("gateway_message_id", flat=True)
     assert all(value.isdigit() for value in telegram_ids)
-    assert Conversation.objects.filter(session_id__startswith="agent:main:").count() == Conversation.objects.count()
+    assert (
+        Conversation.objects.filter(session_id__startswith="agent:main:").count()
+        == Conversation.objects.count()
+    )
 
 
 def test_simulator_speaks_both_signature_schemes(live_server, settings) -> None:  # noqa: ANN001

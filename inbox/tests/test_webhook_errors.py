@@ -36,14 +36,30 @@ def test_non_object_body_is_400(payload: object) -> None:
         (lambda p: p.update(data=[1]), "data", "must be an object"),
         (lambda p: p["data"].pop("sessionId"), "data.sessionId", "required"),
         (lambda p: p["data"].pop("messageId"), "data.messageId", "required"),
-        (lambda p: p["data"].update(sessionId="x" * 256), "data.sessionId", "longer than 255"),
-        (lambda p: p["data"].update(messageId="9" * 256), "data.messageId", "longer than 255"),
-        (lambda p: p["data"].update(sessionId=["a"]), "data.sessionId", "must be a string"),
+        (
+            lambda p: p["data"].update(sessionId="x" * 256),
+            "data.sessionId",
+            "longer than 255",
+        ),
+        (
+            lambda p: p["data"].update(messageId="9" * 256),
+            "data.messageId",
+            "longer than 255",
+        ),
+        (
+            lambda p: p["data"].update(sessionId=["a"]),
+            "data.sessionId",
+            "must be a string",
+        ),
         (lambda p: p["data"].update(text=12), "data.text", "must be a string"),
         (lambda p: p["data"].update(text="", attachments=[]), "data.text", "required"),
         (lambda p: p["data"].update(tokensUsed=-1), "data.tokensUsed", "non-negative"),
         (lambda p: p["data"].update(direction="sideways"), "data.direction", "inbound"),
-        (lambda p: p["data"].update(attachments="x"), "data.attachments", "must be a list"),
+        (
+            lambda p: p["data"].update(attachments="x"),
+            "data.attachments",
+            "must be a list",
+        ),
         (
             lambda p: p["data"].update(attachments=[{"url": "javascript:alert(1)"}]),
             "data.attachments[0].url",
@@ -51,7 +67,9 @@ def test_non_object_body_is_400(payload: object) -> None:
         ),
     ],
 )
-def test_invalid_fields_are_400_naming_the_field(mutate, field: str, reason: str) -> None:  # noqa: ANN001
+def test_invalid_fields_are_400_naming_the_field(
+    mutate, field: str, reason: str
+) -> None:  # noqa: ANN001
     payload = message_event()
     mutate(payload)
     response = post_webhook(payload)
@@ -63,7 +81,10 @@ def test_invalid_fields_are_400_naming_the_field(mutate, field: str, reason: str
 
 
 def test_bad_status_value_is_400() -> None:
-    payload = {"event": "status", "data": {"sessionId": "agent:main:telegram:dm:1", "status": "paused"}}
+    payload = {
+        "event": "status",
+        "data": {"sessionId": "agent:main:telegram:dm:1", "status": "paused"},
+    }
     response = post_webhook(payload)
     assert response.status_code == 400
     assert error_of(response)["field"] == "data.status"
@@ -72,7 +93,11 @@ def test_bad_status_value_is_400() -> None:
 def test_media_needs_a_web_url() -> None:
     payload = {
         "event": "media",
-        "data": {"sessionId": "agent:main:telegram:dm:1", "messageId": "5", "mediaUrl": "file:///etc/passwd"},
+        "data": {
+            "sessionId": "agent:main:telegram:dm:1",
+            "messageId": "5",
+            "mediaUrl": "file:///etc/passwd",
+        },
     }
     response = post_webhook(payload)
     assert response.status_code == 400
@@ -80,7 +105,9 @@ def test_media_needs_a_web_url() -> None:
 
 
 def test_unknown_event_is_202_ignored_and_logged() -> None:
-    response = post_webhook({"event": "typing", "data": {"sessionId": "agent:main:x:dm:1"}})
+    response = post_webhook(
+        {"event": "typing", "data": {"sessionId": "agent:main:x:dm:1"}}
+    )
     assert response.status_code == 202
     assert response.json() == {"status": "ignored", "event": "typing"}
     delivery = WebhookDelivery.objects.get()

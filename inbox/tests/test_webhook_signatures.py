@@ -23,7 +23,10 @@ def test_standard_webhooks_published_test_vector() -> None:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": f"v1,bogus {expected}",
     }
-    assert verify_signature(headers, body, [secret], now=timestamp + 10) == "standard-webhooks"
+    assert (
+        verify_signature(headers, body, [secret], now=timestamp + 10)
+        == "standard-webhooks"
+    )
     with pytest.raises(SignatureError, match="tolerance"):
         verify_signature(headers, body, [secret], now=timestamp + 301)
     with pytest.raises(SignatureError, match="does not match"):
@@ -76,16 +79,25 @@ def test_stale_standard_timestamp_is_401() -> None:
 
 def test_future_standard_timestamp_is_401() -> None:
     body = encode(message_event())
-    response = post_webhook(body=body, headers=standard_headers(body, timestamp=int(time.time()) + 600))
+    response = post_webhook(
+        body=body, headers=standard_headers(body, timestamp=int(time.time()) + 600)
+    )
     assert response.status_code == 401
 
 
-@override_settings(OPENCLAW_WEBHOOK_SECRETS=["new-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+@override_settings(
+    OPENCLAW_WEBHOOK_SECRETS=["new-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+)
 def test_every_configured_secret_verifies_during_rotation() -> None:
     body = encode(message_event(message_id="a"))
-    assert post_webhook(body=body, signature=sign(body, "new-secret")).status_code == 200
+    assert (
+        post_webhook(body=body, signature=sign(body, "new-secret")).status_code == 200
+    )
     body = encode(message_event(message_id="b"))
     headers = standard_headers(body, secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     assert post_webhook(body=body, headers=headers).status_code == 200
     body = encode(message_event(message_id="c"))
-    assert post_webhook(body=body, signature=sign(body, "retired-secret")).status_code == 401
+    assert (
+        post_webhook(body=body, signature=sign(body, "retired-secret")).status_code
+        == 401
+    )

@@ -11,7 +11,9 @@ from inbox.models import Activity, Conversation, Message, WebhookDelivery
 @pytest.mark.django_db
 def test_message_creates_conversation_message_and_activity() -> None:
     session = "agent:main:telegram:dm:123456789"
-    response = post_webhook(message_event(session_id=session, message_id=1, text="배송 언제 와요?"))
+    response = post_webhook(
+        message_event(session_id=session, message_id=1, text="배송 언제 와요?")
+    )
     assert response.json() == {"status": "stored", "messageId": "1"}
     conversation = Conversation.objects.get(session_id=session)
     assert conversation.platform == "telegram"
@@ -20,7 +22,11 @@ def test_message_creates_conversation_message_and_activity() -> None:
     assert conversation.message_count == 1 and conversation.inbound_count == 1
     assert conversation.last_message_preview == "배송 언제 와요?"
     message = conversation.messages.get()
-    assert (message.direction, message.author, message.delivery_state) == ("inbound", "customer", "received")
+    assert (message.direction, message.author, message.delivery_state) == (
+        "inbound",
+        "customer",
+        "received",
+    )
     kinds = list(Activity.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == ["conversation_created", "message_added"]
 
@@ -73,8 +79,16 @@ def test_bot_reply_is_outbound_with_model_details_and_keeps_customer() -> None:
         )
     )
     reply = Message.objects.get(gateway_message_id="out-1")
-    assert (reply.direction, reply.author, reply.delivery_state) == ("outbound", "bot", "sent")
-    assert (reply.ai_model, reply.tokens_used, reply.processing_time_ms) == ("claude-sonnet-4", 321, 1450)
+    assert (reply.direction, reply.author, reply.delivery_state) == (
+        "outbound",
+        "bot",
+        "sent",
+    )
+    assert (reply.ai_model, reply.tokens_used, reply.processing_time_ms) == (
+        "claude-sonnet-4",
+        321,
+        1450,
+    )
     conversation = Conversation.objects.get()
     assert conversation.customer_name == "김민준"
     assert conversation.inbound_count == 1 and conversation.message_count == 2
@@ -125,7 +139,10 @@ def test_media_event_stores_a_link_attachment() -> None:
 @pytest.mark.django_db
 def test_error_event_is_recorded_on_the_conversation() -> None:
     session = session_key()
-    payload = {"event": "error", "data": {"sessionId": session, "error": "provider timeout"}}
+    payload = {
+        "event": "error",
+        "data": {"sessionId": session, "error": "provider timeout"},
+    }
     assert post_webhook(payload).json()["status"] == "stored"
     conversation = Conversation.objects.get()
     assert conversation.last_error == "provider timeout"
@@ -174,7 +191,9 @@ def test_five_concurrent_duplicates_store_one_row() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_messages_of_a_new_session_share_one_conversation() -> None:
     session = session_key()
-    bodies = [encode(message_event(session_id=session, message_id=f"m{i}")) for i in range(8)]
+    bodies = [
+        encode(message_event(session_id=session, message_id=f"m{i}")) for i in range(8)
+    ]
     barrier = threading.Barrier(8)
 
     def deliver(body: bytes) -> int:

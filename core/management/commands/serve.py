@@ -25,13 +25,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("PORT", 8000))
+        )
         parser.add_argument(
             "--demo",
             action="store_true",
             help="also start the gateway simulator posting live demo traffic",
         )
-        parser.add_argument("--rate", type=float, default=0.5, help="demo messages per second")
+        parser.add_argument(
+            "--rate", type=float, default=0.5, help="demo messages per second"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
@@ -42,7 +46,8 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(
             self.style.SUCCESS(
-                f"\nOpenClaw Inbox on {url}  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n"
+                f"\nOpenClaw Inbox on {url}"
+                f"  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n"
                 f"Webhook: POST {url}api/openclaw/webhook/ signed with "
                 f"OPENCLAW_WEBHOOK_SECRET\n"
             )
@@ -51,7 +56,13 @@ class Command(BaseCommand):
 
         try:
             CommandLineInterface().run(
-                ["-b", options["host"], "-p", str(options["port"]), "core.asgi:application"]
+                [
+                    "-b",
+                    options["host"],
+                    "-p",
+                    str(options["port"]),
+                    "core.asgi:application",
+                ]
             )
         finally:
             if worker is not None:
@@ -80,6 +91,10 @@ class Command(BaseCommand):
             return None
         worker = dramatiq.Worker(broker, worker_threads=2)
         worker.start()
+        # Periodic jobs too: the scheduler enqueues onto the same in-process broker.
+        from dramatiq_crontab import scheduler
+
+        threading.Thread(target=scheduler.start, name="scheduler", daemon=True).start()
         return worker
 
     def _start_simulator(self, host: str, port: int, rate: float) -> None:

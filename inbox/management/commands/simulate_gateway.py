@@ -12,13 +12,23 @@ class Command(BaseCommand):
     help = "Post signed OpenClaw webhook traffic at a running inbox (bounded)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--url", default="http://127.0.0.1:8000/api/openclaw/webhook/")
-        parser.add_argument("--rate", type=float, default=2.0, help="deliveries per second")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000/api/openclaw/webhook/"
+        )
+        parser.add_argument(
+            "--rate", type=float, default=2.0, help="deliveries per second"
+        )
         parser.add_argument("--duration", type=float, default=60.0, help="seconds")
-        parser.add_argument("--count", type=int, default=None, help="stop after N deliveries")
-        parser.add_argument("--scheme", choices=["openclaw", "standard", "mixed"], default="mixed")
+        parser.add_argument(
+            "--count", type=int, default=None, help="stop after N deliveries"
+        )
+        parser.add_argument(
+            "--scheme", choices=["openclaw", "standard", "mixed"], default="mixed"
+        )
         parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--secret", default=None, help="defaults to the first configured secret")
+        parser.add_argument(
+            "--secret", default=None, help="defaults to the first configured secret"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         simulator = Simulator(
