@@ -80,17 +80,27 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         if not query:
             return self
         name_match = Q(customer_name__icontains=query) | Q(customer_id__icontains=query)
-        if _is_postgres():
+        terms = _search_terms(query)
+        if _is_postgres() and terms:
             from django.contrib.postgres.search import SearchQuery, SearchVector
 
-            # Matches the GIN expression index made in migration 0002.
+            # Prefix terms: Korean attaches particles and endings to the word
+            # ("환불해주세요"), so "환불" must match the start of a token.
+            # The vector matches the GIN expression index from migration 0002.
             hits = Message.objects.annotate(
                 search=SearchVector("text", config="simple")
             ).filter(
-                search=SearchQuery(query, config="simple", search_type="websearch")
+                search=SearchQuery(
+                    " & ".join(f"{term}:*" for term in terms),
+                    config="simple",
+                    search_type="raw",
+                )
             )
         else:
-            hits = Message.objects.filter(text__icontains=query)
+            # Embedded mode (SQLite): every word as a case-insensitive substring.
+            hits = Message.objects.all() if terms else Message.objects.none()
+            for term in terms:
+                hits = hits.filter(text__icontains=term)
         return self.filter(name_match | Q(pk__in=hits.values("conversation_id")))
 
     def with_unread_for(self, user: Any) -> ConversationQuerySet:
@@ -113,6 +123,12 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             return self
         at, pk = cursor
         return self.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, pk__lt=pk))
+
+
+def _search_terms(query: str) -> list[str]:
+    """Words of ``query`` safe to put in a raw tsquery (its operators removed)."""
+    cleaned = "".join(ch if ch.isalnum() else " " for ch in query.lower())
+    return cleaned.split()[:8]
 
 
 def _is_postgres() -> bool:

@@ -1,0 +1,108 @@
+"""Two daphne processes on PostgreSQL + Redis both deliver live updates.
+
+A webhook taken by one process must reach an agent whose websocket is held by
+the other: the production layout behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import websockets
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from core.testing import WEBHOOK_URL, create_user, encode, message_event, sign
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def two_daphnes() -> Iterator[list[int]]:
+    db = connection.settings_dict
+    env = os.environ | {
+        # The test database, which this test's transactions commit into.
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    ports = [free_port(), free_port()]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "core.asgi:application"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        for port in ports
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "daphne did not start"
+                time.sleep(0.2)
+        yield ports
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=10)
+
+
+def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(two_daphnes) -> None:  # noqa: ANN001
+    web_a, web_b = two_daphnes
+    user = create_user(is_staff=True)
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    async def scenario() -> list[str]:
+        received: list[str] = []
+        uri = f"ws://127.0.0.1:{web_b}/ws/inbox/?after=0"
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{web_b}"}
+        async with websockets.connect(uri, additional_headers=headers) as socket_b:
+            await asyncio.sleep(0.3)
+            for port, text in ((web_a, "via process A 환불"), (web_b, "via process B")):
+                body = encode(message_event(text=text))
+                answer = await asyncio.to_thread(
+                    requests.post,
+                    f"http://127.0.0.1:{port}{WEBHOOK_URL}",
+                    data=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-OpenClaw-Signature": sign(body),
+                    },
+                    timeout=10,
+                )
+                assert answer.status_code == 200, answer.text
+                received.append(await asyncio.wait_for(socket_b.recv(), timeout=10))
+        return received
+
+    frames = asyncio.run(scenario())
+    assert "via process A 환불" in frames[0]
+    assert "via process B" in frames[1]
+    assert settings.REDIS_URL
