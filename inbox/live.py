@@ -150,11 +150,13 @@ def frame(
     appear twice); thread items likewise by their ``msg-<pk>`` id.
     """
     parts = [f'<div id="live-seq" data-seq="{seq}" hx-swap-oob="true"></div>']
+    # One row per conversation, in its newest state, moved up if any event says so.
     last_row = {event["conversation"]: event for event in events}
+    moved = {event["conversation"] for event in events if event["to_top"]}
     for event in events:
         pk = event["conversation"]
         if last_row.get(pk) is event:
-            parts.append(_row_fragment(event, view))
+            parts.append(_row_fragment(event, view, to_top=pk in moved))
             if pk in unread:
                 parts.append(render_badge(pk, unread[pk]))
         if pk == view.conversation:
@@ -169,11 +171,11 @@ def frame(
     return "".join(parts)
 
 
-def _row_fragment(event: dict[str, Any], view: View) -> str:
+def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
     pk = event["conversation"]
     if not view.shows(event):
         return f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
-    if event["to_top"] and not view.query:
+    if to_top and not view.query:
         return (
             f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
             f'<div hx-swap-oob="afterbegin:#conversation-list">{event["row"]}</div>'

@@ -115,6 +115,20 @@ class LiveServer:
 
         return self.call(count)
 
+    def drop_websockets(self) -> int:
+        """Cut every websocket's TCP connection, as a dead network would."""
+        from daphne.ws_protocol import WebSocketProtocol
+
+        def drop() -> int:
+            cut = 0
+            for protocol, details in list(self.server.connections.items()):
+                if isinstance(protocol, WebSocketProtocol) and "disconnected" not in details:
+                    protocol.transport.abortConnection()
+                    cut += 1
+            return cut
+
+        return self.call(drop)
+
     def stop(self) -> None:
         from twisted.internet import reactor
 
@@ -330,3 +344,22 @@ def test_new_conversation_appears_live_with_its_text_escaped(
     assert page.locator("#conversation-list img, #thread-pane img").count() == 0
     inbox.assert_healthy()
     page.screenshot(path=screenshots / "test1-new-conversation.png", full_page=True)
+
+
+def test_probe_offline(inbox: Inbox, post: Callable[..., dict[str, Any]]) -> None:
+    page = inbox.page
+    inbox.log_in()
+    inbox.wait_for_socket(conversation=None)
+    t = time.monotonic()
+    page.context.set_offline(True)
+    print("dropped", inbox.server.drop_websockets())
+    try:
+        page.wait_for_function("window.__wsClosed.length > 0", timeout=15000)
+        print("closed after", time.monotonic() - t, page.evaluate("window.__wsClosed"))
+    finally:
+        print("status", page.inner_text("#live-status"), "server ws", inbox.server.websocket_count())
+        page.wait_for_timeout(5000)
+        print("status", page.inner_text("#live-status"), page.evaluate("[window.__wsClosed, window.__wsOpened]"), inbox.server.websocket_count())
+        page.context.set_offline(False)
+        page.wait_for_timeout(3000)
+        print("status", page.inner_text("#live-status"), page.evaluate("[window.__wsClosed, window.__wsOpened]"))
