@@ -24,6 +24,7 @@ from inbox import live, metrics
 from inbox.models import Conversation, ReadMark
 
 SWEEP_SECONDS = 20.0
+STALE_AFTER = 2_000
 
 
 class InboxConsumer(AsyncWebsocketConsumer):
@@ -110,6 +111,14 @@ class InboxConsumer(AsyncWebsocketConsumer):
     async def catch_up(self) -> None:
         """Send what the database holds after the high-water mark, then advance it."""
         async with self.lock:
+            if await database_sync_to_async(live.backlog_exceeds)(
+                self.hwm, STALE_AFTER
+            ):
+                # Away too long (a laptop closed overnight): a fresh page is
+                # cheaper than replaying thousands of fragments.
+                await self.send(live.STALE_FRAME)
+                await self.close(code=4000)
+                return
             while True:
                 events = await database_sync_to_async(live.load_events)(self.hwm)
                 if not events:

@@ -184,6 +184,13 @@ def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
     return event["row"].replace("<li ", '<li hx-swap-oob="true" ', 1)
 
 
+STALE_FRAME = '<div id="live-stale" hx-swap-oob="true" data-stale="1"></div>'
+
+
+def backlog_exceeds(after: int, limit: int) -> bool:
+    return Activity.objects.after(after)[limit : limit + 1].exists()
+
+
 def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
     """Events for the activities after ``after``, oldest first, for catch-up."""
     activities = Activity.objects.after(after).select_related(

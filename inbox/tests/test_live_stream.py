@@ -226,3 +226,17 @@ async def test_filtered_list_drops_rows_that_no_longer_match() -> None:
     assert f'<div id="conv-{conversation.pk}" hx-swap-oob="delete"></div>' in frame
     assert "afterbegin:#conversation-list" not in frame
     await communicator.disconnect()
+
+
+async def test_a_tab_away_too_long_is_told_to_reload(monkeypatch) -> None:  # noqa: ANN001
+    from inbox import consumers
+
+    monkeypatch.setattr(consumers, "STALE_AFTER", 3)
+    user = await sync_to_async(create_user)(is_staff=True)
+    for i in range(3):
+        await post(message_event(message_id=i))
+    communicator = await connect(user, "after=0")
+    assert (await communicator.connect())[0]
+    frame = await communicator.receive_from(timeout=3)
+    assert 'id="live-stale"' in frame and 'data-stale="1"' in frame
+    assert (await communicator.receive_output(timeout=3))["type"] == "websocket.close"

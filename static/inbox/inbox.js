@@ -64,6 +64,13 @@
     setStatus("connecting", "reconnecting…");
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
+    // Too much was missed to replay: the server asks for a fresh page.
+    var stale = document.getElementById("live-stale");
+    if (stale && stale.dataset.stale) {
+      setStatus("connecting", "reloading…");
+      location.reload();
+      return;
+    }
     refreshTimes();
     stickToBottom();
   });
