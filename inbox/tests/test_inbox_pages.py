@@ -92,7 +92,9 @@ def test_filters_by_platform_status_and_owner(staff, staff_client) -> None:  # n
 
 def test_search_finds_message_text_in_korean_and_english(staff_client) -> None:  # noqa: ANN001
     hit = session_key()
-    post_webhook(message_event(session_id=hit, message_id=1, text="환불해주세요, 요청합니다"))
+    post_webhook(
+        message_event(session_id=hit, message_id=1, text="환불해주세요, 요청합니다")
+    )
     post_webhook(message_event(session_id=hit, message_id=2, text="thanks"))
     post_webhook(message_event(session_id=session_key(), text="where is my parcel"))
     for query in ("환불", "parcel", "PARCEL", "환불 요청", "'환불' & | !"):
