@@ -15,8 +15,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics, serializers
 from rest_framework.pagination import CursorPagination
 
+from inbox.forms import ConversationFilterForm
 from inbox.models import Conversation, Message
-from inbox.views import _filters
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -93,7 +93,8 @@ class ConversationList(generics.ListAPIView):
     def get_queryset(self) -> Any:
         return (
             Conversation.objects.filtered(
-                user=self.request.user, **_filters(self.request)
+                user=self.request.user,
+                **ConversationFilterForm(self.request.GET).filters,
             )
             .with_unread_for(self.request.user)
             .select_related("assignee")

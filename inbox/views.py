@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import base64
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +12,7 @@ from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
 from inbox import live, metrics, webhooks
+from inbox.forms import ConversationFilterForm, encode_cursor
 from inbox.models import Conversation, Platform, ReadMark, WebhookDelivery
 
 PAGE_SIZE = 50
@@ -133,49 +132,22 @@ def webhook(request: HttpRequest) -> JsonResponse:
 # --- inbox pages ----------------------------------------------------------------
 
 
-def _encode_cursor(conversation: Conversation) -> str:
-    raw = f"{conversation.last_message_at.timestamp():.6f}|{conversation.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(value: str) -> tuple[datetime, int] | None:
-    if not value:
-        return None
-    try:
-        stamp, pk = base64.urlsafe_b64decode(value.encode()).decode().split("|")
-        return datetime.fromtimestamp(float(stamp), tz=UTC), int(pk)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _filters(request: HttpRequest) -> dict[str, str]:
-    get = request.GET
-    platform = get.get("platform", "")
-    status = get.get("status", "")
-    owner = get.get("owner", "")
-    return {
-        "platform": platform if platform in Platform.values else "",
-        "status": status if status in Conversation.Status.values else "",
-        "owner": owner if owner in ("mine", "unassigned") else "",
-        "query": get.get("q", "").strip()[:200],
-    }
-
-
 def _list_context(request: HttpRequest) -> dict[str, Any]:
-    filters = _filters(request)
+    form = ConversationFilterForm(request.GET)
+    filters = form.filters
     conversations = (
         Conversation.objects.filtered(user=request.user, **filters)
         .with_unread_for(request.user)
         .select_related("assignee")
         .by_activity()
-        .before_cursor(decode_cursor(request.GET.get("cursor", "")))
+        .before_cursor(form.cursor_key)
     )
     page = list(conversations[: PAGE_SIZE + 1])
     has_more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
     return {
         "conversations": page,
-        "next_cursor": _encode_cursor(page[-1]) if has_more else "",
+        "next_cursor": encode_cursor(page[-1]) if has_more else "",
         "filters": filters,
         "platforms": Platform.choices,
         "statuses": Conversation.Status.choices,

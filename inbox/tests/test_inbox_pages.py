@@ -210,3 +210,11 @@ def test_older_messages_load_in_pages(staff_client) -> None:  # noqa: ANN001
         staff_client.get(f"/inbox/c/{conversation.pk}/older/?before=x").status_code
         == 400
     )
+
+
+def test_bad_filter_values_are_dropped_not_errors(staff_client) -> None:  # noqa: ANN001
+    post_webhook(message_event())
+    for query in ("cursor=garbage", "platform=myspace", "status=?", "owner=root"):
+        response = staff_client.get(f"/inbox/?{query}")
+        assert response.status_code == 200, query
+        assert len(re.findall(r'<li id="conv-(\d+)"', response.content.decode())) == 1

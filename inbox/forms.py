@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from django import forms
+
+from inbox.models import Conversation, Platform
+
+
+def encode_cursor(conversation: Conversation) -> str:
+    """An opaque cursor holding the sort key of the last row shown."""
+    raw = f"{conversation.last_message_at.isoformat()}|{conversation.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+class ConversationFilterForm(forms.Form):
+    """The inbox list's filters, shared by the page, the live stream and the API.
+
+    Filters are forgiving: a value that does not validate is dropped (the list
+    shows more), it never turns the inbox into an error page.
+    """
+
+    platform = forms.ChoiceField(choices=[("", "All platforms"), *Platform.choices])
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *Conversation.Status.choices]
+    )
+    owner = forms.ChoiceField(
+        choices=[("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassigned")]
+    )
+    q = forms.CharField(max_length=200)
+    cursor = forms.CharField(max_length=200)
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(data)
+        for field in self.fields.values():
+            field.required = False
+
+    def clean_cursor(self) -> tuple[datetime, int] | None:
+        value = self.cleaned_data["cursor"]
+        if not value:
+            return None
+        try:
+            stamp, pk = base64.urlsafe_b64decode(value.encode()).decode().split("|")
+            return datetime.fromisoformat(stamp), int(pk)
+        except ValueError as exc:
+            raise forms.ValidationError("not a cursor from this inbox") from exc
+
+    @property
+    def filters(self) -> dict[str, str]:
+        """Keyword arguments for ``ConversationQuerySet.filtered``."""
+        self.is_valid()
+        data = self.cleaned_data
+        return {
+            "platform": data.get("platform") or "",
+            "status": data.get("status") or "",
+            "owner": data.get("owner") or "",
+            "query": data.get("q") or "",
+        }
+
+    @property
+    def cursor_key(self) -> tuple[datetime, int] | None:
+        self.is_valid()
+        return self.cleaned_data.get("cursor")
