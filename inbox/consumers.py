@@ -48,6 +48,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.unread_seen: dict[int, int] = {}
         self.lock = asyncio.Lock()
         self.gap_task: asyncio.Task | None = None
+        self.seen_task: asyncio.Task | None = None
         self.groups_joined: list[str] = [live.INBOX_GROUP]
         conversation = _int(params.get("conversation"))
         if conversation is not None and await _conversation_exists(conversation):
@@ -74,6 +75,11 @@ class InboxConsumer(AsyncWebsocketConsumer):
         for task in (getattr(self, "sweeper", None), getattr(self, "gap_task", None)):
             if task is not None:
                 task.cancel()
+        # A read mark still waiting is written now, not lost with the tab.
+        seen_task = getattr(self, "seen_task", None)
+        if seen_task is not None and not seen_task.done():
+            seen_task.cancel()
+            await database_sync_to_async(_mark_seen)(self.user, self.view.conversation)
         if getattr(self, "counted", False):
             metrics.WEBSOCKET_CLIENTS.dec()
             self.counted = False
@@ -88,6 +94,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
     # -- group messages --------------------------------------------------------
 
     async def inbox_events(self, message: dict[str, Any]) -> None:
+        live.remember(message["events"])
         async with self.lock:
             fresh = [
                 e
@@ -152,7 +159,11 @@ class InboxConsumer(AsyncWebsocketConsumer):
             self.gap_task = asyncio.ensure_future(self._fill_gap_later())
 
     async def _fill_gap_later(self) -> None:
+        # Usually the missing number was committed a moment later and arrives by
+        # itself; only a hole that is still there costs a database read.
         await asyncio.sleep(0.25)
+        if not self.ahead:
+            return
         await self.catch_up()
         if self.ahead:
             await asyncio.sleep(1.0)
@@ -172,14 +183,25 @@ class InboxConsumer(AsyncWebsocketConsumer):
         unread = await self._unread_for(events)
         await self.send(live.frame(events, view=self.view, seq=self.hwm, unread=unread))
 
+    def _mark_seen_soon(self, conversation_id: int) -> None:
+        if self.seen_task is None or self.seen_task.done():
+            self.seen_task = asyncio.ensure_future(
+                self._mark_seen_later(conversation_id)
+            )
+
+    async def _mark_seen_later(self, conversation_id: int) -> None:
+        await asyncio.sleep(1.0)
+        await database_sync_to_async(_mark_seen)(self.user, conversation_id)
+
     async def _unread_for(self, events: list[dict[str, Any]]) -> dict[int, int]:
         result: dict[int, int] = {}
         for event in events:
             pk = event["conversation"]
             if pk == self.view.conversation:
-                # The agent is looking at it: what arrives is read.
+                # The agent is looking at it: what arrives is read. The mark is
+                # written once a second at most, not once per message per tab.
                 if event["from_customer"]:
-                    await database_sync_to_async(_mark_seen)(self.user, pk)
+                    self._mark_seen_soon(pk)
                 self.unread_seen[pk] = event["inbound"]
             elif pk not in self.unread_seen:
                 if event["kind"] == "conversation_created":

@@ -9,6 +9,7 @@ DOM whichever way an update reached it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,9 +40,17 @@ def render_row(conversation: Conversation, *, unread: int | None = None) -> str:
 
 
 def render_badge(conversation_id: int, unread: int) -> str:
-    return render_to_string(
-        f"{TEMPLATE}#unread-badge",
-        {"conversation_id": conversation_id, "unread": unread, "oob": True},
+    """The ``unread-badge`` partial, live: formatted, not rendered.
+
+    Built for every tab on every event, so it skips the template engine;
+    ``test_live_badge_matches_the_partial`` keeps the two identical. Both
+    values are integers: nothing here needs escaping.
+    """
+    unread = int(unread)
+    hidden = "" if unread else " hidden"
+    return (
+        f'<span id="unread-{int(conversation_id)}" class="unread" hx-swap-oob="true"'
+        f'{hidden} aria-label="{unread} unread">{unread or ""}</span>'
     )
 
 
@@ -65,6 +74,9 @@ def event_for(activity: Activity) -> dict[str, Any]:
     )
     event: dict[str, Any] = {
         "seq": activity.pk,
+        # With the number, identifies the row even if a restored database
+        # hands the same number out again.
+        "at": activity.created_at.timestamp(),
         "kind": activity.kind,
         "conversation": conversation.pk,
         "platform": conversation.platform,
@@ -191,12 +203,38 @@ def backlog_exceeds(after: int, limit: int) -> bool:
     return Activity.objects.after(after)[limit : limit + 1].exists()
 
 
+# Events this process has seen published, by sequence number: a tab filling a
+# gap or catching up after a reconnect takes them from here instead of
+# rendering them again from the database.
+_recent: OrderedDict[int, dict[str, Any]] = OrderedDict()
+RECENT_EVENTS = 5_000
+
+
+def remember(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        if event["seq"] not in _recent:
+            _recent[event["seq"]] = event
+    while len(_recent) > RECENT_EVENTS:
+        _recent.popitem(last=False)
+
+
 def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
     """Events for the activities after ``after``, oldest first, for catch-up."""
-    activities = Activity.objects.after(after).select_related(
-        "conversation", "conversation__assignee", "message"
-    )[:limit]
+    rows = list(Activity.objects.after(after).values_list("pk", "created_at")[:limit])
+    for pk, created_at in rows:
+        cached = _recent.get(pk)
+        if cached is not None and cached["at"] != created_at.timestamp():
+            _recent.pop(pk, None)
+    missing = [pk for pk, _ in rows if pk not in _recent]
+    if missing:
+        activities = Activity.objects.filter(pk__in=missing).select_related(
+            "conversation", "conversation__assignee", "message"
+        )
+        remember([event_for(activity) for activity in activities])
+    # .get: the event loop thread may evict entries while this thread reads.
     return [
-        event_for(activity) | {"created_at": activity.created_at}
-        for activity in activities
+        event | {"created_at": created_at}
+        for pk, created_at in rows
+        if (event := _recent.get(pk)) is not None
+        and event["at"] == created_at.timestamp()
     ]

@@ -240,3 +240,14 @@ async def test_a_tab_away_too_long_is_told_to_reload(monkeypatch) -> None:  # no
     frame = await communicator.receive_from(timeout=3)
     assert 'id="live-stale"' in frame and 'data-stale="1"' in frame
     assert (await communicator.receive_output(timeout=3))["type"] == "websocket.close"
+
+
+@pytest.mark.parametrize("unread", [0, 1, 42])
+def test_live_badge_matches_the_partial(unread: int) -> None:
+    from django.template.loader import render_to_string
+
+    partial = render_to_string(
+        "inbox/inbox.html#unread-badge",
+        {"conversation_id": 7, "unread": unread, "oob": True},
+    )
+    assert live.render_badge(7, unread) == partial.strip()
