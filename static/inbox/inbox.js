@@ -9,7 +9,13 @@
     var seq = document.getElementById("live-seq");
     var view = document.getElementById("live-view");
     var open = document.getElementById("live-conversation");
-    var params = new URLSearchParams({ after: (seq && seq.dataset.seq) || "" });
+    var after = seq && seq.dataset.seq;
+    // A thread just opened was rendered at its own sequence number; resume from
+    // the lower one so nothing between that render and this socket is skipped.
+    if (open && open.dataset.seq && after !== undefined && after !== "") {
+      after = String(Math.min(Number(after), Number(open.dataset.seq)));
+    }
+    var params = new URLSearchParams({ after: after || "" });
     if (view) {
       ["platform", "status", "owner", "q"].forEach(function (key) {
         if (view.dataset[key]) params.set(key, view.dataset[key]);
@@ -27,12 +33,17 @@
 
   // The socket URL is rebuilt on every (re)connect so the server replays from
   // the last sequence number this tab applied, for what this tab shows.
+  var current = null; // the newest socket; events of superseded ones are ignored
   htmx.createWebSocket = function () {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + "/ws/inbox/?" + viewParams());
-    socket.binaryType = htmx.config.wsBinaryType;
-    return socket;
+    current = new WebSocket(scheme + location.host + "/ws/inbox/?" + viewParams());
+    current.binaryType = htmx.config.wsBinaryType;
+    return current;
   };
+  function fromCurrent(event) {
+    var raw = event.detail && event.detail.event;
+    return !raw || !raw.target || raw.target === current;
+  }
   // Back quickly after a laptop lid closes: at most 10 s between tries.
   htmx.config.wsReconnectDelay = function (retry) {
     return Math.min(500 * Math.pow(2, retry), 10000) * (0.5 + Math.random() / 2);
@@ -54,12 +65,18 @@
     if (!isOpen) setStatus("connecting", "reconnecting…");
   });
   document.addEventListener("htmx:wsOpen", function (event) {
+    if (!fromCurrent(event)) return;
     socket = event.detail.socketWrapper;
     connectedView = viewKey();
     isOpen = true;
+    // The thread's own resume point has been used.
+    var open = document.getElementById("live-conversation");
+    if (open) delete open.dataset.seq;
     setStatus("live", "live");
   });
-  document.addEventListener("htmx:wsClose", function () {
+  document.addEventListener("htmx:wsClose", function (event) {
+    // A socket replaced by a newer one (a reconnect racing a retry) says nothing.
+    if (!fromCurrent(event)) return;
     isOpen = false;
     setStatus("connecting", "reconnecting…");
   });
@@ -72,6 +89,7 @@
       return;
     }
     refreshTimes();
+    markSelected();
     stickToBottom();
   });
 
