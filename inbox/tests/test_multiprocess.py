@@ -37,12 +37,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def two_daphnes() -> Iterator[list[int]]:
+def two_daphnes(tmp_path: Path) -> Iterator[list[int]]:
     db = connection.settings_dict
     env = os.environ | {
         # The test database, which this test's transactions commit into.
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Both processes write their metrics here; /metrics adds them up.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
     ports = [free_port(), free_port()]
     processes = [
@@ -117,3 +119,9 @@ def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(two_daphnes) -> 
     assert "via process A 환불" in frames[0]
     assert "via process B" in frames[1]
     assert settings.REDIS_URL
+
+    # Either process's /metrics counts the messages both took.
+    metrics = requests.get(f"http://127.0.0.1:{web_b}/metrics", timeout=5).text
+    line = 'openclaw_messages_received_total{direction="inbound",platform="telegram"}'
+    assert f"{line} 2.0" in metrics
+    assert "openclaw_websocket_clients 0.0" in metrics
