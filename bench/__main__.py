@@ -27,16 +27,22 @@ def main(argv: list[str] | None = None) -> int:
         help="which to run: ingest, live, scale (default: all, in that order)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a few seconds each: checks the harness works"
+        "--quick",
+        action="store_true",
+        help="a few seconds each: checks the harness works",
     )
     parser.add_argument(
-        "--keep-db", action="store_true", help="leave the bench database behind for a look"
+        "--keep-db",
+        action="store_true",
+        help="leave the bench database behind for a look",
     )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.benchmarks) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; pick from {BENCHMARKS}")
-    chosen = [name for name in BENCHMARKS if name in args.benchmarks] or list(BENCHMARKS)
+    chosen = [name for name in BENCHMARKS if name in args.benchmarks] or list(
+        BENCHMARKS
+    )
 
     from bench import ingest, live, scale
 
@@ -44,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     report = common.Report(quick=args.quick)
     m = report.machine
     common.log(
-        f"{m['nproc']} CPU ({m['cpu']}), {m['ram_gib']} GiB, PostgreSQL {m['postgres']}, "
+        f"{m['nproc']} CPU ({m['cpu']}), {m['ram_gib']} GiB, "
+        f"PostgreSQL {m['postgres']}, "
         f"{m['date']}{' [quick]' if args.quick else ''}"
     )
     failed = False

@@ -89,7 +89,8 @@ def _admin_execute(*statements: str) -> None:
 def reset_database() -> None:
     """Drop and re-create the bench database, migrate it, empty the bench Redis db."""
     _admin_execute(
-        f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)', f'CREATE DATABASE "{DB_NAME}"'
+        f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)',
+        f'CREATE DATABASE "{DB_NAME}"',
     )
     # bench.settings adds the baseline app; --run-syncdb creates its tables
     # without a migration, so the app's migrations stay untouched.
@@ -138,7 +139,9 @@ def run(
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        raise RuntimeError(f"{' '.join(args[:4])} took longer than {timeout:.0f}s") from None
+        raise RuntimeError(
+            f"{' '.join(args[:4])} took longer than {timeout:.0f}s"
+        ) from None
     finally:
         kill_group(proc)
     if proc.returncode != 0:
@@ -146,7 +149,9 @@ def run(
     return subprocess.CompletedProcess(args, proc.returncode, out, None)
 
 
-def task(name: str, *args: str, settings: str = "bench.settings", timeout: float = 600) -> Any:
+def task(
+    name: str, *args: str, settings: str = "bench.settings", timeout: float = 600
+) -> Any:
     """Run ``python -m bench.tasks NAME ARGS``; it prints one JSON line last."""
     result = run(
         [PYTHON, "-m", "bench.tasks", name, *args],
@@ -235,7 +240,9 @@ def rss_kib(pid: int) -> int:
 
 @contextlib.contextmanager
 def daphne(
-    name: str, application: str = "core.asgi:application", settings: str = "core.settings"
+    name: str,
+    application: str = "core.asgi:application",
+    settings: str = "core.settings",
 ) -> Iterator[Server]:
     """One daphne process started the production way, killed as a group on exit."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -263,7 +270,10 @@ def _wait_for_port(server: Server, *, timeout: float) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"daphne {server.name} exited; see {server.log_path}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, server.port), 0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((HOST, server.port), 0.5),
+        ):
             return
         time.sleep(0.1)
     raise RuntimeError(f"daphne {server.name} did not listen within {timeout}s")
@@ -301,7 +311,18 @@ def machine() -> dict[str, Any]:
 
         with psycopg.connect(PG_ADMIN_DSN, connect_timeout=5) as conn:
             pg = conn.execute("SHOW server_version").fetchone()[0]
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %ci"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
+        "commit": git + (" (+ uncommitted changes)" if dirty else ""),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram_gib": round(mem_kib / 1024 / 1024, 1),
@@ -336,3 +357,30 @@ def fmt(value: float, digits: int = 1) -> str:
     if value != value:  # NaN
         return "n/a"
     return f"{value:,.{digits}f}"
+
+
+def wait_for_quiet(
+    *, limit_pct: float = 30.0, max_wait: float = 90.0
+) -> dict[str, Any]:
+    """Wait (bounded) until the rest of the machine is idle; say how busy it was.
+
+    The machine is shared: another process's test run would be measured too.
+    """
+    from bench.loadstats import machine_busy
+
+    ncpu = os.cpu_count() or 1
+    waited = 0.0
+    while True:
+        busy0, total0 = machine_busy()
+        time.sleep(1.0)
+        busy1, total1 = machine_busy()
+        pct = 100 * ncpu * (busy1 - busy0) / max(total1 - total0, 1)
+        waited += 1.0
+        if pct <= limit_pct or waited >= max_wait:
+            if pct > limit_pct:
+                log(f"machine {pct:.0f}% busy after {waited:.0f}s; measuring anyway")
+            elif waited > 1:
+                log(f"waited {waited:.0f}s for a quiet machine")
+            return {"background_busy_pct": round(pct, 1), "waited_s": waited}
+        time.sleep(1.0)
+        waited += 1.0

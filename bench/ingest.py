@@ -32,8 +32,10 @@ def run(quick: bool) -> dict[str, Any]:
     duration = 2.0 if quick else 10.0
     common.reset_database()
     measured: dict[str, list[dict[str, Any]]] = {}
+    quiet: dict[str, Any] = {}
     for index, (name, application, settings, path) in enumerate(SERVERS):
         common.flush_redis()
+        quiet[name] = common.wait_for_quiet()
         with common.daphne(f"ingest-{name}", application, settings) as server:
             log(f"ingest: {name} on {server.url}{path}")
             config = {
@@ -61,7 +63,12 @@ def run(quick: bool) -> dict[str, Any]:
                 )
     summary = _ratios(measured)
     _print(measured, summary)
-    return {"duration_s": duration, "servers": measured, "summary": summary, "targets": TARGETS}
+    return {
+        "duration_s": duration,
+        "servers": measured,
+        "summary": summary,
+        "targets": TARGETS,
+    }
 
 
 def _ratios(measured: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -84,7 +91,9 @@ def _ratios(measured: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _print(measured: dict[str, list[dict[str, Any]]], summary: list[dict[str, Any]]) -> None:
+def _print(
+    measured: dict[str, list[dict[str, Any]]], summary: list[dict[str, Any]]
+) -> None:
     print("\n== ingest: req/s (p50 / p99 ms) ==")
     print(f"{'conc':>4}  {'ours':>24}  {'seed recipe':>24}  {'bare floor':>24}")
     for i, row in enumerate(summary):

@@ -29,7 +29,9 @@ def make_requests(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
     from inbox.webhooks import sign_openclaw
 
     rng = random.Random(config["seed"])
-    sim = Simulator(url="http://127.0.0.1/", secret=config["secret"], seed=config["seed"])
+    sim = Simulator(
+        url="http://127.0.0.1/", secret=config["secret"], seed=config["seed"]
+    )
     platforms = ["telegram", "whatsapp", "slack", "discord", "webchat", "signal"]
     names = [name for _, name in CUSTOMERS]
     chats = [
@@ -65,7 +67,11 @@ class Feed:
 
 
 async def step(
-    session: aiohttp.ClientSession, url: str, feed: Feed, concurrency: int, duration: float
+    session: aiohttp.ClientSession,
+    url: str,
+    feed: Feed,
+    concurrency: int,
+    duration: float,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
@@ -94,7 +100,12 @@ async def step(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed, "ran_out": ran_out}
+    return {
+        "latencies": latencies,
+        "statuses": statuses,
+        "elapsed": elapsed,
+        "ran_out": ran_out,
+    }
 
 
 def summarize(raw: dict[str, Any], concurrency: int) -> dict[str, Any]:
@@ -120,7 +131,9 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
     url = config["url"]
     timeout = aiohttp.ClientTimeout(total=30)
     results = []
-    connector = aiohttp.TCPConnector(limit=max(config["concurrencies"]), force_close=False)
+    connector = aiohttp.TCPConnector(
+        limit=max(config["concurrencies"]), force_close=False
+    )
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await step(session, url, feed, 16, config["warmup"])
         for concurrency in config["concurrencies"]:

@@ -31,6 +31,37 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def all_process_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU seconds) for every process we can read."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = stat.rsplit(")", 1)[1].split()
+        result[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return result
+
+
+def busiest(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    wall: float,
+) -> dict[str, float]:
+    """CPU % by process name over the window: shows who else was using the machine."""
+    by_name: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        by_name[name] = by_name.get(name, 0.0) + used
+    top = sorted(by_name.items(), key=lambda item: -item[1])[:6]
+    return {name: round(100 * used / wall, 1) for name, used in top if used > 0}
+
+
 @dataclass
 class CpuWindow:
     """CPU used by the server, by this load process and by the whole machine."""
@@ -38,6 +69,7 @@ class CpuWindow:
     server_pid: int
 
     def __post_init__(self) -> None:
+        self.procs0 = all_process_cpu()
         self.t0 = time.perf_counter()
         self.server0 = process_cpu(self.server_pid)
         self.self0 = self_cpu()
@@ -46,12 +78,16 @@ class CpuWindow:
     def finish(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
         busy, total = machine_busy()
+        procs1 = all_process_cpu()
         ncpu = os.cpu_count() or 1
         return {
             # 100 = one core fully busy.
-            "server_cpu_pct": round(100 * (process_cpu(self.server_pid) - self.server0) / wall, 1),
+            "server_cpu_pct": round(
+                100 * (process_cpu(self.server_pid) - self.server0) / wall, 1
+            ),
             "loadgen_cpu_pct": round(100 * (self_cpu() - self.self0) / wall, 1),
             "machine_busy_pct": round(
                 100 * ncpu * (busy - self.busy0) / max(total - self.total0, 1), 1
             ),
+            "busiest_processes": busiest(self.procs0, procs1, wall),
         }

@@ -1,2 +1,82 @@
-def run(quick):
-    raise NotImplementedError
+"""Benchmark 3: the inbox page and search on 100k conversations / 1M messages,
+and daphne's memory with 1,000 idle websockets.
+
+The database is seeded once by COPY (``bench.tasks.seed_scale``) and kept for
+every step of this benchmark; ``python -m bench`` drops it at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import common
+from bench.common import fmt, log
+
+PAGES = [("first page", ""), ("search 환불", "환불"), ("search refund", "refund")]
+TARGETS = {"first page p95_ms": 50.0, "search p95_ms": 200.0}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    conversations, messages = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    sockets = 200 if quick else 1000
+    common.reset_database()
+    log(f"scale: seeding {conversations:,} conversations / {messages:,} messages")
+    seeded = common.task("seed_scale", str(conversations), str(messages), timeout=3600)
+    log(f"  seeded in {seeded['total_s']} s ({seeded['database_size']})")
+    sessions = common.task("staff_sessions", str(min(sockets, 1000)))["sessions"]
+    common.task("collectstatic")
+    paths = ["/inbox/" + (f"?q={q}" if q else "") for _, q in PAGES]
+    profile = common.task("query_profile", *paths, timeout=600)
+    background = common.wait_for_quiet()
+    with common.daphne("scale", "core.asgi:application", "bench.settings") as server:
+        config = {
+            "base": server.url,
+            "ws_url": f"ws://{common.HOST}:{server.port}/ws/inbox/",
+            "origin": server.url,
+            "server_pid": server.pid,
+            "sessions": sessions,
+            "pages": PAGES,
+            "requests": 20 if quick else 60,
+            "warmup": 3 if quick else 5,
+            "sockets": sockets,
+            "hold": 5.0 if quick else 15.0,
+        }
+        result = common.load("load_scale", config, timeout=1800)
+    for (label, query), path in zip(PAGES, paths, strict=True):
+        result["pages"][label]["in_process"] = profile[path]
+        del query
+    _print(seeded, result)
+    return {
+        "conversations": conversations,
+        "messages": seeded["messages"],
+        "seed": seeded,
+        "pages": result["pages"],
+        "idle": result["idle"],
+        "targets": TARGETS,
+        "background": background,
+    }
+
+
+def _print(seeded: dict[str, Any], result: dict[str, Any]) -> None:
+    print(
+        f"\n== scale: {seeded['conversations']:,} conversations / "
+        f"{seeded['messages']:,} messages ({seeded['database_size']}) =="
+    )
+    for label, page in result["pages"].items():
+        prof = page["in_process"]
+        print(
+            f"  {label:<14} p50 {fmt(page['p50_ms'])}  p95 {fmt(page['p95_ms'])}  "
+            f"p99 {fmt(page['p99_ms'])} ms over loopback ({page['requests']} req, "
+            f"{page['rows']} rows); in-process view {fmt(prof['view_ms'])} ms, "
+            f"{prof['queries']} queries {fmt(prof['query_ms'])} ms"
+        )
+    idle = result["idle"]
+    print(
+        f"  idle websockets: {idle['connected']}/{idle['sockets']} connected in "
+        f"{idle['connect_s']} s, {idle['still_open_after_hold']} still open after "
+        f"{idle['hold_s']:.0f} s; daphne RSS {idle['rss_before_kib'] / 1024:.1f} -> "
+        f"{idle['rss_with_sockets_kib'] / 1024:.1f} MiB "
+        f"({fmt(idle['kib_per_socket'])} KiB/socket), "
+        f"{idle['rss_after_close_kib'] / 1024:.1f} MiB after close"
+    )
+    print("  targets: first page p95 < 50 ms, search p95 < 200 ms")

@@ -7,10 +7,26 @@ compares view code, not configuration. ``STATIC_ROOT`` points inside
 production mode without writing outside bench/.
 """
 
+import os
+
 from core.settings import *  # noqa: F403
-from core.settings import BASE_DIR, INSTALLED_APPS
+from core.settings import BASE_DIR, CHANNEL_LAYERS, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.seed"]
 ROOT_URLCONF = "bench.urls"
 ASGI_APPLICATION = "bench.asgi.application"
 STATIC_ROOT = BASE_DIR / "bench" / "results" / "staticfiles"
+
+# What-if for the live benchmark only (BENCH_CHANNEL_LAYER=pubsub): Redis
+# pub/sub delivers a group message once per process instead of once per
+# consumer. Unset, the app's own channel layer is used.
+if os.environ.get("BENCH_CHANNEL_LAYER") == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
+                "prefix": CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+            },
+        }
+    }

@@ -15,6 +15,9 @@ class SeedSession(models.Model):
     customer_name = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.session_id
+
 
 class SeedMessage(models.Model):
     session = models.ForeignKey(SeedSession, on_delete=models.CASCADE)
@@ -25,13 +28,22 @@ class SeedMessage(models.Model):
     category = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.message_id
+
 
 class SeedWebhookLog(models.Model):
     event = models.CharField(max_length=64)
     payload = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return self.event
+
 
 class FloorRow(models.Model):
     body_size = models.PositiveIntegerField()
     created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.body_size} B"

@@ -44,7 +44,9 @@ def seed_webhook(request: HttpRequest) -> HttpResponse:
     body = request.body
     secret = settings.OPENCLAW_WEBHOOK_SECRETS[0].encode()
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get("X-OpenClaw-Signature", "")):
+    if not hmac.compare_digest(
+        expected, request.headers.get("X-OpenClaw-Signature", "")
+    ):
         return JsonResponse({"error": "bad signature"}, status=401)
     payload = json.loads(body)
     data = payload["data"]
@@ -67,7 +69,8 @@ def seed_webhook(request: HttpRequest) -> HttpResponse:
     )
     SeedWebhookLog.objects.create(event=payload["event"], payload=body.decode())
     html = render_to_string(
-        "seed/message.html", {"message": message, "session": session, "category": category}
+        "seed/message.html",
+        {"message": message, "session": session, "category": category},
     )
     async_to_sync(get_channel_layer().group_send)(
         "seed-inbox", {"type": "seed.message", "html": html}
@@ -79,7 +82,8 @@ def seed_webhook(request: HttpRequest) -> HttpResponse:
 def floor(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO bench_seed_floorrow (body_size, created_at) VALUES (%s, now())",
+            "INSERT INTO bench_seed_floorrow (body_size, created_at)"
+            " VALUES (%s, now())",
             [len(request.body)],
         )
     return HttpResponse("ok")
