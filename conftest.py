@@ -52,7 +52,12 @@ def _clean_shared_state() -> Iterator[None]:
     import dramatiq
     from django.core.cache import cache
 
+    from inbox import consumers, live
+
     cache.clear()
+    # Process memories keyed by ids that a fresh test database hands out again.
+    live.forget()
+    consumers.read_marks.clear()
     broker = dramatiq.get_broker()
     broker.flush_all()
     yield

@@ -153,7 +153,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # django-redis shares one connection pool per process; Django's own
+            # Redis backend builds one per thread, and daphne runs every request
+            # in a new thread (measured: a new connection per webhook).
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_PREFIX", default="openclaw"),
         }
@@ -162,7 +165,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # The layer's blocking pop waits 5 s; a socket timeout of the
+                # same length (redis-py's default) races it and kills consumers.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env.str("CHANNELS_PREFIX", default="openclaw:asgi"),
                 "capacity": 1000,
                 "expiry": 30,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +25,53 @@ from inbox import live, metrics
 from inbox.models import Conversation, ReadMark
 
 SWEEP_SECONDS = 20.0
+
+
+def _db(function: Any) -> Any:
+    """Run ORM work off the event loop, in the shared pool rather than the one
+    thread ``database_sync_to_async`` uses by default: hundreds of tabs catching
+    up at once must not queue behind each other."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+class ReadMarks:
+    """This process's copy of how far each agent has read each conversation.
+
+    A conversation the tab knows nothing about costs one query per process,
+    shared by every tab that asks at the same moment, not one per tab.
+    """
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.by_conversation: OrderedDict[int, dict[int, int]] = OrderedDict()
+        self.loading: dict[int, asyncio.Future] = {}
+
+    async def seen(self, conversation_id: int, user_id: int) -> int:
+        marks = self.by_conversation.get(conversation_id)
+        if marks is None:
+            future = self.loading.get(conversation_id)
+            if future is None:
+                future = asyncio.ensure_future(_db(_marks_for)(conversation_id))
+                self.loading[conversation_id] = future
+                future.add_done_callback(
+                    lambda _: self.loading.pop(conversation_id, None)
+                )
+            marks = await asyncio.shield(future)
+            self.by_conversation[conversation_id] = marks
+            while len(self.by_conversation) > self.LIMIT:
+                self.by_conversation.popitem(last=False)
+        return marks.get(user_id, 0)
+
+    def clear(self) -> None:
+        self.by_conversation.clear()
+
+    def record(self, conversation_id: int, user_id: int, seen: int) -> None:
+        if conversation_id in self.by_conversation:
+            self.by_conversation[conversation_id][user_id] = seen
+
+
+read_marks = ReadMarks()
 STALE_AFTER = 2_000
 
 
@@ -60,12 +108,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await self.accept()
         metrics.WEBSOCKET_CLIENTS.inc()
         self.counted = True
-        self.hwm = (
-            after
-            if after is not None
-            else await database_sync_to_async(live.current_seq)()
-        )
-        self.unread_seen = await database_sync_to_async(_recent_read_marks)(user)
+        self.hwm = after if after is not None else await _db(live.current_seq)()
+        self.unread_seen = await _db(_recent_read_marks)(user)
         await self.catch_up()
         self.sweeper = asyncio.ensure_future(self._sweep())
 
@@ -79,7 +123,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         seen_task = getattr(self, "seen_task", None)
         if seen_task is not None and not seen_task.done():
             seen_task.cancel()
-            await database_sync_to_async(_mark_seen)(self.user, self.view.conversation)
+            await _db(_mark_seen)(self.user, self.view.conversation)
         if getattr(self, "counted", False):
             metrics.WEBSOCKET_CLIENTS.dec()
             self.counted = False
@@ -118,16 +162,14 @@ class InboxConsumer(AsyncWebsocketConsumer):
     async def catch_up(self) -> None:
         """Send what the database holds after the high-water mark, then advance it."""
         async with self.lock:
-            if await database_sync_to_async(live.backlog_exceeds)(
-                self.hwm, STALE_AFTER
-            ):
+            if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
                 # Away too long (a laptop closed overnight): a fresh page is
                 # cheaper than replaying thousands of fragments.
                 await self.send(live.STALE_FRAME)
                 await self.close(code=4000)
                 return
             while True:
-                events = await database_sync_to_async(live.load_events)(self.hwm)
+                events = await _db(live.load_events)(self.hwm)
                 if not events:
                     return
                 missing = [e for e in events if e["seq"] not in self.ahead]
@@ -191,7 +233,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
 
     async def _mark_seen_later(self, conversation_id: int) -> None:
         await asyncio.sleep(1.0)
-        await database_sync_to_async(_mark_seen)(self.user, conversation_id)
+        await _db(_mark_seen)(self.user, conversation_id)
 
     async def _unread_for(self, events: list[dict[str, Any]]) -> dict[int, int]:
         result: dict[int, int] = {}
@@ -203,13 +245,12 @@ class InboxConsumer(AsyncWebsocketConsumer):
                 if event["from_customer"]:
                     self._mark_seen_soon(pk)
                 self.unread_seen[pk] = event["inbound"]
+                read_marks.record(pk, self.user.pk, event["inbound"])
             elif pk not in self.unread_seen:
                 if event["kind"] == "conversation_created":
                     self.unread_seen[pk] = 0
                 else:
-                    self.unread_seen[pk] = await database_sync_to_async(_seen)(
-                        self.user, pk
-                    )
+                    self.unread_seen[pk] = await read_marks.seen(pk, self.user.pk)
             result[pk] = max(event["inbound"] - self.unread_seen[pk], 0)
         return result
 
@@ -232,9 +273,9 @@ def _recent_read_marks(user: Any) -> dict[int, int]:
     return dict(marks.values_list("conversation_id", "inbound_seen"))
 
 
-def _seen(user: Any, conversation_id: int) -> int:
-    mark = ReadMark.objects.filter(user=user, conversation_id=conversation_id).first()
-    return mark.inbound_seen if mark else 0
+def _marks_for(conversation_id: int) -> dict[int, int]:
+    marks = ReadMark.objects.filter(conversation_id=conversation_id)
+    return dict(marks.values_list("user_id", "inbound_seen"))
 
 
 def _mark_seen(user: Any, conversation_id: int) -> None:

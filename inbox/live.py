@@ -210,6 +210,11 @@ _recent: OrderedDict[int, dict[str, Any]] = OrderedDict()
 RECENT_EVENTS = 5_000
 
 
+def forget() -> None:
+    """Drop the process's event memory (tests, where numbers restart)."""
+    _recent.clear()
+
+
 def remember(events: list[dict[str, Any]]) -> None:
     for event in events:
         if event["seq"] not in _recent:

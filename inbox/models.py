@@ -199,17 +199,20 @@ class Conversation(models.Model):
     ) -> tuple[Conversation, bool]:
         """Return the conversation for ``session_id``, row-locked, creating it if new.
 
-        Call inside ``transaction.atomic()``. Concurrent first deliveries for one
-        session race on the unique ``session_id``: the loser's insert fails in
-        its savepoint and it reads the winner's row instead.
+        Call inside ``transaction.atomic()``. Most deliveries belong to a known
+        conversation, so the locking read comes first. Concurrent first
+        deliveries for one session race on the unique ``session_id``: the
+        loser's insert fails in its savepoint and it locks the winner's row.
         """
+        locked = cls.objects.select_for_update()
+        conversation = locked.filter(session_id=session_id).first()
+        if conversation is not None:
+            return conversation, False
         try:
             with transaction.atomic():
-                conversation = cls.objects.create(session_id=session_id, **defaults)
-                return conversation, True
+                return cls.objects.create(session_id=session_id, **defaults), True
         except IntegrityError:
-            pass
-        return cls.objects.select_for_update().get(session_id=session_id), False
+            return locked.get(session_id=session_id), False
 
     def add_message(self, **fields: Any) -> Message | None:
         """Store one message and its activity row; ``None`` if it is a duplicate.
@@ -223,22 +226,25 @@ class Conversation(models.Model):
                 message = Message.objects.create(conversation=self, **fields)
         except IntegrityError:
             return None
+        # The row is locked, so its values in memory are current: update them
+        # here and write them back, no re-read needed.
         now = message.created_at
-        updates: dict[str, Any] = {
-            "message_count": F("message_count") + 1,
-            "updated_at": now,
-        }
+        self.message_count += 1
+        self.updated_at = now
+        changed = ["message_count", "updated_at"]
         if message.kind != Message.Kind.RESET:
-            updates["last_message_at"] = now
-            updates["last_message_preview"] = message.preview
+            self.last_message_at = now
+            self.last_message_preview = message.preview
+            changed += ["last_message_at", "last_message_preview"]
         if message.direction == Message.Direction.INBOUND:
-            updates["inbound_count"] = F("inbound_count") + 1
+            self.inbound_count += 1
+            changed.append("inbound_count")
             if not self.is_active or self.status == self.Status.RESOLVED:
                 # A customer writing again reopens the conversation.
-                updates["is_active"] = True
-                updates["status"] = self.Status.OPEN
-        Conversation.objects.filter(pk=self.pk).update(**updates)
-        self.refresh_from_db()
+                self.is_active = True
+                self.status = self.Status.OPEN
+                changed += ["is_active", "status"]
+        self.save(update_fields=changed)
         message.activity = Activity.objects.create(
             conversation=self, kind=Activity.Kind.MESSAGE_ADDED, message=message
         )
