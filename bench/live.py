@@ -120,13 +120,20 @@ def _print(phases: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
             f"closed by server {p['closed_early']}, "
             f"statuses {p['statuses']}"
         )
+        if "sequence_behind" in b:
+            print(
+                f"       sequence numbers not yet applied: {b['sequence_behind']} "
+                f"on {b['clients_behind']} clients"
+            )
     a = phases["app"]["after_catchup"]
     if a:
         print(
             f"  app after reconnect with ?after=: lost {a['lost']}, "
             f"recovered {a['recovered']}, "
             f"replayed duplicates {a['replayed_duplicates']}, "
-            f"reconnects failed {a['reconnect_failed']}"
+            f"reconnects failed {a['reconnect_failed']}, "
+            f"sequence numbers not applied {a.get('sequence_behind', '?')} "
+            f"on {a.get('clients_behind', '?')} clients"
         )
     print(
         f"  app/raw: p50 {fmt(summary['p50_ratio_app_vs_raw'], 2)}x, "

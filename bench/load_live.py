@@ -273,6 +273,12 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         stop.set()
         await asyncio.gather(*readers)
         before = snapshot(clients, config["messages"])
+        if mode == "app":
+            final_seq = await asyncio.to_thread(current_seq)
+            before["sequence_behind"] = sum(
+                max(final_seq - c.last_seq, 0) for c in clients
+            )
+            before["clients_behind"] = sum(1 for c in clients if c.last_seq < final_seq)
         latencies = [
             (t - sent_at[m]) * 1000
             for c in clients
@@ -298,7 +304,14 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(config["catchup_wait"])
             stop.set()
             await asyncio.gather(*readers)
+            final_seq = await asyncio.to_thread(current_seq)
             catchup = snapshot(clients, config["messages"]) | {
+                # Exact coverage: each frame carries the tab's high-water mark
+                # (every number at or below it applied), so a tab is behind by
+                # the last sequence number minus its mark. Markers can undercount
+                # because a catch-up frame keeps only a row's newest state.
+                "sequence_behind": sum(max(final_seq - c.last_seq, 0) for c in clients),
+                "clients_behind": sum(1 for c in clients if c.last_seq < final_seq),
                 "recovered": sum(c.catchup_new for c in clients),
                 "replayed_duplicates": sum(c.catchup_dupes for c in clients),
                 "reconnect_failed": sum(1 for ws in sockets if ws is None),

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import connection
 from django.utils import timezone
 
 from inbox import live, metrics
@@ -28,10 +29,16 @@ SWEEP_SECONDS = 20.0
 
 
 def _db(function: Any) -> Any:
-    """Run ORM work off the event loop, in the shared pool rather than the one
-    thread ``database_sync_to_async`` uses by default: hundreds of tabs catching
-    up at once must not queue behind each other."""
-    return database_sync_to_async(function, thread_sensitive=False)
+    """Run ORM work off the event loop.
+
+    On PostgreSQL in the shared thread pool rather than the one thread
+    ``database_sync_to_async`` uses by default: hundreds of tabs catching up at
+    once must not queue behind each other. SQLite takes one writer at a time
+    anyway, so embedded mode keeps the single thread.
+    """
+    return database_sync_to_async(
+        function, thread_sensitive=connection.vendor == "sqlite"
+    )
 
 
 class ReadMarks:
