@@ -120,6 +120,12 @@ def _print(phases: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
             f"closed by server {p['closed_early']}, "
             f"statuses {p['statuses']}"
         )
+        answers = p.get("webhook_answer_ms") or []
+        if answers:
+            print(
+                f"       webhook answered: p50 {fmt(answers[len(answers) // 2])} ms, "
+                f"p99 {fmt(answers[int(len(answers) * 0.99)])} ms"
+            )
         if "sequence_behind" in b:
             print(
                 f"       sequence numbers not yet applied: {b['sequence_behind']} "

@@ -172,6 +172,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     ]
     statuses: dict[str, int] = {}
     sent_at: dict[int, float] = {}
+    answered_ms: list[float] = []  # webhook sent -> its HTTP answer
     http = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=32),
         timeout=aiohttp.ClientTimeout(total=30),
@@ -229,6 +230,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
                 ) as r:
                     await r.read()
                     status = str(r.status)
+                answered_ms.append((time.perf_counter() - sent_at[marker]) * 1000)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = type(exc).__name__
             statuses[status] = statuses.get(status, 0) + 1
@@ -334,6 +336,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         "statuses": statuses,
         "start_seq": start_seq,
         "latencies_ms": latencies,
+        "webhook_answer_ms": sorted(answered_ms),
         "frames": frames,
         "avg_frame_bytes": frame_bytes / frames if frames else 0,
         "before_catchup": before,

@@ -167,21 +167,29 @@ class InboxConsumer(AsyncWebsocketConsumer):
     # -- catch-up ---------------------------------------------------------------
 
     async def catch_up(self) -> None:
-        """Send what the database holds after the high-water mark, then advance it."""
-        async with self.lock:
-            if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
-                # Away too long (a laptop closed overnight): a fresh page is
-                # cheaper than replaying thousands of fragments.
-                await self.send(live.STALE_FRAME)
-                await self.close(code=4000)
-                return
-            while True:
-                events = await _db(live.load_events)(self.hwm)
-                if not events:
-                    return
-                missing = [e for e in events if e["seq"] not in self.ahead]
+        """Send what the database holds after the high-water mark, then advance it.
+
+        The database is read without holding the lock, so live frames keep
+        flowing while a tab catches up; what was sent meanwhile is skipped.
+        """
+        if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
+            # Away too long (a laptop closed overnight): a fresh page is
+            # cheaper than replaying thousands of fragments.
+            await self.send(live.STALE_FRAME)
+            await self.close(code=4000)
+            return
+        while True:
+            events = await _db(live.load_events)(self.hwm)
+            if not events:
+                break
+            async with self.lock:
+                missing = [
+                    e
+                    for e in events
+                    if e["seq"] > self.hwm and e["seq"] not in self.ahead
+                ]
                 now = timezone.now()
-                for event in events:
+                for event in missing:
                     self.ahead.add(event["seq"])
                     # A hole before an old row is a rolled-back transaction.
                     if (
@@ -193,8 +201,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
                     self._advance()
                 if missing:
                     await self._send(missing)
-                if len(events) < 500:
-                    break
+            if len(events) < 500:
+                break
         if self.ahead:
             self._schedule_gap_fill()
 
