@@ -26,11 +26,13 @@ from bench.loadstats import CpuWindow
 def make_requests(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
     django.setup()
     from inbox.simulator import CUSTOMERS, Chat, Simulator
-    from inbox.webhooks import sign_openclaw
 
     rng = random.Random(config["seed"])
     sim = Simulator(
-        url="http://127.0.0.1/", secret=config["secret"], seed=config["seed"]
+        url="http://127.0.0.1/",
+        secret=config["secret"],
+        seed=config["seed"],
+        scheme="openclaw",
     )
     platforms = ["telegram", "whatsapp", "slack", "discord", "webchat", "signal"]
     names = [name for _, name in CUSTOMERS]
@@ -44,12 +46,7 @@ def make_requests(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
         payload = sim.message(chat, outbound=rng.random() < 0.4)
         # Unique per run and request: each delivery is a new message, never a duplicate.
         payload["data"]["messageId"] = f"{config['run']}-{i}"
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-OpenClaw-Signature": sign_openclaw(body, config["secret"]),
-        }
-        requests.append((body, headers))
+        requests.append(sim.signed(payload))
     return requests
 
 

@@ -126,10 +126,11 @@ def make_bodies(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
 
     django.setup()
     from inbox.simulator import CUSTOMER_TEXTS, Chat, Simulator
-    from inbox.webhooks import sign_openclaw
 
     rng = random.Random(7)
-    sim = Simulator(url="http://127.0.0.1/", secret=config["secret"], seed=7)
+    sim = Simulator(
+        url="http://127.0.0.1/", secret=config["secret"], seed=7, scheme="openclaw"
+    )
     platforms = ["telegram", "whatsapp", "slack", "discord", "webchat", "signal"]
     chats = [
         Chat(rng.choice(platforms), f"Live {i}", f"9{i:08d}")
@@ -146,12 +147,7 @@ def make_bodies(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
             text = f"bm{marker:06d}x {text}"
         payload = sim.message(chat, text=text)
         payload["data"]["messageId"] = f"live-{config['run']}-{n}"
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-OpenClaw-Signature": sign_openclaw(body, config["secret"]),
-        }
-        bodies.append((body, headers))
+        bodies.append(sim.signed(payload))
     return bodies
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import statistics
@@ -62,14 +63,8 @@ def collectstatic() -> dict[str, Any]:
 
 # --- seeding the inbox at scale ----------------------------------------------------
 
-KO = [
-    "안녕하세요, 주문한 상품이 아직 안 왔어요.",
-    "배송 언제 와요?",
-    "환불 받을 수 있나요?",
-    "결제가 두 번 됐어요 ㅠㅠ",
-    "비밀번호를 잊어버렸어요",
-    "정말 최악이에요, 실망했습니다.",
-    "감사합니다! 잘 해결됐어요.",
+# Added to the simulator's Korean lines so search has a realistic spread.
+MORE_KO = [
     "환불해 주세요.",
     "환불은 언제 처리되나요?",
     "주소를 바꾸고 싶어요",
@@ -143,8 +138,15 @@ PLATFORMS = [
 STATUSES = [("open", 55), ("human", 10), ("escalated", 5), ("resolved", 30)]
 
 
+@functools.cache
+def _korean() -> list[str]:
+    from inbox.simulator import CUSTOMER_TEXTS
+
+    return [text for text in CUSTOMER_TEXTS if not text.isascii()] + MORE_KO
+
+
 def _customer_text(rng: random.Random) -> str:
-    pool = KO if rng.random() < 0.55 else EN
+    pool = _korean() if rng.random() < 0.55 else EN
     parts = [rng.choice(pool) for _ in range(rng.choice((1, 1, 1, 2, 2, 3)))]
     if rng.random() < 0.15:
         parts.append(f"#{rng.randrange(1000, 99999)}")

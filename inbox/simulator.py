@@ -220,6 +220,11 @@ class Simulator:
             }
         return headers
 
+    def signed(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """A payload as the gateway would send it: the body and its headers."""
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        return body, self.headers(body)
+
     def run(
         self,
         *,
