@@ -78,3 +78,20 @@ def staff_client(staff):  # noqa: ANN001, ANN201
     client = Client()
     client.force_login(staff)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_database_pools(django_db_setup, django_db_blocker):  # noqa: ANN001, ANN202
+    """Close pooled PostgreSQL connections before the test database is dropped.
+
+    Threads such as the browser tests' server leave connections in the pool;
+    without this, dropping the database fails with "being accessed by others".
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
+            connection.close()
