@@ -220,11 +220,20 @@ def test_bad_filter_values_are_dropped_not_errors(staff_client) -> None:  # noqa
         assert len(re.findall(r'<li id="conv-(\d+)"', response.content.decode())) == 1
 
 
-def test_a_customer_message_without_a_sender_shows_the_customer_name(staff_client, django_assert_max_num_queries) -> None:  # noqa: ANN001
+def test_a_customer_message_without_a_sender_shows_the_customer_name(
+    staff_client, django_assert_max_num_queries
+) -> None:  # noqa: ANN001
     session = session_key()
     post_webhook(message_event(session_id=session, message_id=1))
     post_webhook(
-        {"event": "media", "data": {"sessionId": session, "messageId": "2", "mediaUrl": "https://media.example.com/r.jpg"}}
+        {
+            "event": "media",
+            "data": {
+                "sessionId": session,
+                "messageId": "2",
+                "mediaUrl": "https://media.example.com/r.jpg",
+            },
+        }
     )
     conversation = Conversation.objects.get()
     with django_assert_max_num_queries(12):
