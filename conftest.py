@@ -52,9 +52,15 @@ def _clean_shared_state() -> Iterator[None]:
     import dramatiq
     from django.core.cache import cache
 
+    from channels.layers import channel_layers
+
     from inbox import consumers, live
 
     cache.clear()
+    # A fresh channel layer per test: a consumer left from an earlier test (the
+    # browser tests' server runs in another thread and event loop) may still
+    # be receiving on the old one, and a Redis layer serves one loop at a time.
+    channel_layers.backends = {}
     # Process memories keyed by ids that a fresh test database hands out again.
     live.forget()
     consumers.read_marks.clear()
