@@ -50,9 +50,8 @@ def pytest_collection_modifyitems(
 def _clean_shared_state() -> Iterator[None]:
     """Each test starts with an empty cache (rate limits) and job queue."""
     import dramatiq
-    from django.core.cache import cache
-
     from channels.layers import channel_layers
+    from django.core.cache import cache
 
     from inbox import consumers, live
 
