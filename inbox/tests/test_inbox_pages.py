@@ -239,3 +239,38 @@ def test_a_customer_message_without_a_sender_shows_the_customer_name(
     with django_assert_max_num_queries(12):
         html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
     assert html.count('<span class="sender">김민준</span>') == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("common", [False, True])
+def test_search_finds_the_same_conversations_for_rare_and_common_words(
+    staff_client, monkeypatch, common: bool
+) -> None:  # noqa: ANN001
+    from inbox import models
+
+    # Each path is chosen by PostgreSQL's estimate of matching messages.
+    monkeypatch.setattr(models, "COMMON_MATCHES", -1 if common else 10**9)
+    hit, also, miss = session_key(), session_key(), session_key()
+    post_webhook(
+        message_event(session_id=hit, message_id=1, text="환불해주세요, 요청합니다")
+    )
+    post_webhook(
+        message_event(session_id=also, message_id=1, text="refund 환불 please")
+    )
+    post_webhook(
+        message_event(session_id=miss, message_id=1, text="where is my parcel")
+    )
+    found = re.findall(
+        r'<li id="conv-(\d+)"', staff_client.get("/inbox/?q=환불").content.decode()
+    )
+    expected = Conversation.objects.filter(session_id__in=[hit, also]).by_activity()
+    assert [int(pk) for pk in found] == [c.pk for c in expected]
+    assert (
+        len(
+            re.findall(
+                r'<li id="conv-',
+                staff_client.get("/inbox/?q=환불 refund").content.decode(),
+            )
+        )
+        == 1
+    )
