@@ -31,6 +31,13 @@ def create_user(
     return user
 
 
+def session_cookie(user: Any) -> str:
+    """The ``Cookie`` header value of a logged-in session for ``user``."""
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
 def session_key(*, chat: str = "telegram", peer: str | None = None) -> str:
     return f"agent:main:{chat}:dm:{peer or next(_counter) + 100_000_000}"
 

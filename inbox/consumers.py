@@ -117,6 +117,12 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.counted = True
         self.hwm = after if after is not None else await _db(live.current_seq)()
         self.unread_seen = await _db(_recent_read_marks)(user)
+        if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
+            # Away too long (a laptop closed overnight): a fresh page is
+            # cheaper than replaying thousands of fragments.
+            await self.send(live.STALE_FRAME)
+            await self.close(code=4000)
+            return
         await self.catch_up()
         self.sweeper = asyncio.ensure_future(self._sweep())
 
@@ -172,12 +178,6 @@ class InboxConsumer(AsyncWebsocketConsumer):
         The database is read without holding the lock, so live frames keep
         flowing while a tab catches up; what was sent meanwhile is skipped.
         """
-        if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
-            # Away too long (a laptop closed overnight): a fresh page is
-            # cheaper than replaying thousands of fragments.
-            await self.send(live.STALE_FRAME)
-            await self.close(code=4000)
-            return
         while True:
             events = await _db(live.load_events)(self.hwm)
             if not events:

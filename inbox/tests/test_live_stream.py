@@ -8,10 +8,15 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from core.asgi import application
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.testing import (
+    create_user,
+    message_event,
+    post_webhook,
+    session_cookie,
+    session_key,
+)
 from inbox import live
 from inbox.models import Activity, Conversation, Message
 
@@ -20,18 +25,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost")
 
 
-def session_cookie(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
 async def connect(
     user: Any = None, query: str = "", origin: tuple = ORIGIN
 ) -> WebsocketCommunicator:
     headers = [origin]
     if user is not None:
-        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+        cookie = await sync_to_async(session_cookie)(user)
+        headers.append((b"cookie", cookie.encode()))
     communicator = WebsocketCommunicator(
         application, f"/ws/inbox/?{query}", headers=headers
     )

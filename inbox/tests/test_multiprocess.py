@@ -21,9 +21,15 @@ import requests
 import websockets
 from django.conf import settings
 from django.db import connection
-from django.test import Client
 
-from core.testing import WEBHOOK_URL, create_user, encode, message_event, sign
+from core.testing import (
+    WEBHOOK_URL,
+    create_user,
+    encode,
+    message_event,
+    session_cookie,
+    sign,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -89,9 +95,7 @@ def two_daphnes(tmp_path: Path) -> Iterator[list[int]]:
 def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(two_daphnes) -> None:  # noqa: ANN001
     web_a, web_b = two_daphnes
     user = create_user(is_staff=True)
-    client = Client()
-    client.force_login(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    cookie = session_cookie(user)
 
     async def scenario() -> list[str]:
         received: list[str] = []
