@@ -11,6 +11,7 @@ Two modes share this one file:
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -146,6 +147,13 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
+            },
+            # Tests get a file too, not Django's shared-cache in-memory default:
+            # shared cache fails a second connection at once ("table is locked")
+            # instead of waiting, and the browser tests' server is a second one.
+            "TEST": {
+                "NAME": Path(tempfile.gettempdir())
+                / f"openclaw-inbox-test-{os.getpid()}.sqlite3"
             },
         }
     }
