@@ -70,6 +70,20 @@ def _clean_shared_state() -> Iterator[None]:
 
 
 @pytest.fixture
+def worker():  # noqa: ANN201
+    """A real Dramatiq worker on the configured broker (Redis in CI)."""
+    import dramatiq
+    from dramatiq import Worker
+
+    broker = dramatiq.get_broker()
+    broker.emit_after("process_boot")
+    worker = Worker(broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
 def staff(db):  # noqa: ANN001, ANN201
     from core.testing import create_user
 
@@ -100,3 +114,18 @@ def _close_database_pools(django_db_setup, django_db_blocker):  # noqa: ANN001, 
             if hasattr(connection, "close_pool"):
                 connection.close_pool()
             connection.close()
+
+
+# -- OpenClaw gateway -------------------------------------------------------------
+# A real HTTP gateway (inbox.simulator.GatewayServer) on 127.0.0.1, never a mock of
+# requests: the client's timeouts, pooling and error classes meet real sockets.
+
+
+@pytest.fixture
+def gateway(settings):
+    from inbox.simulator import GatewayServer
+
+    with GatewayServer(token="test-gateway-token", webhook_url=None) as server:
+        settings.OPENCLAW_GATEWAY_URL = server.url
+        settings.OPENCLAW_GATEWAY_TOKEN = server.token
+        yield server

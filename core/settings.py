@@ -70,6 +70,22 @@ OPENCLAW_WEBHOOK_TOLERANCE_SECONDS = env.int(
 OPENCLAW_WEBHOOK_RATE = env.str("OPENCLAW_WEBHOOK_RATE", default="6000/m")
 OPENCLAW_MAX_TEXT_CHARS = env.int("OPENCLAW_MAX_TEXT_CHARS", default=16_000)
 
+# Takeover and replies.
+# A customer writing to a resolved conversation goes back to its last agent
+# (True) or to the bot (False).
+INBOX_REOPEN_TO_AGENT = env.bool("INBOX_REOPEN_TO_AGENT", default=False)
+# The escalation queue turns amber, then red, after this long without a human.
+INBOX_SLA_AMBER_SECONDS = env.int("INBOX_SLA_AMBER_SECONDS", default=120)
+INBOX_SLA_RED_SECONDS = env.int("INBOX_SLA_RED_SECONDS", default=300)
+# A reply the gateway keeps refusing for a transient reason is retried with
+# exponential backoff (capped) until it is this old, then shown as failed.
+INBOX_REPLY_GIVE_UP_SECONDS = env.int("INBOX_REPLY_GIVE_UP_SECONDS", default=900)
+INBOX_REPLY_BACKOFF_SECONDS = env.float("INBOX_REPLY_BACKOFF_SECONDS", default=1.0)
+INBOX_REPLY_BACKOFF_MAX_SECONDS = env.float(
+    "INBOX_REPLY_BACKOFF_MAX_SECONDS", default=30.0
+)
+INBOX_MAX_REPLY_CHARS = env.int("INBOX_MAX_REPLY_CHARS", default=4_000)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

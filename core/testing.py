@@ -21,12 +21,23 @@ WEBHOOK_URL = "/api/openclaw/webhook/"
 
 
 def create_user(
-    *, username: str | None = None, password: str = "pw-123456", **extra: Any
+    *,
+    username: str | None = None,
+    password: str = "pw-123456",
+    role: str | None = None,
+    **extra: Any,
 ) -> Any:
+    """A user; ``role`` is "agent", "lead" or "admin" (a superuser)."""
+    from django.contrib.auth.models import Group
+
     User = get_user_model()
+    if role == "admin":
+        extra |= {"is_superuser": True, "is_staff": True}
     user = User.objects.create_user(
         username=username or f"agent{next(_counter)}", password=password, **extra
     )
+    if role in ("agent", "lead"):
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     user.raw_password = password
     return user
 

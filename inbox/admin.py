@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from inbox.models import Activity, Conversation, Message, ReadMark, WebhookDelivery
+from inbox.models import (
+    Activity,
+    CannedResponse,
+    Conversation,
+    Message,
+    ReadMark,
+    WebhookDelivery,
+)
 
 
 @admin.register(Conversation)
@@ -65,3 +72,17 @@ class ReadMarkAdmin(admin.ModelAdmin):
     list_filter = ("user",)
     search_fields = ("conversation__session_id", "user__username")
     raw_id_fields = ("conversation", "user")
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    """Leads edit canned responses here (the "lead" group holds the permissions)."""
+
+    list_display = ("shortcut", "title", "updated_at", "created_by")
+    search_fields = ("shortcut", "title", "text")
+    readonly_fields = ("created_by", "updated_at")
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001, ANN201
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connection
 from django.utils import timezone
 
+from core.roles import Role, role_of
 from inbox import live, metrics
 from inbox.models import Conversation, ReadMark
 
@@ -88,6 +89,9 @@ class InboxConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=4401)
             return
+        if await _db(role_of)(user) < Role.AGENT:
+            await self.close(code=4403)
+            return
         params = {
             k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()
         }
@@ -99,6 +103,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
             query=params.get("q", "")[:200],
             user_id=user.pk,
         )
+        self.presence = Presence(self)
         self.ahead: set[int] = set()
         self.unread_seen: dict[int, int] = {}
         self.lock = asyncio.Lock()
@@ -125,8 +130,13 @@ class InboxConsumer(AsyncWebsocketConsumer):
             return
         await self.catch_up()
         self.sweeper = asyncio.ensure_future(self._sweep())
+        if self.view.conversation is not None:
+            await self.presence.announce(ask=True)
 
     async def disconnect(self, code: int) -> None:
+        presence = getattr(self, "presence", None)
+        if presence is not None:
+            await presence.leave()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         for task in (getattr(self, "sweeper", None), getattr(self, "gap_task", None)):
@@ -144,9 +154,25 @@ class InboxConsumer(AsyncWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
-        # The browser only listens; a ping keeps proxies from closing idle sockets.
-        if text_data and '"ping"' in text_data:
+        # The browser mostly listens: a ping keeps proxies from closing idle
+        # sockets, and the composer says when its agent is typing.
+        if not text_data or len(text_data) > 200:
+            return
+        if '"ping"' in text_data:
             await self.send('<div id="live-pong" hx-swap-oob="true"></div>')
+        elif '"typing"' in text_data and self.view.conversation is not None:
+            await self.presence.typing()
+
+    # -- presence: who is viewing, who is typing ---------------------------------
+
+    async def presence_here(self, message: dict[str, Any]) -> None:
+        await self.presence.on_here(message)
+
+    async def presence_gone(self, message: dict[str, Any]) -> None:
+        await self.presence.on_gone(message)
+
+    async def presence_typing(self, message: dict[str, Any]) -> None:
+        await self.presence.on_typing(message)
 
     # -- group messages --------------------------------------------------------
 
@@ -233,6 +259,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(SWEEP_SECONDS * random.uniform(0.75, 1.25))
             await self.catch_up()
+            if self.view.conversation is not None:
+                await self.presence.announce()
 
     # -- sending ------------------------------------------------------------------
 
@@ -268,6 +296,120 @@ class InboxConsumer(AsyncWebsocketConsumer):
                     self.unread_seen[pk] = await read_marks.seen(pk, self.user.pk)
             result[pk] = max(event["inbound"] - self.unread_seen[pk], 0)
         return result
+
+
+class Presence:
+    """Who else has this tab's conversation open, and who is typing in it.
+
+    Nothing is stored: every tab announces itself to the conversation's group
+    on connect and on each sweep, and forgets others it has not heard from in
+    a while, so a closed laptop drops out by itself.
+    """
+
+    SEEN_FOR = SWEEP_SECONDS * 2.5
+    TYPING_FOR = 6.0
+    TYPING_EVERY = 2.0
+
+    def __init__(self, consumer: InboxConsumer) -> None:
+        self.consumer = consumer
+        self.viewers: dict[int, tuple[str, float]] = {}
+        self.typists: dict[int, tuple[str, float]] = {}
+        self.last_typing = 0.0
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def group(self) -> str:
+        return live.conversation_group(self.consumer.view.conversation)
+
+    def _me(self) -> dict[str, Any]:
+        user = self.consumer.user
+        return {
+            "user_id": user.pk,
+            "name": user.get_username(),
+            "channel": self.consumer.channel_name,
+        }
+
+    async def announce(self, *, ask: bool = False) -> None:
+        await self.consumer.channel_layer.group_send(
+            self.group, {"type": "presence.here", "ask": ask, **self._me()}
+        )
+
+    async def leave(self) -> None:
+        if self.consumer.view.conversation is None:
+            return
+        if self.expiry is not None:
+            self.expiry.cancel()
+        await self.consumer.channel_layer.group_send(
+            self.group, {"type": "presence.gone", **self._me()}
+        )
+
+    async def typing(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self.last_typing < self.TYPING_EVERY:
+            return  # throttled: one group message per agent every 2 s at most
+        self.last_typing = now
+        await self.consumer.channel_layer.group_send(
+            self.group, {"type": "presence.typing", **self._me()}
+        )
+
+    async def on_here(self, message: dict[str, Any]) -> None:
+        if message["channel"] == self.consumer.channel_name:
+            return
+        if message.get("ask"):
+            # A tab that just opened the conversation learns who is here.
+            await self.consumer.channel_layer.send(
+                message["channel"],
+                {"type": "presence.here", "ask": False, **self._me()},
+            )
+        if message["user_id"] == self.consumer.user.pk:
+            return  # the same agent in another tab
+        now = asyncio.get_running_loop().time()
+        known = message["user_id"] in self.viewers
+        self.viewers[message["user_id"]] = (message["name"], now + self.SEEN_FOR)
+        if not known:
+            await self.render()
+
+    async def on_gone(self, message: dict[str, Any]) -> None:
+        if message["user_id"] == self.consumer.user.pk:
+            return
+        if self.viewers.pop(message["user_id"], None) or self.typists.pop(
+            message["user_id"], None
+        ):
+            await self.render()
+
+    async def on_typing(self, message: dict[str, Any]) -> None:
+        if message["user_id"] == self.consumer.user.pk:
+            return
+        now = asyncio.get_running_loop().time()
+        self.typists[message["user_id"]] = (message["name"], now + self.TYPING_FOR)
+        self.viewers[message["user_id"]] = (message["name"], now + self.SEEN_FOR)
+        await self.render()
+
+    async def render(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for people in (self.viewers, self.typists):
+            for user_id in [u for u, (_, until) in people.items() if until <= now]:
+                del people[user_id]
+        await self.consumer.send(
+            live.render_presence(
+                self.consumer.view.conversation,
+                viewers=sorted(name for name, _ in self.viewers.values()),
+                typing=sorted(name for name, _ in self.typists.values()),
+            )
+        )
+        # Expire by itself: re-render when the next name runs out.
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        deadlines = [
+            until for _, until in (*self.viewers.values(), *self.typists.values())
+        ]
+        if deadlines:
+            self.expiry = loop.call_later(
+                max(min(deadlines) - now, 0) + 0.05,
+                lambda: asyncio.ensure_future(self.render()),
+            )
 
 
 def _int(value: str | None) -> int | None:

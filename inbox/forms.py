@@ -63,3 +63,40 @@ class ConversationFilterForm(forms.Form):
     def cursor_key(self) -> tuple[datetime, int] | None:
         self.is_valid()
         return self.cleaned_data.get("cursor")
+
+
+class ReplyForm(forms.Form):
+    text = forms.CharField(strip=True)
+    note = forms.BooleanField(required=False)
+
+    def clean_text(self) -> str:
+        from django.conf import settings
+
+        text = self.cleaned_data["text"]
+        cap = settings.INBOX_MAX_REPLY_CHARS
+        if len(text) > cap:
+            raise forms.ValidationError(
+                f"A reply is at most {cap} characters; this one has {len(text)}."
+            )
+        return text
+
+
+class HandBackForm(forms.Form):
+    to = forms.ChoiceField(choices=[("bot", "Bot"), ("queue", "Queue")], initial="bot")
+
+
+SNOOZE_CHOICES = [(30, "30 minutes"), (120, "2 hours"), (1440, "Tomorrow")]
+
+
+class SnoozeForm(forms.Form):
+    minutes = forms.TypedChoiceField(choices=SNOOZE_CHOICES, coerce=int)
+
+
+class AssignForm(forms.Form):
+    agent = forms.ModelChoiceField(queryset=None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from core.roles import staff_users
+
+        self.fields["agent"].queryset = staff_users()

@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import escape
 
 from inbox.models import Activity, Conversation, Message
 
@@ -58,6 +59,14 @@ def render_message(message: Message) -> str:
     return render_to_string(f"{TEMPLATE}#thread-item", {"message": message})
 
 
+def render_audit(activity: Activity) -> str:
+    return render_to_string(f"{TEMPLATE}#audit-item", {"activity": activity})
+
+
+def escalation_count() -> int:
+    return Conversation.objects.filter(status=Conversation.Status.ESCALATED).count()
+
+
 def render_header(conversation: Conversation) -> str:
     return render_to_string(
         f"{TEMPLATE}#conversation-header", {"conversation": conversation, "oob": True}
@@ -85,16 +94,30 @@ def event_for(activity: Activity) -> dict[str, Any]:
         "inbound": conversation.inbound_count,
         "to_top": moves_to_top,
         "row": render_row(conversation),
+        # The thread's entry: appended (a new message or audit line) or, for
+        # a reply's delivery state, replaced where it stands.
         "item": "",
-        "item_id": None,
+        "item_key": "",
+        "replace": activity.kind == Activity.Kind.MESSAGE_UPDATED,
         "header": "",
         "from_customer": False,
+        "escalated": False,
+        "escalations": None,
     }
     if activity.message is not None:
         event["item"] = render_message(activity.message)
-        event["item_id"] = activity.message.pk
+        event["item_key"] = f"msg-{activity.message.pk}"
         event["from_customer"] = activity.message.is_from_customer
-    if activity.kind != Activity.Kind.MESSAGE_ADDED:
+    elif activity.kind == Activity.Kind.STATUS_CHANGED:
+        event["item"] = render_audit(activity)
+        event["item_key"] = f"act-{activity.pk}"
+    if activity.kind == Activity.Kind.STATUS_CHANGED:
+        event["escalated"] = activity.data.get("to") == Conversation.Status.ESCALATED
+        event["escalations"] = escalation_count()
+    if activity.kind not in (
+        Activity.Kind.MESSAGE_ADDED,
+        Activity.Kind.MESSAGE_UPDATED,
+    ):
         event["header"] = render_header(conversation)
     return event
 
@@ -172,15 +195,38 @@ def frame(
             if pk in unread:
                 parts.append(render_badge(pk, unread[pk]))
         if pk == view.conversation:
-            if event["item"]:
-                item_id = event["item_id"]
-                parts.append(f'<div id="msg-{item_id}" hx-swap-oob="delete"></div>')
+            if event["item"] and event["replace"]:
+                parts.append(
+                    event["item"].replace("<li ", '<li hx-swap-oob="true" ', 1)
+                )
+            elif event["item"]:
+                key = event["item_key"]
+                parts.append(f'<div id="{key}" hx-swap-oob="delete"></div>')
                 parts.append(
                     f'<div hx-swap-oob="beforeend:#thread-{pk}">{event["item"]}</div>'
                 )
             if event["header"]:
                 parts.append(event["header"])
+    # The navigation's escalation counter: the newest count in this frame.
+    counts = [e for e in events if e.get("escalations") is not None]
+    if counts:
+        latest = counts[-1]
+        escalated = ",".join(
+            str(e["conversation"]) for e in events if e.get("escalated")
+        )
+        parts.append(render_escalation_count(latest["escalations"], escalated))
     return "".join(parts)
+
+
+def render_escalation_count(count: int, new: str = "") -> str:
+    """The nav's "Escalations" badge; ``new`` lists conversations that just escalated
+    (the page script raises a browser notification for them)."""
+    count = int(count)
+    hidden = "" if count else " hidden"
+    return (
+        f'<span id="escalation-count" class="count" hx-swap-oob="true"{hidden}'
+        f' data-count="{count}" data-new="{new}">{count}</span>'
+    )
 
 
 def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
@@ -194,6 +240,25 @@ def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
         )
     # A search result list, or a change that does not reorder: update in place.
     return event["row"].replace("<li ", '<li hx-swap-oob="true" ', 1)
+
+
+def render_presence(
+    conversation_id: int, *, viewers: list[str], typing: list[str]
+) -> str:
+    """Who else is here and who is typing, for one tab (names are escaped)."""
+    pk = int(conversation_id)
+    others = ", ".join(escape(name) for name in viewers)
+    typists = ", ".join(escape(name) for name in typing)
+    verb = "is" if len(typing) == 1 else "are"
+    return (
+        f'<p id="presence-{pk}" class="presence" hx-swap-oob="true">'
+        + (f"Also here: {others}" if others else "")
+        + "</p>"
+        + f'<p id="typing-{pk}" class="typing-warning" role="status"'
+        + ' hx-swap-oob="true">'
+        + (f"{typists} {verb} typing a reply…" if typists else "")
+        + "</p>"
+    )
 
 
 STALE_FRAME = '<div id="live-stale" hx-swap-oob="true" data-stale="1"></div>'
@@ -233,7 +298,7 @@ def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
     missing = [pk for pk, _ in rows if pk not in _recent]
     if missing:
         activities = Activity.objects.filter(pk__in=missing).select_related(
-            "conversation", "conversation__assignee", "message"
+            "conversation", "conversation__assignee", "message", "user"
         )
         remember([event_for(activity) for activity in activities])
     # .get: the event loop thread may evict entries while this thread reads.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -143,6 +145,12 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         return self.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, pk__lt=pk))
 
 
+def _enqueue_delivery(message_id: int) -> None:
+    from inbox.tasks import deliver_reply
+
+    deliver_reply.send(message_id)
+
+
 def _search_terms(query: str) -> list[str]:
     """Words of ``query`` safe to put in a raw tsquery (its operators removed)."""
     cleaned = "".join(ch if ch.isalnum() else " " for ch in query.lower())
@@ -160,11 +168,23 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+class TransitionError(Exception):
+    """A state change that cannot happen; ``str()`` is shown to the agent."""
+
+
+class AlreadyTaken(TransitionError):
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        name = owner.get_username() if owner is not None else "someone else"
+        super().__init__(f"already taken by {name}")
+
+
 class Conversation(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
+        BOT = "bot", "Bot"
         ESCALATED = "escalated", "Escalated"
         HUMAN = "human", "Human"
+        SNOOZED = "snoozed", "Snoozed"
         RESOLVED = "resolved", "Resolved"
 
     session_id = models.CharField(max_length=255, unique=True)
@@ -173,9 +193,7 @@ class Conversation(models.Model):
     )
     customer_id = models.CharField(max_length=255, blank=True)
     customer_name = models.CharField(max_length=255, blank=True)
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.OPEN
-    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BOT)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -183,6 +201,13 @@ class Conversation(models.Model):
         on_delete=models.SET_NULL,
         related_name="assigned_conversations",
     )
+    # Set when a lead assigns the conversation: only that agent (or a lead)
+    # may act on it until it is handed back or resolved.
+    is_locked = models.BooleanField(default=False)
+    # When the customer started waiting for a human (the queue's timer).
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalation_reason = models.CharField(max_length=255, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     message_count = models.PositiveIntegerField(default=0)
     # Inbound messages ever received; an agent's unread count is this minus
     # what their ReadMark says they have seen.
@@ -210,6 +235,11 @@ class Conversation(models.Model):
             ),
             models.Index(
                 fields=["assignee", "-last_message_at", "-id"], name="conv_assignee_idx"
+            ),
+            models.Index(
+                fields=["escalated_at"],
+                condition=Q(status="escalated"),
+                name="conv_queue_idx",
             ),
         ]
 
@@ -255,22 +285,34 @@ class Conversation(models.Model):
         self.message_count += 1
         self.updated_at = now
         changed = ["message_count", "updated_at"]
-        if message.kind != Message.Kind.RESET:
+        if message.kind not in (Message.Kind.RESET, Message.Kind.NOTE):
             self.last_message_at = now
             self.last_message_preview = message.preview
             changed += ["last_message_at", "last_message_preview"]
+        reopened_from = None
         if message.direction == Message.Direction.INBOUND:
             self.inbound_count += 1
             changed.append("inbound_count")
             if not self.is_active or self.status == self.Status.RESOLVED:
-                # A customer writing again reopens the conversation.
+                # A customer writing again reopens the conversation: to the
+                # agent who had it when so configured, otherwise to the bot.
+                reopened_from = self.status
                 self.is_active = True
-                self.status = self.Status.OPEN
-                changed += ["is_active", "status"]
+                changed += ["is_active", "status", "assignee", "is_locked"]
+                if settings.INBOX_REOPEN_TO_AGENT and self.assignee_id:
+                    self.status = self.Status.HUMAN
+                else:
+                    self.status = self.Status.BOT
+                    self.assignee = None
+                    self.is_locked = False
         self.save(update_fields=changed)
         message.activity = Activity.objects.create(
             conversation=self, kind=Activity.Kind.MESSAGE_ADDED, message=message
         )
+        if reopened_from is not None:
+            message.status_activity = self._record_status(
+                reopened_from, None, reason="customer wrote again"
+            )
         return message
 
     def close(self) -> Activity | None:
@@ -283,13 +325,210 @@ class Conversation(models.Model):
         previous = self.status
         self.is_active = False
         self.status = self.Status.RESOLVED
-        self.save(update_fields=["is_active", "status", "updated_at"])
+        self.is_locked = False
+        self.escalated_at = None
+        self.save(
+            update_fields=[
+                "is_active", "status", "is_locked", "escalated_at", "updated_at"
+            ]
+        )  # fmt: skip
+        return self._record_status(previous, None, reason="ended by the gateway")
+
+    # --- ownership and status: each locks the row, records who did it ----------
+    #
+    # Every transition below runs in its own transaction, re-reads this row with
+    # ``select_for_update`` (two agents clicking at once queue on the lock, the
+    # second sees the first one's result) and writes an activity row that is
+    # published after commit. ``self`` is refreshed with the new state.
+
+    def take_over(self, agent: Any) -> Activity | None:
+        """``agent`` owns the conversation and the bot stops answering.
+
+        Raises ``AlreadyTaken`` when another agent owns it. ``None`` when
+        ``agent`` already did.
+        """
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status == self.Status.HUMAN and row.assignee_id is not None:
+                if row.assignee_id == agent.pk:
+                    return None
+                raise AlreadyTaken(row.assignee)
+            return {"status": self.Status.HUMAN, "assignee": agent}
+
+        return self._transition(agent, change)
+
+    def assign(self, lead: Any, agent: Any) -> Activity | None:
+        """A lead gives the conversation to ``agent`` and locks it to them."""
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.assignee_id == agent.pk and row.is_locked:
+                return None
+            return {"status": self.Status.HUMAN, "assignee": agent, "is_locked": True}
+
+        return self._transition(lead, change)
+
+    def hand_back(self, agent: Any, *, to: str = "bot") -> Activity | None:
+        """Give the conversation back to the bot, or (``to="queue"``) to the queue."""
+        target = self.Status.ESCALATED if to == "queue" else self.Status.BOT
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status == target and row.assignee_id is None:
+                return None
+            if row.status == self.Status.RESOLVED:
+                raise TransitionError("it is resolved")
+            return {"status": target, "assignee": None, "is_locked": False}
+
+        return self._transition(agent, change)
+
+    def escalate(self, by: Any = None, *, reason: str = "") -> Activity | None:
+        """Put a bot conversation in the human queue; ``None`` if a human has it."""
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status in (self.Status.ESCALATED, self.Status.HUMAN):
+                return None
+            return {"status": self.Status.ESCALATED, "assignee": None}
+
+        return self._transition(by, change, reason=reason)
+
+    def snooze(self, agent: Any, until: datetime) -> Activity | None:
+        """Out of the queue until ``until``; then it comes back escalated."""
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status == self.Status.RESOLVED:
+                raise TransitionError("it is resolved")
+            return {"status": self.Status.SNOOZED, "snoozed_until": until}
+
+        return self._transition(agent, change, reason=f"until {until:%Y-%m-%d %H:%M}")
+
+    def wake(self) -> Activity | None:
+        """A snooze that has run out goes back to the queue (run by the scheduler)."""
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status != self.Status.SNOOZED or (
+                row.snoozed_until and row.snoozed_until > timezone.now()
+            ):
+                return None
+            return {"status": self.Status.ESCALATED, "assignee": None}
+
+        return self._transition(None, change, reason="snooze ended")
+
+    def resolve(self, agent: Any) -> Activity | None:
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status == self.Status.RESOLVED:
+                return None
+            return {"status": self.Status.RESOLVED, "is_locked": False}
+
+        return self._transition(agent, change)
+
+    def _transition(
+        self,
+        user: Any,
+        change: Any,
+        *,
+        reason: str = "",
+    ) -> Activity | None:
+        from inbox import live
+        from inbox.tasks import sync_send_policy
+
+        with transaction.atomic():
+            # No select_related: a join in a locking read that waited gives
+            # the re-checked row with the joined user as it was before the
+            # wait (PostgreSQL), so the owner is read after the lock.
+            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            updates = change(row)
+            if updates is None:
+                self._copy_state(row)
+                return None
+            previous = row.status
+            for name, value in updates.items():
+                setattr(row, name, value)
+            if row.status == self.Status.ESCALATED:
+                if previous != self.Status.ESCALATED:
+                    row.escalated_at = timezone.now()
+                    row.escalation_reason = reason[:255]
+            else:
+                row.escalated_at = None
+            if row.status != self.Status.SNOOZED:
+                row.snoozed_until = None
+            if row.status != self.Status.HUMAN:
+                row.is_locked = False
+            row.save()
+            activity = row._record_status(previous, user, reason=reason)
+            bot_was_paused = previous == self.Status.HUMAN
+            if bot_was_paused != (row.status == self.Status.HUMAN):
+                transaction.on_commit(lambda: sync_send_policy.send(row.pk))
+            transaction.on_commit(lambda: live.publish([activity]))
+        self._copy_state(row)
+        return activity
+
+    def _copy_state(self, row: Conversation) -> None:
+        for name in (
+            "status", "assignee_id", "is_locked", "escalated_at",
+            "escalation_reason", "snoozed_until", "is_active", "updated_at",
+        ):  # fmt: skip
+            setattr(self, name, getattr(row, name))
+        if "assignee" in row._state.fields_cache:
+            self.assignee = row.assignee
+
+    def _record_status(self, previous: str, user: Any, *, reason: str = "") -> Activity:
+        """The audit row for a status or owner change. Needs the row lock."""
         return Activity.objects.create(
             conversation=self,
             kind=Activity.Kind.STATUS_CHANGED,
-            data={"from": previous, "to": self.status, "by": "gateway"},
+            user=user if user is not None and user.pk else None,
+            data={
+                "from": previous,
+                "to": self.status,
+                "by": user.get_username() if user is not None else "system",
+                "owner": self.assignee.get_username() if self.assignee_id else None,
+                "reason": reason,
+            },
         )
-        return True
+
+    def reply(self, agent: Any, text: str, *, note: bool = False) -> Message:
+        """Write an agent's reply (queued for the gateway) or an internal note.
+
+        Replying to a conversation the bot or the queue has takes it over
+        first, so the bot stops answering; one another agent owns raises
+        ``AlreadyTaken``. Notes are never sent and change no owner.
+        """
+        from inbox import live
+
+        if not note:
+            self.take_over(agent)
+        with transaction.atomic():
+            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            if not note and row.owned_by_other(agent):
+                raise AlreadyTaken(row.assignee)
+            now = timezone.now()
+            message = row.add_message(
+                gateway_message_id=f"inbox-{uuid.uuid4().hex}",
+                direction=Message.Direction.OUTBOUND,
+                kind=Message.Kind.NOTE if note else Message.Kind.TEXT,
+                author=Message.Author.AGENT,
+                sender=agent.get_username(),
+                sent_by=agent,
+                text=text,
+                delivery_state=Message.DeliveryState.RECEIVED
+                if note
+                else Message.DeliveryState.QUEUED,
+                next_attempt_at=None if note else now,
+            )
+            assert message is not None  # a fresh uuid cannot collide
+            activity = message.activity
+            transaction.on_commit(lambda: live.publish([activity]))
+            if not note:
+                transaction.on_commit(lambda: _enqueue_delivery(message.pk))
+        self._copy_state(row)
+        return message
+
+    @property
+    def is_bot_paused(self) -> bool:
+        """The gateway is told to stop the agent while a human owns the chat."""
+        return self.status == self.Status.HUMAN
+
+    def owned_by_other(self, user: Any) -> bool:
+        return self.assignee_id is not None and self.assignee_id != user.pk
 
     def record_error(self, text: str) -> Activity:
         """Remember the gateway's latest error here. Needs the row lock."""
@@ -314,11 +553,13 @@ class Message(models.Model):
         MEDIA = "media", "Media"
         RESET = "reset", "Session reset"
         ERROR = "error", "Gateway error"
+        NOTE = "note", "Internal note"
 
     class DeliveryState(models.TextChoices):
         RECEIVED = "received", "Received"
         QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
+        SENDING = "sending", "Sending…"
+        RETRYING = "retrying", "Retrying"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
@@ -353,8 +594,23 @@ class Message(models.Model):
     sent_at = models.DateTimeField(
         null=True, blank=True, help_text="Gateway's timestamp"
     )
+    # Replies written in the inbox: who wrote them and how sending went.
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    failure_reason = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    # Set by Conversation.add_message: the rows it wrote, for publishing.
+    activity: Activity | None = None
+    status_activity: Activity | None = None
 
     class Meta:
         constraints = [
@@ -363,10 +619,162 @@ class Message(models.Model):
                 name="message_unique_per_conversation",
             )
         ]
-        indexes = [models.Index(fields=["conversation", "id"], name="msg_thread_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="msg_thread_idx"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivery_state__in=["queued", "sending", "retrying"]),
+                name="msg_outbox_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.gateway_message_id}: {self.preview}"
+
+    @property
+    def is_note(self) -> bool:
+        return self.kind == self.Kind.NOTE
+
+    @property
+    def state_label(self) -> str:
+        if self.delivery_state == self.DeliveryState.RETRYING:
+            return f"retrying ({self.attempts})…"
+        return self.get_delivery_state_display()
+
+    # --- sending a reply: each step locks the row and is published live --------
+
+    def mark_sending(self) -> bool:
+        """Claim a queued or retrying reply for one attempt; ``False`` if it is done."""
+        return self._set_state(
+            self.DeliveryState.SENDING,
+            allowed_from=(
+                self.DeliveryState.QUEUED,
+                self.DeliveryState.RETRYING,
+                # A worker killed mid-send leaves it here; the retry resends
+                # under the same idempotency key, so the gateway sends once.
+                self.DeliveryState.SENDING,
+            ),
+            count_attempt=True,
+            # When it was claimed: a send still here minutes later lost its
+            # worker, and the scheduler hands it to another.
+            next_attempt_at=timezone.now(),
+        )
+
+    def mark_sent(self, gateway_id: str = "") -> bool:
+        extra = {"gateway_id": gateway_id} if gateway_id else {}
+        return self._set_state(
+            self.DeliveryState.SENT,
+            allowed_from=(
+                self.DeliveryState.QUEUED,
+                self.DeliveryState.SENDING,
+                self.DeliveryState.RETRYING,
+                self.DeliveryState.FAILED,
+            ),
+            metadata=extra,
+            clear_failure=True,
+        )
+
+    def mark_delivered(self) -> bool:
+        """The gateway confirmed the customer's device has it (a status webhook)."""
+        return self._set_state(
+            self.DeliveryState.DELIVERED,
+            allowed_from=(
+                self.DeliveryState.QUEUED,
+                self.DeliveryState.SENDING,
+                self.DeliveryState.RETRYING,
+                self.DeliveryState.SENT,
+                self.DeliveryState.FAILED,
+            ),
+            clear_failure=True,
+        )
+
+    def mark_retrying(self, reason: str, next_attempt_at: datetime) -> bool:
+        return self._set_state(
+            self.DeliveryState.RETRYING,
+            allowed_from=(self.DeliveryState.SENDING,),
+            reason=reason,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def mark_failed(self, reason: str) -> bool:
+        return self._set_state(
+            self.DeliveryState.FAILED,
+            allowed_from=(
+                self.DeliveryState.QUEUED,
+                self.DeliveryState.SENDING,
+                self.DeliveryState.RETRYING,
+                # The gateway's receipt can still report a failure after "sent".
+                self.DeliveryState.SENT,
+            ),
+            reason=reason,
+        )
+
+    def requeue(self) -> bool:
+        """The "Retry" button: a failed reply gets a fresh set of attempts."""
+        return self._set_state(
+            self.DeliveryState.QUEUED,
+            allowed_from=(self.DeliveryState.FAILED,),
+            reset_attempts=True,
+            next_attempt_at=timezone.now(),
+        )
+
+    def _set_state(
+        self,
+        state: str,
+        *,
+        allowed_from: tuple[str, ...],
+        reason: str = "",
+        next_attempt_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        count_attempt: bool = False,
+        reset_attempts: bool = False,
+        clear_failure: bool = False,
+    ) -> bool:
+        from inbox import live
+
+        with transaction.atomic():
+            row = Message.objects.select_for_update().get(pk=self.pk)
+            if row.delivery_state not in allowed_from:
+                self._copy_delivery(row)
+                return False
+            row.delivery_state = state
+            if reset_attempts:
+                row.attempts = 0
+            if count_attempt:
+                row.attempts += 1
+            if reason:
+                row.failure_reason = reason[:2000]
+            elif clear_failure:
+                row.failure_reason = ""
+            row.next_attempt_at = next_attempt_at
+            if state == self.DeliveryState.DELIVERED:
+                row.delivered_at = timezone.now()
+            if state == self.DeliveryState.SENT:
+                row.sent_at = timezone.now()
+            if metadata:
+                row.metadata = {**row.metadata, **metadata}
+            row.save(
+                update_fields=[
+                    "delivery_state", "attempts", "failure_reason", "next_attempt_at",
+                    "delivered_at", "sent_at", "metadata",
+                ]
+            )  # fmt: skip
+            activity = Activity.objects.create(
+                conversation_id=row.conversation_id,
+                kind=Activity.Kind.MESSAGE_UPDATED,
+                message=row,
+                data={"state": state},
+            )
+            transaction.on_commit(lambda: live.publish([activity]))
+        self._copy_delivery(row)
+        return True
+
+    def _copy_delivery(self, row: Message) -> None:
+        for name in (
+            "delivery_state", "attempts", "failure_reason", "next_attempt_at",
+            "delivered_at", "sent_at", "metadata",
+        ):  # fmt: skip
+            setattr(self, name, getattr(row, name))
 
     @property
     def preview(self) -> str:
@@ -393,6 +801,7 @@ class Activity(models.Model):
         MESSAGE_ADDED = "message_added", "Message added"
         STATUS_CHANGED = "status_changed", "Status changed"
         ERROR_RECORDED = "error_recorded", "Error recorded"
+        MESSAGE_UPDATED = "message_updated", "Message updated"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="activities"
@@ -400,6 +809,14 @@ class Activity(models.Model):
     kind = models.CharField(max_length=24, choices=Kind.choices)
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.CASCADE
+    )
+    # Who made a status change (empty for the gateway and the scheduler).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -414,6 +831,31 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind}"
+
+    @property
+    def summary(self) -> str:
+        """A status change in words, for the conversation's timeline."""
+        data = self.data
+        by, to, owner = data.get("by") or "system", data.get("to"), data.get("owner")
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        Status = Conversation.Status
+        if to == Status.HUMAN:
+            if owner and owner != by:
+                return f"{by} assigned it to {owner}{reason}"
+            if data.get("from") == Status.RESOLVED:
+                return f"reopened for {owner}{reason}"
+            return f"{by} took over"
+        if to == Status.ESCALATED:
+            return f"escalated to the queue by {by}{reason}"
+        if to == Status.BOT:
+            if data.get("from") == Status.RESOLVED:
+                return f"reopened for the bot{reason}"
+            return f"{by} handed it back to the bot"
+        if to == Status.SNOOZED:
+            return f"{by} snoozed it{reason}"
+        if to == Status.RESOLVED:
+            return f"resolved by {by}{reason}"
+        return f"{by}: {data.get('from')} → {to}{reason}"
 
 
 class ReadMark(models.Model):
@@ -490,3 +932,43 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         stamp = f"{self.received_at:%Y-%m-%d %H:%M:%S}"
         return f"{self.event_type or '?'} {self.outcome} @ {stamp}"
+
+
+class CannedResponse(models.Model):
+    """A saved reply an agent inserts with ``/`` in the composer; leads edit them."""
+
+    shortcut = models.SlugField(max_length=40, unique=True)
+    title = models.CharField(max_length=120)
+    text = models.TextField(
+        help_text="Placeholders: {customer_name}, {agent_name}, {platform}"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"
+
+    def render(self, conversation: Conversation, agent: Any) -> str:
+        """The text with its placeholders filled; unknown ones are left as written.
+
+        A plain name lookup, never ``str.format``: a lead's ``{0.__class__}``
+        must not reach into Python objects.
+        """
+        values = {
+            "customer_name": conversation.customer_name or "there",
+            "agent_name": agent.get_full_name() or agent.get_username(),
+            "platform": conversation.get_platform_display(),
+        }
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), self.text)
+
+
+PLACEHOLDER = re.compile(r"\{([a-z_]{1,32})\}")

@@ -1,7 +1,13 @@
-"""Background work after a message is stored; never on the webhook's fast path."""
+"""Background work: after a message is stored, and delivering agents' replies.
+
+Dramatiq delivers at least once, so every actor loads its rows, checks whether
+the work is already done, and acts only then.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
 from datetime import timedelta
 
 import dramatiq
@@ -9,8 +15,11 @@ from django.conf import settings
 from django.utils import timezone
 from dramatiq_crontab import cron
 
-from inbox.models import Message, WebhookDelivery
+from inbox import escalation, gateway
+from inbox.models import Conversation, Message, WebhookDelivery
 from inbox.signals import message_stored
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(max_retries=5, min_backoff=500, max_backoff=60_000, time_limit=60_000)
@@ -25,6 +34,11 @@ def process_inbound_message(message_id: int) -> None:
     )
     if message is None or not message.is_from_customer:
         return
+    reason = escalation.reason_to_escalate(message.text)
+    if reason and message.conversation.status == Conversation.Status.BOT:
+        # escalate() re-checks the status under the row lock: a redelivery
+        # or an agent who took over meanwhile makes it a no-op.
+        message.conversation.escalate(reason=reason)
     message_stored.send(sender=Message, message=message)
 
 
@@ -50,3 +64,108 @@ def prune_webhook_deliveries() -> None:
         if not ids:
             return
         WebhookDelivery.objects.filter(pk__in=ids).delete()
+
+
+# --- replies ------------------------------------------------------------------
+
+
+@dramatiq.actor(queue_name="replies", max_retries=3, time_limit=90_000)
+def deliver_reply(message_id: int) -> None:
+    """Send one agent reply through the gateway, exactly once toward the customer.
+
+    The message's own id travels as the ``Idempotency-Key``: a redelivered job
+    (a worker killed mid-send) or a retry after a timeout that did reach the
+    gateway sends under the same key, and the gateway sends it once. Transient
+    failures are retried here, with the state shown live, rather than by
+    Dramatiq's middleware: the agent sees "retrying (n)…" and Retry-After is
+    honoured.
+    """
+    message = (
+        Message.objects.select_related("conversation").filter(pk=message_id).first()
+    )
+    if message is None or message.is_note:
+        return
+    if not message.mark_sending():
+        return  # sent, delivered or failed already: a duplicate job
+    try:
+        result = gateway.client().send_message(
+            message.conversation.session_id,
+            message.text,
+            attachments=message.attachments,
+            idempotency_key=message.gateway_message_id,
+        )
+    except gateway.GatewayError as exc:
+        age = (timezone.now() - message.created_at).total_seconds()
+        if exc.permanent or age > settings.INBOX_REPLY_GIVE_UP_SECONDS:
+            message.mark_failed(str(exc))
+            return
+        delay = retry_delay(message.attempts, exc.retry_after)
+        message.mark_retrying(str(exc), timezone.now() + timedelta(seconds=delay))
+        deliver_reply.send_with_options(args=(message.pk,), delay=int(delay * 1000))
+        return
+    message.mark_sent(str(result.get("messageId") or ""))
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, or the gateway's Retry-After if longer."""
+    base = settings.INBOX_REPLY_BACKOFF_SECONDS
+    cap = settings.INBOX_REPLY_BACKOFF_MAX_SECONDS
+    delay = random.uniform(base / 2, min(cap, base * 2 ** max(attempts - 1, 0)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 3600))
+    return delay
+
+
+STALLED_AFTER = timedelta(minutes=2)
+
+
+@cron("* * * * *")
+@dramatiq.actor(max_retries=0, time_limit=60_000)
+def resume_stalled_replies() -> None:
+    """Re-enqueue replies whose job was lost (a broker restart, a dead worker).
+
+    Sending again is safe: the idempotency key makes the gateway send once.
+    """
+    cutoff = timezone.now() - STALLED_AFTER
+    stalled = Message.objects.filter(
+        delivery_state__in=[
+            Message.DeliveryState.QUEUED,
+            Message.DeliveryState.SENDING,
+            Message.DeliveryState.RETRYING,
+        ],
+        next_attempt_at__lt=cutoff,
+    ).values_list("pk", flat=True)[:500]
+    for pk in stalled:
+        deliver_reply.send(pk)
+
+
+@dramatiq.actor(
+    queue_name="replies", max_retries=5, min_backoff=1_000, time_limit=30_000
+)
+def sync_send_policy(conversation_id: int) -> None:
+    """Tell the gateway to pause (or resume) its agent for one session.
+
+    Reads the conversation's state when it runs, so jobs that arrive late or
+    twice still leave the gateway matching what the inbox shows.
+    """
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        return
+    policy = "deny" if conversation.is_bot_paused else "allow"
+    try:
+        gateway.client().set_send_policy(conversation.session_id, policy)
+    except gateway.GatewayError as exc:
+        if exc.permanent:
+            log.warning("gateway refused sendPolicy=%s: %s", policy, exc)
+            return
+        raise  # Dramatiq retries with backoff
+
+
+@cron("* * * * *")
+@dramatiq.actor(max_retries=0, time_limit=60_000)
+def wake_snoozed_conversations() -> None:
+    due = Conversation.objects.filter(
+        status=Conversation.Status.SNOOZED, snoozed_until__lte=timezone.now()
+    )[:500]
+    for conversation in due:
+        conversation.wake()

@@ -9,6 +9,16 @@ urlpatterns = [
     path("inbox/", views.conversation_list, name="conversation-list"),
     path("inbox/c/<int:pk>/", views.conversation_detail, name="conversation-detail"),
     path("inbox/c/<int:pk>/older/", views.older_messages, name="older-messages"),
+    path("inbox/c/<int:pk>/take-over/", views.take_over, name="take-over"),
+    path("inbox/c/<int:pk>/hand-back/", views.hand_back, name="hand-back"),
+    path("inbox/c/<int:pk>/escalate/", views.escalate, name="escalate"),
+    path("inbox/c/<int:pk>/resolve/", views.resolve, name="resolve"),
+    path("inbox/c/<int:pk>/snooze/", views.snooze, name="snooze"),
+    path("inbox/c/<int:pk>/assign/", views.assign, name="assign"),
+    path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
+    path("inbox/c/<int:pk>/canned/", views.canned_responses, name="canned"),
+    path("inbox/m/<int:pk>/retry/", views.retry_reply, name="retry-reply"),
+    path("inbox/queue/", views.escalation_queue, name="queue"),
     path(
         "api/conversations/", api.ConversationList.as_view(), name="api-conversations"
     ),

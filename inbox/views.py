@@ -1,19 +1,39 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
+from core.roles import Role, role_of, role_required, staff_users
 from inbox import live, metrics, webhooks
-from inbox.forms import ConversationFilterForm, encode_cursor
-from inbox.models import Conversation, Platform, ReadMark, WebhookDelivery
+from inbox.forms import (
+    AssignForm,
+    ConversationFilterForm,
+    HandBackForm,
+    ReplyForm,
+    SnoozeForm,
+    encode_cursor,
+)
+from inbox.models import (
+    Activity,
+    CannedResponse,
+    Conversation,
+    Message,
+    Platform,
+    ReadMark,
+    TransitionError,
+    WebhookDelivery,
+)
 
 PAGE_SIZE = 50
 THREAD_PAGE = 50
@@ -157,24 +177,42 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
 def _thread_context(
     conversation: Conversation, before: int | None = None
 ) -> dict[str, Any]:
-    messages = conversation.messages.order_by("-pk")
+    """One page of the timeline: messages and the audit trail, by activity order."""
+    timeline = (
+        conversation.activities.filter(
+            kind__in=[Activity.Kind.MESSAGE_ADDED, Activity.Kind.STATUS_CHANGED]
+        )
+        .select_related("message", "user")
+        .order_by("-pk")
+    )
     if before is not None:
-        messages = messages.filter(pk__lt=before)
-    page = list(messages[: THREAD_PAGE + 1])
+        timeline = timeline.filter(pk__lt=before)
+    page = list(timeline[: THREAD_PAGE + 1])
     has_older = len(page) > THREAD_PAGE
     page = page[:THREAD_PAGE][::-1]
+    for activity in page:
+        if activity.message is not None:
+            activity.message.conversation = conversation  # no query per item
     return {
         "conversation": conversation,
-        "thread": page,
+        "timeline": page,
         "older_before": page[0].pk if has_older and page else None,
     }
 
 
-@login_required
+def _staff_context(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "role": role_of(request.user).label,
+        "escalations": live.escalation_count(),
+    }
+
+
+@role_required(Role.AGENT)
 @require_GET
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     seq = live.current_seq()  # before reading rows: replay covers the rest
     context = _list_context(request) | {"seq": seq, "open": None}
+    context |= _staff_context(request)
     if request.htmx and request.GET.get("cursor"):
         return render(request, "inbox/inbox.html#conversation-rows", context)
     if request.htmx and request.htmx.target == "list-pane":
@@ -182,7 +220,7 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "inbox/inbox.html", context)
 
 
-@login_required
+@role_required(Role.AGENT)
 @require_GET
 def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     seq = live.current_seq()
@@ -191,12 +229,14 @@ def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     ReadMark.mark_seen(request.user, conversation)
     context = _thread_context(conversation) | {"seq": seq, "open": conversation}
+    context |= _staff_context(request) | {"reply_form": ReplyForm()}
+    context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
     if request.htmx and request.htmx.target == "thread-pane":
         return render(request, "inbox/inbox.html#thread-pane", context)
     return render(request, "inbox/inbox.html", context | _list_context(request))
 
 
-@login_required
+@role_required(Role.AGENT)
 @require_GET
 def older_messages(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk)
@@ -209,3 +249,220 @@ def older_messages(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "inbox/inbox.html#older-messages",
         _thread_context(conversation, before),
     )
+
+
+# --- takeover, hand-back, escalation ---------------------------------------------
+
+
+def _refusal(request: HtmxHttpRequest, status: int, reason: str) -> HttpResponse:
+    """Why an action was refused, shown next to the conversation's buttons."""
+    response = render(
+        request,
+        "inbox/inbox.html#action-error",
+        {"error": reason},
+        status=status,
+    )
+    if request.htmx:
+        response["HX-Retarget"] = "#action-error"
+        response["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def _may_act(user: Any, conversation: Conversation) -> str:
+    """Why ``user`` may not change ``conversation``, or ``""`` when they may.
+
+    Leads and admins may act on anything; an agent not on a conversation
+    another agent owns (taken over, or locked to them by a lead).
+    """
+    if role_of(user) >= Role.LEAD or not conversation.owned_by_other(user):
+        return ""
+    owner = conversation.assignee.get_username() if conversation.assignee else "?"
+    if conversation.is_locked:
+        return f"a lead assigned this conversation to {owner}"
+    return f"already taken by {owner}"
+
+
+def _conversation_action(
+    request: HtmxHttpRequest,
+    pk: int,
+    act: Callable[[Conversation], Any],
+    *,
+    check_owner: bool = True,
+) -> HttpResponse:
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("assignee"), pk=pk
+    )
+    if check_owner and (reason := _may_act(request.user, conversation)):
+        return _refusal(request, 403, reason)
+    try:
+        act(conversation)
+    except TransitionError as exc:
+        return _refusal(request, 409, str(exc))
+    if not request.htmx:
+        return redirect("inbox:conversation-detail", pk=pk)
+    return render(
+        request,
+        "inbox/inbox.html#conversation-header",
+        {"conversation": conversation, "role": role_of(request.user).label},
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def take_over(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    # No owner check here: take_over() decides under the row lock, so of two
+    # agents clicking at once exactly one wins and the other learns who.
+    return _conversation_action(
+        request, pk, lambda c: c.take_over(request.user), check_owner=False
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def hand_back(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    form = HandBackForm(request.POST)
+    to = form.cleaned_data["to"] if form.is_valid() else "bot"
+    return _conversation_action(request, pk, lambda c: c.hand_back(request.user, to=to))
+
+
+@role_required(Role.AGENT)
+@require_POST
+def escalate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _conversation_action(
+        request,
+        pk,
+        lambda c: c.escalate(request.user, reason=f"escalated by {request.user}"),
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def resolve(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return _conversation_action(request, pk, lambda c: c.resolve(request.user))
+
+
+@role_required(Role.AGENT)
+@require_POST
+def snooze(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    form = SnoozeForm(request.POST)
+    if not form.is_valid():
+        return _refusal(request, 400, "pick how long to snooze")
+    until = timezone.now() + timedelta(minutes=form.cleaned_data["minutes"])
+    return _conversation_action(request, pk, lambda c: c.snooze(request.user, until))
+
+
+@role_required(Role.LEAD)
+@require_POST
+def assign(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    form = AssignForm(request.POST)
+    if not form.is_valid():
+        return _refusal(request, 400, "pick an agent to assign")
+    agent = form.cleaned_data["agent"]
+    return _conversation_action(request, pk, lambda c: c.assign(request.user, agent))
+
+
+# --- replies -----------------------------------------------------------------------
+
+
+@role_required(Role.AGENT)
+@require_POST
+def reply(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Queue an agent's reply for the gateway (or keep an internal note).
+
+    The message shows at once as "queued"; ``inbox.tasks.deliver_reply``
+    sends it and every state change after that arrives over the websocket.
+    """
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("assignee"), pk=pk
+    )
+    form = ReplyForm(request.POST)
+    context: dict[str, Any] = {"conversation": conversation, "reply_form": form}
+    if not form.is_valid():
+        return render(request, "inbox/inbox.html#composer", context, status=400)
+    note = form.cleaned_data["note"]
+    if not note and (reason := _may_act(request.user, conversation)):
+        context["composer_error"] = reason
+        return render(request, "inbox/inbox.html#composer", context, status=409)
+    try:
+        message = conversation.reply(request.user, form.cleaned_data["text"], note=note)
+    except TransitionError as exc:
+        context["composer_error"] = str(exc)
+        return render(request, "inbox/inbox.html#composer", context, status=409)
+    if not request.htmx:
+        return redirect("inbox:conversation-detail", pk=pk)
+    context |= {"reply_form": ReplyForm(initial={"note": note}), "sent": message}
+    return render(request, "inbox/inbox.html#composer", context)
+
+
+@role_required(Role.AGENT)
+@require_POST
+def retry_reply(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The "Retry" button on a failed reply: a fresh round of attempts."""
+    from inbox.tasks import deliver_reply
+
+    message = get_object_or_404(
+        Message.objects.select_related("conversation", "conversation__assignee"),
+        pk=pk,
+        author=Message.Author.AGENT,
+    )
+    if reason := _may_act(request.user, message.conversation):
+        return _refusal(request, 403, reason)
+    if message.requeue():
+        deliver_reply.send(message.pk)
+    if request.htmx:
+        return HttpResponse(status=204)  # the new state arrives over the websocket
+    return redirect("inbox:conversation-detail", pk=message.conversation_id)
+
+
+@role_required(Role.AGENT)
+@require_GET
+def canned_responses(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The composer's ``/`` picker: filter as you type, placeholders filled in."""
+    conversation = get_object_or_404(Conversation, pk=pk)
+    query = request.GET.get("q", "").strip().lstrip("/")[:40]
+    responses = CannedResponse.objects.all()
+    if query:
+        responses = responses.filter(shortcut__istartswith=query) | responses.filter(
+            title__icontains=query
+        )
+    choices = [
+        {"response": r, "text": r.render(conversation, request.user)}
+        for r in responses[:10]
+    ]
+    return render(
+        request, "inbox/inbox.html#canned-picker", {"choices": choices, "query": query}
+    )
+
+
+# --- escalation queue ------------------------------------------------------------
+
+
+@role_required(Role.AGENT)
+@require_GET
+def escalation_queue(request: HtmxHttpRequest) -> HttpResponse:
+    """Waiting customers, oldest first, with live timers and SLA colours."""
+    waiting = list(
+        Conversation.objects.filter(status=Conversation.Status.ESCALATED)
+        .select_related("assignee")
+        .order_by("escalated_at", "pk")[:200]
+    )
+    per_platform = (
+        Conversation.objects.filter(status=Conversation.Status.ESCALATED)
+        .values("platform")
+        .annotate(n=Count("pk"))
+        .order_by("-n")
+    )
+    labels = dict(Platform.choices)
+    context = {
+        "waiting": waiting,
+        "per_platform": [
+            (labels.get(r["platform"], r["platform"]), r["n"]) for r in per_platform
+        ],
+        "sla_amber": settings.INBOX_SLA_AMBER_SECONDS,
+        "sla_red": settings.INBOX_SLA_RED_SECONDS,
+        "now": timezone.now(),
+        "seq": live.current_seq(),
+    } | _staff_context(request)
+    if request.htmx and request.htmx.target == "queue":
+        return render(request, "inbox/queue.html#queue", context)
+    return render(request, "inbox/queue.html", context)

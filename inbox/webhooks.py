@@ -32,6 +32,9 @@ from inbox import live, metrics
 from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
 
 KNOWN_EVENTS = {"message", "status", "media", "error"}
+# "ended" and "reset" are about the session; "delivered" and "failed" are the
+# gateway's receipts for a reply sent from the inbox.
+STATUSES = ("ended", "reset", "delivered", "failed")
 MAX_ID_CHARS = 255
 MAX_ATTACHMENTS = 20
 MAX_URL_CHARS = 2048
@@ -335,12 +338,23 @@ def validate(payload: dict[str, Any], body: bytes) -> Event:
             "sent_at": _timestamp(data),
             "metadata": metadata,
         }
+        escalate = data.get("escalate", False)
+        if not isinstance(escalate, bool):
+            raise PayloadError("data.escalate", "must be true or false")
+        event.fields["escalate"] = escalate
     elif event.type == "status":
         status = data.get("status")
-        if status not in ("ended", "reset"):
-            raise PayloadError("data.status", 'must be "ended" or "reset"')
+        if status not in STATUSES:
+            raise PayloadError(
+                "data.status", "must be one of " + ", ".join(f'"{s}"' for s in STATUSES)
+            )
         event.fields["status"] = status
-        event.message_id = _string(data, "messageId") or _fallback_id("reset", body)
+        if status in ("delivered", "failed"):
+            # A receipt for a reply we sent: messageId is our Idempotency-Key.
+            event.message_id = _string(data, "messageId", required=True)
+            event.fields["error"] = _string(data, "error", limit=2000)
+        else:
+            event.message_id = _string(data, "messageId") or _fallback_id("reset", body)
     elif event.type == "error":
         error = data.get("error") or data.get("message") or text
         if not isinstance(error, str) or not error:
@@ -387,8 +401,16 @@ def store(event: Event, delivery: WebhookDelivery) -> Outcome:
         else:
             _fill_customer(conversation, event.fields["conversation"])
         message = None
+        receipt = False
         if event.type in ("message", "media"):
             message = conversation.add_message(**event.fields["message"])
+            if message is not None and message.status_activity is not None:
+                activities.append(message.status_activity)
+        elif event.type == "status" and event.fields["status"] in (
+            "delivered",
+            "failed",
+        ):
+            receipt = _apply_receipt(conversation, event)
         elif event.type == "status" and event.fields["status"] == "ended":
             if closed := conversation.close():
                 activities.append(closed)
@@ -415,7 +437,11 @@ def store(event: Event, delivery: WebhookDelivery) -> Outcome:
             # The message comes before the error note it caused.
             activities.insert(1 if created else 0, message.activity)
         # A redelivery adds no message and changes no status: nothing new to show.
-        changed = message is not None or (event.type == "status" and bool(activities))
+        changed = (
+            message is not None
+            or receipt
+            or (event.type == "status" and bool(activities))
+        )
         outcome = (
             WebhookDelivery.Outcome.STORED
             if changed
@@ -439,10 +465,35 @@ def store(event: Event, delivery: WebhookDelivery) -> Outcome:
             )
         ):
             transaction.on_commit(lambda: _enqueue_followup(message.pk))
+    if (
+        message is not None
+        and event.fields.get("escalate")
+        and message.is_from_customer
+    ):
+        # After the message's own transaction: escalate() takes its own lock.
+        conversation.escalate(reason="the gateway asked for a human")
     metrics.record_delivery(
         outcome, event.platform, message, time.perf_counter() - started
     )
     return Outcome(outcome, conversation, message)
+
+
+def _apply_receipt(conversation: Conversation, event: Event) -> bool:
+    """Mark one of our replies delivered or failed; ``False`` if nothing changed.
+
+    Needs the conversation's row lock. A receipt for an unknown id (another
+    system's message) is kept in the delivery log and changes nothing.
+    """
+    message = conversation.messages.filter(
+        gateway_message_id=event.message_id, author=Message.Author.AGENT
+    ).first()
+    if message is None:
+        return False
+    if event.fields["status"] == "delivered":
+        return message.mark_delivered()
+    return message.mark_failed(
+        event.fields["error"] or "the gateway could not deliver it"
+    )
 
 
 def _fill_customer(conversation: Conversation, fields: dict[str, Any]) -> None:

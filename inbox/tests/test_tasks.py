@@ -1,6 +1,5 @@
 import dramatiq
 import pytest
-from dramatiq import Worker
 
 from core.testing import message_event, post_webhook, session_key
 from inbox.models import Message
@@ -8,16 +7,6 @@ from inbox.signals import message_stored
 from inbox.tasks import process_inbound_message
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def worker():  # noqa: ANN201
-    broker = dramatiq.get_broker()
-    broker.emit_after("process_boot")
-    worker = Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture

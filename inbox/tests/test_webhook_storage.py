@@ -105,7 +105,7 @@ def test_status_ended_closes_and_a_new_message_reopens() -> None:
     assert post_webhook(ended).json()["status"] == "duplicate"
     post_webhook(message_event(session_id=session, message_id=2))
     conversation.refresh_from_db()
-    assert conversation.is_active and conversation.status == "open"
+    assert conversation.is_active and conversation.status == "bot"
 
 
 @pytest.mark.django_db

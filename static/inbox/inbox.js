@@ -176,8 +176,174 @@
     }
   });
 
+  // Refusals (403 "already taken by …", 409, 400 with the form's errors) are
+  // shown like any answer; htmx would drop them by default.
+  htmx.config.responseHandling = [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "40[039]", swap: true, error: false },
+    { code: "[45]..", swap: false, error: true },
+  ];
+
+  // --- ownership: the header is rendered once for every agent; this tab
+  // marks whether its own agent is the owner (the server checks anyway).
+  function markOwnership() {
+    var header = document.getElementById("conversation-header");
+    if (!header) return;
+    var me = document.body.dataset.userId;
+    var owner = header.dataset.ownerId;
+    header.dataset.mine = owner && owner === me ? "yes" : owner ? "no" : "";
+  }
+
+  // --- escalations: the count in the navigation, the tab title, notifications.
+  var baseTitle = document.title;
+  var lastCount = null;
+  function onEscalations() {
+    var el = document.getElementById("escalation-count");
+    if (!el) return;
+    var count = Number(el.dataset.count || 0);
+    document.title = count ? "(" + count + ") " + baseTitle : baseTitle;
+    if (lastCount !== null && count !== lastCount) {
+      document.body.dispatchEvent(new CustomEvent("escalations-changed"));
+    }
+    lastCount = count;
+    var fresh = (el.dataset.new || "").split(",").filter(Boolean);
+    el.dataset.new = "";
+    if (fresh.length && window.Notification && Notification.permission === "granted") {
+      fresh.forEach(function (id) {
+        var row = document.querySelector("#conv-" + id + " .customer");
+        var who = row ? row.textContent : "A customer";
+        var note = new Notification("Escalated: " + who, {
+          body: "Waiting for a human", tag: "escalation-" + id,
+        });
+        note.onclick = function () { window.focus(); location.href = "/inbox/c/" + id + "/"; };
+      });
+    }
+  }
+  function setUpNotifications() {
+    var button = document.getElementById("notify-toggle");
+    if (!button || !window.Notification || Notification.permission !== "default") return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      Notification.requestPermission().then(function () { button.hidden = true; });
+    });
+  }
+
+  // --- wait timers and SLA colours, every second.
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+  function refreshWaits() {
+    var queue = document.getElementById("queue");
+    var amber = Number((queue && queue.dataset.slaAmber) || document.body.dataset.slaAmber || 120);
+    var red = Number((queue && queue.dataset.slaRed) || document.body.dataset.slaRed || 300);
+    var now = Date.now();
+    document.querySelectorAll("time[data-since]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(since)) return;
+      var seconds = Math.max(0, Math.floor((now - since) / 1000));
+      var h = Math.floor(seconds / 3600), m = Math.floor(seconds / 60) % 60, s = seconds % 60;
+      el.textContent = (h ? h + ":" + pad(m) : m) + ":" + pad(s);
+      var item = el.closest(".queue-item") || el;
+      item.classList.toggle("sla-red", seconds >= red);
+      item.classList.toggle("sla-amber", seconds >= amber && seconds < red);
+    });
+  }
+  setInterval(refreshWaits, 1000);
+
+  // --- the composer: Enter sends, Shift+Enter adds a line, Esc leaves,
+  // "/" at the start opens the canned responses, typing tells the others.
+  var lastTyping = 0;
+  function composerKeys(event) {
+    var area = event.target;
+    if (area.id !== "reply-text") return;
+    var picker = document.getElementById("canned-picker");
+    var pickerOpen = picker && !picker.hidden && picker.querySelector("[data-text]");
+    if (pickerOpen && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+      event.preventDefault();
+      var options = Array.from(picker.querySelectorAll("[data-text]"));
+      var at = options.findIndex(function (o) { return o.getAttribute("aria-selected") === "true"; });
+      at = Math.max(0, Math.min(options.length - 1, at + (event.key === "ArrowDown" ? 1 : -1)));
+      options.forEach(function (o, i) { o.setAttribute("aria-selected", i === at ? "true" : "false"); });
+      return;
+    }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (pickerOpen) {
+        var chosen = picker.querySelector('[aria-selected="true"]') || picker.querySelector("[data-text]");
+        area.value = chosen.dataset.text;
+        closePicker();
+        return;
+      }
+      if (area.value.trim()) area.form.requestSubmit();
+      return;
+    }
+    if (event.key === "Escape") {
+      if (picker && !picker.hidden) { closePicker(); } else { area.blur(); }
+    }
+  }
+  function closePicker() {
+    var picker = document.getElementById("canned-picker");
+    if (picker) { picker.hidden = true; picker.innerHTML = ""; }
+  }
+  var pickerTimer = null;
+  function composerInput(event) {
+    var area = event.target;
+    if (area.id !== "reply-text") return;
+    var now = Date.now();
+    if (socket && isOpen && now - lastTyping > 2000 && area.value) {
+      lastTyping = now;
+      socket.send(JSON.stringify({ type: "typing" }));
+    }
+    var form = area.form;
+    var picker = document.getElementById("canned-picker");
+    var note = document.getElementById("reply-note");
+    if (note) form.classList.toggle("as-note", note.checked);
+    if (area.value.charAt(0) === "/" && area.value.indexOf("\n") < 0) {
+      clearTimeout(pickerTimer);
+      pickerTimer = setTimeout(function () {
+        var url = form.dataset.cannedUrl + "?q=" + encodeURIComponent(area.value.slice(1));
+        htmx.ajax("GET", url, { target: "#canned-picker", swap: "innerHTML" }).then(function () {
+          picker.hidden = false;
+        });
+      }, 150);
+    } else if (picker && !picker.hidden) {
+      closePicker();
+    }
+  }
+  document.addEventListener("keydown", composerKeys, true);
+  document.addEventListener("input", composerInput);
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "reply-note") {
+      event.target.form.classList.toggle("as-note", event.target.checked);
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var option = event.target.closest && event.target.closest("#canned-picker [data-text]");
+    if (!option) return;
+    var area = document.getElementById("reply-text");
+    area.value = option.dataset.text;
+    closePicker();
+    area.focus();
+  });
+  // After a reply is queued, the fresh composer keeps the focus.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "composer") {
+      var area = document.getElementById("reply-text");
+      if (area) area.focus();
+    }
+  });
+
+  function afterAnyChange() {
+    markOwnership();
+    onEscalations();
+    refreshWaits();
+  }
+  document.addEventListener("htmx:wsAfterMessage", afterAnyChange);
+  document.addEventListener("htmx:afterSettle", afterAnyChange);
+
   document.addEventListener("DOMContentLoaded", function () {
     refreshTimes();
     stickToBottom();
+    setUpNotifications();
+    afterAnyChange();
   });
 })();

@@ -18,6 +18,13 @@ from django.core.management.base import BaseCommand, CommandParser
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-inbox"
+DEMO_USERS = [
+    (DEMO_USER, None, True),  # admin
+    ("lead", "lead", False),
+    ("alice", "agent", False),
+    ("bob", "agent", False),
+]
+DEMO_GATEWAY_PORT = 18789  # the real OpenClaw gateway's default
 
 
 class Command(BaseCommand):
@@ -47,7 +54,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nOpenClaw Inbox on {url}"
-                f"  (log in as {DEMO_USER} / {DEMO_PASSWORD})\n"
+                f"  (log in as {DEMO_USER} / {DEMO_PASSWORD}; also lead, alice and"
+                f" bob, same password)\n"
                 f"Webhook: POST {url}api/openclaw/webhook/ signed with "
                 f"OPENCLAW_WEBHOOK_SECRET\n"
             )
@@ -70,16 +78,22 @@ class Command(BaseCommand):
 
     def _ensure_demo_user(self) -> None:
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
 
         User = get_user_model()
         if settings.PRODUCTION:
             return  # no known password on a real deployment
-        user, created = User.objects.get_or_create(
-            username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
-        )
-        if created or not user.check_password(DEMO_PASSWORD):
-            user.set_password(DEMO_PASSWORD)
-            user.save()
+        # An admin, a lead and two agents, so two browsers can race for a takeover.
+        for username, group, superuser in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={"is_staff": True, "is_superuser": superuser},
+            )
+            if created or not user.check_password(DEMO_PASSWORD):
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            if group:
+                user.groups.add(Group.objects.get(name=group))
 
     def _start_worker(self) -> Any:
         import dramatiq
@@ -98,13 +112,39 @@ class Command(BaseCommand):
         return worker
 
     def _start_simulator(self, host: str, port: int, rate: float) -> None:
-        from inbox.simulator import Simulator
+        import secrets
+
+        from inbox.simulator import GatewayServer, Simulator
+
+        # Wildcard binds are reachable on loopback; post there.
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        webhook_url = f"http://{local}:{port}/api/openclaw/webhook/"
+        webhook_secret = settings.OPENCLAW_WEBHOOK_SECRETS[0]
+        token = settings.OPENCLAW_GATEWAY_TOKEN or secrets.token_urlsafe(16)
+        options = {
+            "token": token,
+            "webhook_url": webhook_url,
+            "secret": webhook_secret,
+            "quiet": True,
+        }
+        try:  # the real gateway's port, so the demo looks like the real thing
+            gateway = GatewayServer(port=DEMO_GATEWAY_PORT, **options).start()
+        except OSError:
+            gateway = GatewayServer(port=0, **options).start()
+        # Replies sent from this process (the worker thread) go to the simulator.
+        settings.OPENCLAW_GATEWAY_URL = gateway.url
+        settings.OPENCLAW_GATEWAY_TOKEN = token
 
         def run() -> None:
             time.sleep(1.5)  # let daphne bind first
-            Simulator(f"http://{host}:{port}/api/openclaw/webhook/", seed=None).run(
-                rate=rate, duration=None, quiet=True
-            )
+            Simulator(
+                webhook_url, secret=webhook_secret, seed=None, gateway=gateway
+            ).run(rate=rate, duration=None, quiet=True)
 
         threading.Thread(target=run, name="gateway-simulator", daemon=True).start()
         self.stdout.write(f"Gateway simulator posting about {rate} messages/s.")
+        self.stdout.write(f"Gateway API (simulated) on {gateway.url}.")
+        if settings.PRODUCTION:
+            self.stdout.write(
+                "A separate worker process still sends to OPENCLAW_GATEWAY_URL."
+            )

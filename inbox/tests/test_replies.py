@@ -1,0 +1,298 @@
+"""Agents' replies: queued at once, sent through the gateway exactly once.
+
+The gateway here is the simulator's HTTP server (``gateway`` fixture): real
+HTTP on 127.0.0.1, never a mock of ``requests``.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dramatiq
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from core.testing import create_user, message_event, post_webhook, session_key
+from inbox.models import Conversation, Message
+from inbox.tasks import deliver_reply, resume_stalled_replies, retry_delay
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def fast_retries(settings):  # noqa: ANN001, ANN201
+    settings.INBOX_REPLY_BACKOFF_SECONDS = 0.05
+    settings.INBOX_REPLY_BACKOFF_MAX_SECONDS = 0.2
+    return settings
+
+
+@pytest.fixture
+def alice():  # noqa: ANN201
+    return create_user(role="agent", username="alice")
+
+
+@pytest.fixture
+def conversation() -> Conversation:
+    post_webhook(message_event(session_id=session_key(), text="환불 해주세요"))
+    return Conversation.objects.get()
+
+
+def _reply(user, conversation: Conversation, text: str, **extra) -> Message:  # noqa: ANN001, ANN003
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        f"/inbox/c/{conversation.pk}/reply/",
+        {"text": text, **extra},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.content
+    return Message.objects.filter(author="agent").latest("pk")
+
+
+def _drain(worker) -> None:  # noqa: ANN001
+    broker = dramatiq.get_broker()
+    for _ in range(3):  # a retry enqueues again, with a delay
+        broker.join("replies", timeout=20_000)
+        worker.join()
+
+
+def _states(message: Message) -> list[str]:
+    return list(
+        message.conversation.activities.filter(
+            kind="message_updated", message=message
+        ).values_list("data__state", flat=True)
+    )
+
+
+def test_a_reply_is_queued_then_sent_once_and_the_bot_is_paused(
+    worker, gateway, alice, conversation
+) -> None:  # noqa: ANN001
+    message = _reply(alice, conversation, "환불 도와드릴게요, {not a placeholder}")
+    assert message.delivery_state in ("queued", "sending", "sent")
+    assert message.gateway_message_id.startswith("inbox-")
+    conversation.refresh_from_db()
+    # Replying to a bot conversation takes it over.
+    assert conversation.status == "human" and conversation.assignee == alice
+
+    _drain(worker)
+    message.refresh_from_db()
+    assert message.delivery_state == "sent" and message.attempts == 1
+    [sent] = gateway.received
+    assert sent.text == "환불 도와드릴게요, {not a placeholder}"
+    assert sent.session_key == conversation.session_id
+    assert sent.idempotency_key == message.gateway_message_id
+    assert sent.headers["Authorization"] == "Bearer test-gateway-token"
+    assert _states(message) == ["sending", "sent"]
+    # The gateway was told to stop the bot for this session only.
+    assert gateway.policy(conversation.session_id) == "deny"
+
+    # Its receipt, a signed webhook, marks it delivered; a repeat is a duplicate.
+    receipt = {
+        "event": "status",
+        "data": {
+            "sessionId": conversation.session_id,
+            "messageId": message.gateway_message_id,
+            "status": "delivered",
+        },
+    }
+    assert post_webhook(receipt).json()["status"] == "stored"
+    assert post_webhook(receipt).json()["status"] == "duplicate"
+    message.refresh_from_db()
+    assert message.delivery_state == "delivered" and message.delivered_at
+
+    conversation.hand_back(alice)
+    _drain(worker)
+    assert gateway.policy(conversation.session_id) == "allow"
+
+
+def test_internal_notes_never_reach_the_gateway(
+    worker, gateway, alice, conversation
+) -> None:  # noqa: ANN001
+    note = _reply(alice, conversation, "customer is a VIP", note="on")
+    _drain(worker)
+    note.refresh_from_db()
+    assert note.kind == "note" and note.delivery_state == "received"
+    assert gateway.received == [] and gateway.attempts == 0
+    conversation.refresh_from_db()
+    # A note takes nothing over (the refund request escalated it meanwhile).
+    assert conversation.status == "escalated" and conversation.assignee is None
+    deliver_reply.fn(note.pk)  # even a stray job for it sends nothing
+    assert gateway.attempts == 0
+
+
+def test_a_flapping_gateway_gets_the_reply_exactly_once(
+    worker, gateway, alice, conversation, fast_retries
+) -> None:  # noqa: ANN001
+    gateway.fail_next(2, status=503)
+    message = _reply(alice, conversation, "one moment please")
+    _drain(worker)
+    message.refresh_from_db()
+    assert message.delivery_state == "sent" and message.attempts == 3
+    assert gateway.attempts == 3 and len(gateway.received) == 1
+    assert _states(message) == [
+        "sending", "retrying", "sending", "retrying", "sending", "sent"
+    ]  # fmt: skip
+
+
+def test_a_reply_waits_while_the_gateway_is_down_and_goes_out_once_back(
+    worker, gateway, alice, conversation, fast_retries
+) -> None:  # noqa: ANN001
+    gateway.go_down()
+    message = _reply(alice, conversation, "sorry for the wait")
+    deadline = time.monotonic() + 10
+    while message.attempts < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        message.refresh_from_db()
+    assert message.delivery_state in ("retrying", "sending")
+    assert "unreachable" in message.failure_reason
+    assert message.state_label.startswith("retrying (") or message.attempts >= 2
+    gateway.come_up()
+    _drain(worker)
+    message.refresh_from_db()
+    assert message.delivery_state == "sent" and message.failure_reason == ""
+    assert len(gateway.received) == 1
+
+
+def test_a_permanent_refusal_fails_at_once_and_retry_sends_it(
+    worker, gateway, alice, conversation, fast_retries
+) -> None:  # noqa: ANN001
+    gateway.fail_next(1, status=400)
+    message = _reply(alice, conversation, "here is your refund")
+    _drain(worker)
+    message.refresh_from_db()
+    assert message.delivery_state == "failed" and message.attempts == 1
+    assert "400" in message.failure_reason
+    assert gateway.received == []
+
+    client = Client()
+    client.force_login(alice)
+    html = client.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    assert f"/inbox/m/{message.pk}/retry/" in html  # the "Retry" button
+
+    response = client.post(
+        f"/inbox/m/{message.pk}/retry/", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 204
+    _drain(worker)
+    message.refresh_from_db()
+    assert message.delivery_state == "sent" and message.attempts == 1
+    assert [s.text for s in gateway.received] == ["here is your refund"]
+
+
+def test_retry_after_is_honoured_and_backoff_grows(settings) -> None:  # noqa: ANN001
+    settings.INBOX_REPLY_BACKOFF_SECONDS = 1.0
+    settings.INBOX_REPLY_BACKOFF_MAX_SECONDS = 30.0
+    assert retry_delay(1, retry_after=7) >= 7
+    assert all(0.5 <= retry_delay(1) <= 1.0 for _ in range(50))
+    assert max(retry_delay(6) for _ in range(200)) > 16
+    assert all(retry_delay(20) <= 30 for _ in range(50))
+
+
+def test_another_agents_reply_is_refused(gateway, alice, conversation) -> None:  # noqa: ANN001
+    conversation.take_over(alice)
+    bob = create_user(role="agent", username="bob")
+    client = Client()
+    client.force_login(bob)
+    response = client.post(
+        f"/inbox/c/{conversation.pk}/reply/",
+        {"text": "me too"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 409
+    assert "already taken by alice" in response.content.decode()
+    assert not Message.objects.filter(author="agent").exists()
+
+
+def test_an_empty_or_oversized_reply_is_refused_with_the_reason(
+    alice, conversation, settings
+) -> None:  # noqa: ANN001
+    settings.INBOX_MAX_REPLY_CHARS = 10
+    client = Client()
+    client.force_login(alice)
+    url = f"/inbox/c/{conversation.pk}/reply/"
+    response = client.post(url, {"text": "   "}, headers={"HX-Request": "true"})
+    assert response.status_code == 400 and "required" in response.content.decode()
+    response = client.post(url, {"text": "x" * 11}, headers={"HX-Request": "true"})
+    assert response.status_code == 400
+    assert "at most 10 characters" in response.content.decode()
+    assert not Message.objects.filter(author="agent").exists()
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_send_does_not_send_twice(
+    gateway, alice, conversation, tmp_path
+) -> None:  # noqa: ANN001
+    """kill -9 a real worker process while the gateway holds its request.
+
+    The job is then redelivered (here by the scheduler's sweep, which a lost
+    job also meets); it sends under the same idempotency key and the gateway
+    sends once.
+    """
+    gateway.slow(30)  # takes the message, answers only much later
+    message = conversation.reply(alice, "we are on it")
+    db = connection.settings_dict
+    env = os.environ | {
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        ),
+        "OPENCLAW_GATEWAY_URL": gateway.url,
+        "OPENCLAW_GATEWAY_TOKEN": gateway.token,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "rundramatiq",
+            "--processes",
+            "1",
+            "--threads",
+            "1",
+            "--queues",
+            "replies",
+        ],  # fmt: skip
+        cwd=Path(django_settings.BASE_DIR),
+        env=env,
+        start_new_session=True,
+        stdout=(tmp_path / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while gateway.attempts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gateway.attempts == 1, (tmp_path / "worker.log").read_text()
+        message.refresh_from_db()
+        assert message.delivery_state == "sending"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    gateway.slow(0)
+
+    # Minutes later the scheduler finds it stuck in "sending" and resends.
+    Message.objects.filter(pk=message.pk).update(
+        next_attempt_at=timezone.now() - timedelta(minutes=5)
+    )
+    resume_stalled_replies.fn()
+    broker = dramatiq.get_broker()
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        # Not broker.join(): the dead worker's unacknowledged jobs still count
+        # until Redis hands them back a minute later.
+        deadline = time.monotonic() + 20
+        while message.delivery_state != "sent" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            message.refresh_from_db()
+    finally:
+        worker.stop()
+    assert message.delivery_state == "sent" and message.attempts == 2
+    assert gateway.attempts == 2
+    assert [s.text for s in gateway.received] == ["we are on it"]
