@@ -372,9 +372,9 @@ class Presence:
     async def on_gone(self, message: dict[str, Any]) -> None:
         if message["user_id"] == self.consumer.user.pk:
             return
-        if self.viewers.pop(message["user_id"], None) or self.typists.pop(
-            message["user_id"], None
-        ):
+        viewing = self.viewers.pop(message["user_id"], None)
+        typing = self.typists.pop(message["user_id"], None)
+        if viewing or typing:
             await self.render()
 
     async def on_typing(self, message: dict[str, Any]) -> None:
