@@ -102,6 +102,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
             owner=params.get("owner", "")[:16],
             query=params.get("q", "")[:200],
             user_id=user.pk,
+            page=params.get("page", "")[:16],
         )
         self.presence = Presence(self)
         self.ahead: set[int] = set()

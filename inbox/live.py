@@ -163,6 +163,9 @@ class View:
     query: str = ""
     conversation: int | None = None
     user_id: int | None = None
+    # "queue": the escalation queue page, which shows no rows or threads and
+    # only needs the counter (it reloads its list when the count changes).
+    page: str = ""
 
     def shows(self, event: dict[str, Any]) -> bool:
         if self.platform and event["platform"] != self.platform:
@@ -185,6 +188,8 @@ def frame(
     appear twice); thread items likewise by their ``msg-<pk>`` id.
     """
     parts = [f'<div id="live-seq" data-seq="{seq}" hx-swap-oob="true"></div>']
+    if view.page == "queue":
+        return "".join(parts) + _escalation_fragment(events)
     # One row per conversation, in its newest state, moved up if any event says so.
     last_row = {event["conversation"]: event for event in events}
     moved = {event["conversation"] for event in events if event["to_top"]}
@@ -207,15 +212,16 @@ def frame(
                 )
             if event["header"]:
                 parts.append(event["header"])
-    # The navigation's escalation counter: the newest count in this frame.
+    return "".join(parts) + _escalation_fragment(events)
+
+
+def _escalation_fragment(events: list[dict[str, Any]]) -> str:
+    """The navigation's escalation counter at the newest count in this frame."""
     counts = [e for e in events if e.get("escalations") is not None]
-    if counts:
-        latest = counts[-1]
-        escalated = ",".join(
-            str(e["conversation"]) for e in events if e.get("escalated")
-        )
-        parts.append(render_escalation_count(latest["escalations"], escalated))
-    return "".join(parts)
+    if not counts:
+        return ""
+    escalated = ",".join(str(e["conversation"]) for e in events if e.get("escalated"))
+    return render_escalation_count(counts[-1]["escalations"], escalated)
 
 
 def render_escalation_count(count: int, new: str = "") -> str:

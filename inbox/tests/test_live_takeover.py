@@ -104,3 +104,22 @@ async def test_a_user_without_a_role_cannot_subscribe() -> None:
     communicator = await connect(nobody)
     connected, code = await communicator.connect()
     assert not connected and code == 4403
+
+
+async def test_the_queue_page_gets_only_the_counter() -> None:
+    agent = await sync_to_async(create_user)(role="agent")
+    conversation = await _conversation()
+    communicator = await connect(agent, "page=queue")
+    connected, _ = await communicator.connect()
+    assert connected
+    await receive_all(communicator, timeout=0.2)
+
+    await sync_to_async(post_webhook)(
+        message_event(session_id=conversation.session_id, text="another")
+    )
+    await sync_to_async(conversation.escalate)(reason="help intent")
+    frames = "".join(await receive_all(communicator))
+    assert 'data-count="1"' in frames and f'data-new="{conversation.pk}"' in frames
+    # No rows or thread items: the queue page has no place for them.
+    assert "conv-" not in frames and "msg-" not in frames
+    await communicator.disconnect()

@@ -17,7 +17,7 @@
     }
     var params = new URLSearchParams({ after: after || "" });
     if (view) {
-      ["platform", "status", "owner", "q"].forEach(function (key) {
+      ["platform", "status", "owner", "q", "page"].forEach(function (key) {
         if (view.dataset[key]) params.set(key, view.dataset[key]);
       });
     }
