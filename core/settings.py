@@ -85,6 +85,10 @@ INBOX_REPLY_BACKOFF_MAX_SECONDS = env.float(
     "INBOX_REPLY_BACKOFF_MAX_SECONDS", default=30.0
 )
 INBOX_MAX_REPLY_CHARS = env.int("INBOX_MAX_REPLY_CHARS", default=4_000)
+# Round-robin of escalated conversations among online agents, each holding at
+# most INBOX_AUTO_ASSIGN_CAP conversations at once.
+INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)
+INBOX_AUTO_ASSIGN_CAP = env.int("INBOX_AUTO_ASSIGN_CAP", default=5)
 
 INSTALLED_APPS = [
     "daphne",

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from inbox.models import (
     Activity,
+    AgentStatus,
     CannedResponse,
     Conversation,
     Message,
@@ -86,3 +87,9 @@ class CannedResponseAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(AgentStatus)
+class AgentStatusAdmin(admin.ModelAdmin):
+    list_display = ("user", "last_seen_at", "last_assigned_at")
+    readonly_fields = ("last_seen_at", "last_assigned_at")

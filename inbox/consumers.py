@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from core.roles import Role, role_of
 from inbox import live, metrics
-from inbox.models import Conversation, ReadMark
+from inbox.models import AgentStatus, Conversation, ReadMark
 
 SWEEP_SECONDS = 20.0
 
@@ -122,6 +122,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         metrics.WEBSOCKET_CLIENTS.inc()
         self.counted = True
         self.hwm = after if after is not None else await _db(live.current_seq)()
+        await _db(AgentStatus.seen)(user)
         self.unread_seen = await _db(_recent_read_marks)(user)
         if await _db(live.backlog_exceeds)(self.hwm, STALE_AFTER):
             # Away too long (a laptop closed overnight): a fresh page is
@@ -260,6 +261,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(SWEEP_SECONDS * random.uniform(0.75, 1.25))
             await self.catch_up()
+            await _db(AgentStatus.seen)(self.user)
             if self.view.conversation is not None:
                 await self.presence.announce()
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -412,6 +412,17 @@ class Conversation(models.Model):
 
         return self._transition(None, change, reason="snooze ended")
 
+    def auto_assign(self, agent: Any) -> Activity | None:
+        """The round-robin gives a waiting conversation to ``agent``; ``None`` if
+        someone took it meanwhile."""
+
+        def change(row: Conversation) -> dict[str, Any] | None:
+            if row.status != self.Status.ESCALATED:
+                return None
+            return {"status": self.Status.HUMAN, "assignee": agent}
+
+        return self._transition(None, change, reason="auto-assigned")
+
     def resolve(self, agent: Any) -> Activity | None:
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.status == self.Status.RESOLVED:
@@ -428,7 +439,7 @@ class Conversation(models.Model):
         reason: str = "",
     ) -> Activity | None:
         from inbox import live
-        from inbox.tasks import sync_send_policy
+        from inbox.tasks import auto_assign_escalations, sync_send_policy
 
         with transaction.atomic():
             # No select_related: a join in a locking read that waited gives
@@ -458,6 +469,8 @@ class Conversation(models.Model):
             if bot_was_paused != (row.status == self.Status.HUMAN):
                 transaction.on_commit(lambda: sync_send_policy.send(row.pk))
             transaction.on_commit(lambda: live.publish([activity]))
+            if row.status == self.Status.ESCALATED and settings.INBOX_AUTO_ASSIGN:
+                transaction.on_commit(auto_assign_escalations.send)
         self._copy_state(row)
         return activity
 
@@ -840,6 +853,8 @@ class Activity(models.Model):
         reason = f" ({data['reason']})" if data.get("reason") else ""
         Status = Conversation.Status
         if to == Status.HUMAN:
+            if data.get("reason") == "auto-assigned":
+                return f"auto-assigned to {owner}"
             if owner and owner != by:
                 return f"{by} assigned it to {owner}{reason}"
             if data.get("from") == Status.RESOLVED:
@@ -972,3 +987,43 @@ class CannedResponse(models.Model):
 
 
 PLACEHOLDER = re.compile(r"\{([a-z_]{1,32})\}")
+
+
+class AgentStatusQuerySet(models.QuerySet["AgentStatus"]):
+    def online(self) -> AgentStatusQuerySet:
+        return self.filter(last_seen_at__gte=timezone.now() - AgentStatus.ONLINE_FOR)
+
+
+class AgentStatus(models.Model):
+    """When an agent's inbox tab last checked in, for auto-assignment.
+
+    Open tabs report every ~20 s (the live stream's sweep); an agent whose
+    tabs are all closed drops out of the round-robin a minute later.
+    """
+
+    ONLINE_FOR = timedelta(seconds=60)
+    REPORT_EVERY = timedelta(seconds=15)
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True
+    )
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentStatusQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "agent statuses"
+
+    def __str__(self) -> str:
+        return f"{self.user} seen {self.last_seen_at:%H:%M:%S}"
+
+    @classmethod
+    def seen(cls, user: Any) -> None:
+        """Record that ``user`` has a tab open; at most one write per 15 s."""
+        now = timezone.now()
+        updated = cls.objects.filter(
+            user=user, last_seen_at__lt=now - cls.REPORT_EVERY
+        ).update(last_seen_at=now)
+        if not updated:
+            cls.objects.get_or_create(user=user, defaults={"last_seen_at": now})

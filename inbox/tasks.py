@@ -16,7 +16,7 @@ from django.utils import timezone
 from dramatiq_crontab import cron
 
 from inbox import escalation, gateway
-from inbox.models import Conversation, Message, WebhookDelivery
+from inbox.models import AgentStatus, Conversation, Message, WebhookDelivery
 from inbox.signals import message_stored
 
 log = logging.getLogger(__name__)
@@ -169,3 +169,55 @@ def wake_snoozed_conversations() -> None:
     )[:500]
     for conversation in due:
         conversation.wake()
+
+
+@cron("* * * * *")
+@dramatiq.actor(max_retries=0, time_limit=60_000)
+def auto_assign_escalations() -> None:
+    """Hand waiting conversations, oldest first, to online agents in turn.
+
+    Off unless INBOX_AUTO_ASSIGN. An agent is online while a tab of theirs
+    checks in, and takes no more than INBOX_AUTO_ASSIGN_CAP conversations at
+    once. Also enqueued after each escalation; two runs at once cannot give a
+    conversation twice (``auto_assign`` re-checks under the row lock), at
+    worst an agent goes one over the cap.
+    """
+    from django.db.models import Count
+
+    from core.roles import Role, role_of
+
+    if not settings.INBOX_AUTO_ASSIGN:
+        return
+    cap = settings.INBOX_AUTO_ASSIGN_CAP
+    statuses = [
+        status
+        for status in AgentStatus.objects.online()
+        .filter(user__is_active=True)
+        .select_related("user")
+        if role_of(status.user) >= Role.AGENT
+    ]
+    load = dict(
+        Conversation.objects.filter(
+            status=Conversation.Status.HUMAN, assignee__in=[s.user for s in statuses]
+        )
+        .values_list("assignee")
+        .annotate(n=Count("pk"))
+    )
+    # Round-robin: whoever was given one longest ago goes first.
+    epoch = timezone.now() - timedelta(days=3650)
+    turn = sorted(statuses, key=lambda s: (s.last_assigned_at or epoch, s.user_id))
+    waiting = Conversation.objects.filter(
+        status=Conversation.Status.ESCALATED
+    ).order_by("escalated_at", "pk")[:100]
+    for conversation in waiting:
+        available = [s for s in turn if load.get(s.user_id, 0) < cap]
+        if not available:
+            return
+        status = available[0]
+        if conversation.auto_assign(status.user) is None:
+            continue
+        load[status.user_id] = load.get(status.user_id, 0) + 1
+        status.last_assigned_at = timezone.now()
+        status.save(update_fields=["last_assigned_at"])
+        turn.remove(status)
+        turn.append(status)

@@ -281,3 +281,44 @@ def test_users_without_a_role_are_refused() -> None:
     assert nobody.post(f"/inbox/c/{conversation.pk}/take-over/").status_code == 403
     conversation.refresh_from_db()
     assert conversation.assignee is None
+
+
+def test_auto_assignment_is_round_robin_among_online_agents_with_a_cap(
+    settings,  # noqa: ANN001
+) -> None:
+    from inbox.models import AgentStatus
+    from inbox.tasks import auto_assign_escalations
+
+    settings.INBOX_AUTO_ASSIGN = True
+    settings.INBOX_AUTO_ASSIGN_CAP = 2
+    alice = create_user(role="agent", username="alice")
+    bob = create_user(role="agent", username="bob")
+    offline = create_user(role="agent", username="carol")
+    AgentStatus.seen(alice)
+    AgentStatus.seen(bob)
+    AgentStatus.objects.create(
+        user=offline, last_seen_at=timezone.now() - timedelta(minutes=5)
+    )
+    waiting = []
+    for minutes in (50, 40, 30, 20, 10):
+        conversation = _conversation()
+        Conversation.objects.filter(pk=conversation.pk).update(
+            status="escalated", escalated_at=timezone.now() - timedelta(minutes=minutes)
+        )
+        waiting.append(conversation)
+
+    auto_assign_escalations.fn()
+    owners = [Conversation.objects.get(pk=c.pk).assignee_id for c in waiting]
+    # Oldest first, taking turns, two each at most; the newest still waits.
+    assert owners[:4] in ([alice.pk, bob.pk] * 2, [bob.pk, alice.pk] * 2)
+    assert owners[4] is None
+    assert offline.pk not in owners
+    assert Conversation.objects.get(pk=waiting[0].pk).activities.last().summary in (
+        "auto-assigned to alice",
+        "auto-assigned to bob",
+    )
+
+    settings.INBOX_AUTO_ASSIGN = False
+    Conversation.objects.filter(pk=waiting[0].pk).update(status="resolved")
+    auto_assign_escalations.fn()
+    assert Conversation.objects.get(pk=waiting[4].pk).assignee_id is None
