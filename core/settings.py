@@ -70,6 +70,29 @@ OPENCLAW_WEBHOOK_TOLERANCE_SECONDS = env.int(
 OPENCLAW_WEBHOOK_RATE = env.str("OPENCLAW_WEBHOOK_RATE", default="6000/m")
 OPENCLAW_MAX_TEXT_CHARS = env.int("OPENCLAW_MAX_TEXT_CHARS", default=16_000)
 
+# Automations' "call webhook" action refuses loopback, private, link-local and
+# other non-public addresses (SSRF); IPs or CIDR networks listed here pass anyway.
+AUTOMATIONS_WEBHOOK_ALLOWLIST = [
+    e.strip()
+    for e in env.list("AUTOMATIONS_WEBHOOK_ALLOWLIST", default=[])
+    if e.strip()
+]
+
+
+def _check_networks(name: str, entries: list[str]) -> None:
+    import ipaddress  # here, not at the top: keeps this block self-contained
+
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not an IP address or CIDR network ({exc})."
+            ) from exc
+
+
+_check_networks("AUTOMATIONS_WEBHOOK_ALLOWLIST", AUTOMATIONS_WEBHOOK_ALLOWLIST)
+
 # Takeover and replies.
 # A customer writing to a resolved conversation goes back to its last agent
 # (True) or to the bot (False).
@@ -89,6 +112,13 @@ INBOX_MAX_REPLY_CHARS = env.int("INBOX_MAX_REPLY_CHARS", default=4_000)
 # most INBOX_AUTO_ASSIGN_CAP conversations at once.
 INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)
 INBOX_AUTO_ASSIGN_CAP = env.int("INBOX_AUTO_ASSIGN_CAP", default=5)
+
+# Automations: customer text is matched up to this many characters; a trigger
+# never acts on a message an action produced (depth 1 and more); a
+# conversation gets at most this many trigger runs a minute.
+AUTOMATIONS_MATCH_CHARS = env.int("AUTOMATIONS_MATCH_CHARS", default=4_000)
+AUTOMATIONS_MAX_DEPTH = env.int("AUTOMATIONS_MAX_DEPTH", default=1)
+AUTOMATIONS_MAX_RUNS_PER_MINUTE = env.int("AUTOMATIONS_MAX_RUNS_PER_MINUTE", default=10)
 
 INSTALLED_APPS = [
     "daphne",
