@@ -46,6 +46,40 @@ def pytest_collection_modifyitems(
             item.add_marker(skip)
 
 
+# Set once the test database exists: what the data migrations installed.
+MIGRATED_BUILTIN_TRIGGERS: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ANN001, ANN201
+    """Tests start without the built-in triggers the data migration installs.
+
+    Otherwise the first transactional test would see them and the rest (the
+    tables are emptied after each) would not. Tests that want them use the
+    ``builtin_triggers`` fixture; what the migration made is kept for a test.
+    """
+    from django.db import connection
+
+    from automations.models import Trigger
+
+    with django_db_blocker.unblock():
+        if Trigger._meta.db_table not in connection.introspection.table_names():
+            return  # no test in this run asked for the database
+        MIGRATED_BUILTIN_TRIGGERS[:] = Trigger.objects.filter(
+            is_builtin=True
+        ).values_list("name", flat=True)
+        Trigger.objects.all().delete()
+
+
+@pytest.fixture
+def builtin_triggers(db):  # noqa: ANN001, ANN201
+    from automations.builtins import install
+    from automations.models import Trigger, TriggerVersion
+
+    install(Trigger, TriggerVersion)
+    return list(Trigger.objects.in_order())
+
+
 @pytest.fixture(autouse=True)
 def _clean_shared_state() -> Iterator[None]:
     """Each test starts with an empty cache (rate limits) and job queue."""
@@ -53,9 +87,11 @@ def _clean_shared_state() -> Iterator[None]:
     from channels.layers import channel_layers
     from django.core.cache import cache
 
+    from automations import engine
     from inbox import consumers, live
 
     cache.clear()
+    engine.forget()
     # A fresh channel layer per test: a consumer left from an earlier test (the
     # browser tests' server runs in another thread and event loop) may still
     # be receiving on the old one, and a Redis layer serves one loop at a time.

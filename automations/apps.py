@@ -2,11 +2,23 @@ from django.apps import AppConfig
 
 
 class AutomationsConfig(AppConfig):
-    """Triggers and actions; filled in by the automations issue.
+    """Triggers and their actions.
 
-    It listens to ``inbox.signals.message_stored`` from its own actors; the inbox
-    never imports this app.
+    The inbox announces each stored customer message with
+    ``inbox.signals.message_stored`` (from its own actor); this app answers by
+    enqueueing ``run_triggers``. The inbox never imports this app.
     """
 
     name = "automations"
     verbose_name = "Automations"
+
+    def ready(self) -> None:
+        from inbox.signals import message_stored
+
+        message_stored.connect(_enqueue_triggers, dispatch_uid="automations")
+
+
+def _enqueue_triggers(sender: object, message: object, **kwargs: object) -> None:
+    from automations.tasks import run_triggers
+
+    run_triggers.send(message.pk)

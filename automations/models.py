@@ -1,1 +1,380 @@
-# Trigger, action and run models arrive with the automations issue.
+"""Triggers (keyword patterns → actions), their versions, runs, tickets and calls."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from inbox.models import Conversation, Message, Platform
+
+# Fields a version snapshot keeps, in the order the diff view shows them.
+VERSIONED_FIELDS = [
+    "name", "description", "is_enabled", "platforms", "patterns", "match_mode",
+    "case_sensitive", "states", "priority", "stop_after_match", "run_once",
+    "cooldown_seconds", "actions",
+]  # fmt: skip
+
+
+def new_webhook_secret() -> str:
+    # Standard Webhooks secrets are base64 with a whsec_ prefix.
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class VersionConflict(Exception):
+    """Someone saved the trigger after the editor was opened."""
+
+    def __init__(self, current: Trigger) -> None:
+        self.current = current
+        who = current.updated_by.get_username() if current.updated_by else "someone"
+        super().__init__(
+            f"{who} saved version {current.version} after you opened this trigger."
+        )
+
+
+def default_states() -> list[str]:
+    # Not while a human owns the conversation: the agent speaks for us then.
+    return [Conversation.Status.BOT, Conversation.Status.ESCALATED]
+
+
+class TriggerQuerySet(models.QuerySet["Trigger"]):
+    def enabled(self) -> TriggerQuerySet:
+        return self.filter(is_enabled=True)
+
+    def in_order(self) -> TriggerQuerySet:
+        return self.order_by("priority", "pk")
+
+
+class Trigger(models.Model):
+    class MatchMode(models.TextChoices):
+        ANY = "any", "Any pattern matches"
+        ALL = "all", "All patterns match"
+
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    is_enabled = models.BooleanField(default=True)
+    is_builtin = models.BooleanField(default=False, editable=False)
+    # Empty means every platform.
+    platforms = models.JSONField(default=list, blank=True)
+    # RE2 syntax; validated by automations.engine.check_pattern.
+    patterns = models.JSONField(default=list)
+    match_mode = models.CharField(
+        max_length=3, choices=MatchMode.choices, default=MatchMode.ANY
+    )
+    case_sensitive = models.BooleanField(default=False)
+    # Conversation states the trigger acts in.
+    states = models.JSONField(default=default_states, blank=True)
+    # Lower runs first.
+    priority = models.IntegerField(default=100, db_index=True)
+    stop_after_match = models.BooleanField(default=False)
+    run_once = models.BooleanField(
+        default=False, help_text="At most once per conversation"
+    )
+    cooldown_seconds = models.PositiveIntegerField(
+        default=0, help_text="Quiet time per conversation after it fires"
+    )
+    # [{"type": "reply", "text": ...}, {"type": "create_ticket", ...}, ...];
+    # the shapes are in automations.actions.ACTION_TYPES.
+    actions = models.JSONField(default=list)
+    webhook_secret = models.CharField(max_length=80, default=new_webhook_secret)
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TriggerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["priority", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in VERSIONED_FIELDS}
+
+    def applies_to_platform(self, platform: str) -> bool:
+        return not self.platforms or platform in self.platforms
+
+    def save_version(
+        self, user: Any, *, expected_version: int | None = None
+    ) -> TriggerVersion | None:
+        """Save the trigger as its next version; ``None`` if no versioned field changed.
+
+        Locks the trigger's row, so two leads saving at once get consecutive
+        numbers; ``expected_version`` (the version the editor showed) turns a
+        save over someone else's newer one into ``VersionConflict``.
+        """
+        with transaction.atomic():
+            if self.pk is None:
+                self.version = 1
+                self.created_by = self.updated_by = user
+                self.save()
+                return TriggerVersion.objects.create(
+                    trigger=self,
+                    number=1,
+                    snapshot=self.snapshot(),
+                    changed_fields=["created"],
+                    changed_by=user,
+                )
+            current = (
+                Trigger.objects.select_for_update()
+                .select_related("updated_by")
+                .get(pk=self.pk)
+            )
+            if expected_version is not None and current.version != expected_version:
+                raise VersionConflict(current)
+            last = current.versions.order_by("-number").first()
+            if last is None:
+                # Made outside the editor (a migration, a test): record the
+                # state before this save, so the first diff has a "before".
+                last = TriggerVersion.objects.create(
+                    trigger=current,
+                    number=current.version,
+                    snapshot=current.snapshot(),
+                    changed_fields=["created"],
+                    changed_by=current.created_by,
+                    created_at=current.created_at,
+                )
+            after = self.snapshot()
+            changed = [f for f in VERSIONED_FIELDS if last.snapshot.get(f) != after[f]]
+            if not changed:
+                return None
+            self.version = max(current.version, last.number) + 1
+            self.updated_by = user
+            self.save()
+            return TriggerVersion.objects.create(
+                trigger=self,
+                number=self.version,
+                snapshot=after,
+                changed_fields=changed,
+                changed_by=user,
+            )
+
+    def set_enabled(self, enabled: bool, user: Any) -> TriggerVersion | None:
+        self.is_enabled = enabled
+        return self.save_version(user)
+
+    def revert_to(self, version: TriggerVersion, user: Any) -> TriggerVersion | None:
+        """A new version equal to ``version``'s snapshot; history is never rewritten."""
+        for name in VERSIONED_FIELDS:
+            if name in version.snapshot:
+                setattr(self, name, version.snapshot[name])
+        return self.save_version(user)
+
+    def move(self, step: int, user: Any) -> bool:
+        """Swap places with the neighbour ``step`` away in run order (-1 is up).
+
+        Locks every trigger: two leads reordering at once must not interleave.
+        Swapping two priorities is enough unless they tie (or a third trigger
+        shares one); then all are numbered ten apart in the wanted order. Each
+        trigger whose priority changed gets a version.
+        """
+        with transaction.atomic():
+            triggers = list(
+                Trigger.objects.select_for_update().order_by("priority", "pk")
+            )
+            index = next((i for i, t in enumerate(triggers) if t.pk == self.pk), None)
+            if index is None or not 0 <= index + step < len(triggers):
+                return False
+            before = {t.pk: t.priority for t in triggers}
+            wanted = triggers[:]
+            wanted[index], wanted[index + step] = wanted[index + step], wanted[index]
+            mine, other = triggers[index], triggers[index + step]
+            mine.priority, other.priority = other.priority, mine.priority
+            if sorted(triggers, key=lambda t: (t.priority, t.pk)) != wanted:
+                for position, trigger in enumerate(wanted, start=1):
+                    trigger.priority = position * 10
+            for trigger in wanted:
+                if trigger.priority != before[trigger.pk]:
+                    trigger.save_version(user)
+            self.priority = mine.priority
+            self.version = mine.version
+        return True
+
+    @property
+    def platform_labels(self) -> list[str]:
+        labels = dict(Platform.choices)
+        return [labels.get(p, p) for p in self.platforms] or ["All platforms"]
+
+    @property
+    def action_labels(self) -> list[str]:
+        from automations.actions import ACTION_TYPES
+
+        return [
+            ACTION_TYPES[a["type"]].label if a.get("type") in ACTION_TYPES else "?"
+            for a in self.actions
+        ]
+
+
+class TriggerVersion(models.Model):
+    """A trigger as saved at one moment: who, when, what changed."""
+
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    changed_fields = models.JSONField(default=list)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "number"], name="trigger_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} v{self.number}"
+
+
+class TriggerRun(models.Model):
+    """One trigger acting on one message: what matched and what each action did.
+
+    Unique per (trigger, message): the row is written before the actions run,
+    so a message Dramatiq delivers twice is acted on once.
+    """
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="+"
+    )
+    trigger_version = models.PositiveIntegerField()
+    matched_pattern = models.TextField(blank=True)
+    span_start = models.PositiveIntegerField(null=True, blank=True)
+    span_end = models.PositiveIntegerField(null=True, blank=True)
+    results = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "message"], name="trigger_run_once_per_message"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["conversation", "trigger", "-created_at"],
+                name="run_conv_trigger_idx",
+            ),
+            models.Index(fields=["trigger", "-created_at"], name="run_trigger_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} on {self.message_id}"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        CLOSED = "closed", "Closed"
+
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="tickets"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    priority = models.CharField(
+        max_length=8, choices=Priority.choices, default=Priority.NORMAL
+    )
+    trigger = models.ForeignKey(
+        Trigger, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="ticket_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+    def close(self, user: Any) -> bool:
+        """Close the ticket (False if it already was) and say so in the timeline."""
+        with transaction.atomic():
+            row = Ticket.objects.select_for_update().get(pk=self.pk)
+            self.status = row.status
+            if row.status == Ticket.Status.CLOSED:
+                return False
+            row.status = self.status = Ticket.Status.CLOSED
+            row.save(update_fields=["status", "updated_at"])
+            self.updated_at = row.updated_at
+            who = user.get_username() if user is not None else "someone"
+            self.conversation.record_event(
+                f"Ticket #{self.pk} closed by {who}", ticket=self.pk
+            )
+        return True
+
+
+class WebhookCall(models.Model):
+    """The delivery log of a trigger's "call webhook" action."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, related_name="webhook_calls"
+    )
+    run = models.ForeignKey(
+        TriggerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    url = models.URLField(max_length=500)
+    webhook_id = models.CharField(max_length=64, unique=True)
+    body = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.url} {self.state}"

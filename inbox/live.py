@@ -108,7 +108,7 @@ def event_for(activity: Activity) -> dict[str, Any]:
         event["item"] = render_message(activity.message)
         event["item_key"] = f"msg-{activity.message.pk}"
         event["from_customer"] = activity.message.is_from_customer
-    elif activity.kind == Activity.Kind.STATUS_CHANGED:
+    elif activity.kind in (Activity.Kind.STATUS_CHANGED, Activity.Kind.EVENT):
         event["item"] = render_audit(activity)
         event["item_key"] = f"act-{activity.pk}"
     if activity.kind == Activity.Kind.STATUS_CHANGED:

@@ -535,6 +535,52 @@ class Conversation(models.Model):
         self._copy_state(row)
         return message
 
+    def auto_reply(
+        self, text: str, *, sender: str, metadata: dict[str, Any]
+    ) -> Message:
+        """Queue a reply written by an automation; it changes no owner.
+
+        Sent like an agent's reply (same states, same idempotency key), so
+        the customer gets it once. ``metadata`` says which rule wrote it: the
+        loop guard of whoever reads the thread later.
+        """
+        from inbox import live
+
+        with transaction.atomic():
+            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            message = row.add_message(
+                gateway_message_id=f"inbox-{uuid.uuid4().hex}",
+                direction=Message.Direction.OUTBOUND,
+                author=Message.Author.AUTOMATION,
+                sender=sender[:255],
+                text=text,
+                delivery_state=Message.DeliveryState.QUEUED,
+                next_attempt_at=timezone.now(),
+                metadata=metadata,
+            )
+            assert message is not None  # a fresh uuid cannot collide
+            activity = message.activity
+            transaction.on_commit(lambda: live.publish([activity]))
+            transaction.on_commit(lambda: _enqueue_delivery(message.pk))
+        self._copy_state(row)
+        return message
+
+    def record_event(self, summary: str, **data: Any) -> Activity:
+        """A line in the timeline for something done elsewhere ("ticket #4 opened").
+
+        Published live after commit like every other change.
+        """
+        from inbox import live
+
+        with transaction.atomic():
+            activity = Activity.objects.create(
+                conversation=self,
+                kind=Activity.Kind.EVENT,
+                data={"summary": summary[:500], **data},
+            )
+            transaction.on_commit(lambda: live.publish([activity]))
+        return activity
+
     @property
     def is_bot_paused(self) -> bool:
         """The gateway is told to stop the agent while a human owns the chat."""
@@ -581,6 +627,7 @@ class Message(models.Model):
         CUSTOMER = "customer", "Customer"
         BOT = "bot", "Bot"
         AGENT = "agent", "Agent"
+        AUTOMATION = "automation", "Automation"
         SYSTEM = "system", "System"
 
     conversation = models.ForeignKey(
@@ -592,7 +639,7 @@ class Message(models.Model):
     direction = models.CharField(max_length=8, choices=Direction.choices)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
     author = models.CharField(
-        max_length=8, choices=Author.choices, default=Author.CUSTOMER
+        max_length=10, choices=Author.choices, default=Author.CUSTOMER
     )
     sender = models.CharField(max_length=255, blank=True)
     text = models.TextField(blank=True)
@@ -815,6 +862,7 @@ class Activity(models.Model):
         STATUS_CHANGED = "status_changed", "Status changed"
         ERROR_RECORDED = "error_recorded", "Error recorded"
         MESSAGE_UPDATED = "message_updated", "Message updated"
+        EVENT = "event", "Event"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="activities"
@@ -849,6 +897,8 @@ class Activity(models.Model):
     def summary(self) -> str:
         """A status change in words, for the conversation's timeline."""
         data = self.data
+        if self.kind == self.Kind.EVENT:
+            return str(data.get("summary", ""))
         by, to, owner = data.get("by") or "system", data.get("to"), data.get("owner")
         reason = f" ({data['reason']})" if data.get("reason") else ""
         Status = Conversation.Status
@@ -983,10 +1033,15 @@ class CannedResponse(models.Model):
             "agent_name": agent.get_full_name() or agent.get_username(),
             "platform": conversation.get_platform_display(),
         }
-        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), self.text)
+        return fill_placeholders(self.text, values)
 
 
 PLACEHOLDER = re.compile(r"\{([a-z_]{1,32})\}")
+
+
+def fill_placeholders(text: str, values: dict[str, str]) -> str:
+    """``{name}`` replaced by ``values[name]``; unknown names are left as written."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
 class AgentStatusQuerySet(models.QuerySet["AgentStatus"]):

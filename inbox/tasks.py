@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 from dramatiq_crontab import cron
 
-from inbox import escalation, gateway
+from inbox import gateway
 from inbox.models import AgentStatus, Conversation, Message, WebhookDelivery
 from inbox.signals import message_stored
 
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @dramatiq.actor(max_retries=5, min_backoff=500, max_backoff=60_000, time_limit=60_000)
 def process_inbound_message(message_id: int) -> None:
-    """Hand a stored inbound message to the slower work (classification, triggers).
+    """Hand a stored inbound message to the slower work (the automations app's
+    triggers, which also hold the escalation rules).
 
     Dramatiq delivers at least once; receivers of ``message_stored`` key their
     own work on the message so a redelivery does nothing twice.
@@ -34,11 +35,6 @@ def process_inbound_message(message_id: int) -> None:
     )
     if message is None or not message.is_from_customer:
         return
-    reason = escalation.reason_to_escalate(message.text)
-    if reason and message.conversation.status == Conversation.Status.BOT:
-        # escalate() re-checks the status under the row lock: a redelivery
-        # or an agent who took over meanwhile makes it a no-op.
-        message.conversation.escalate(reason=reason)
     message_stored.send(sender=Message, message=message)
 
 

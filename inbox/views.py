@@ -180,7 +180,11 @@ def _thread_context(
     """One page of the timeline: messages and the audit trail, by activity order."""
     timeline = (
         conversation.activities.filter(
-            kind__in=[Activity.Kind.MESSAGE_ADDED, Activity.Kind.STATUS_CHANGED]
+            kind__in=[
+                Activity.Kind.MESSAGE_ADDED,
+                Activity.Kind.STATUS_CHANGED,
+                Activity.Kind.EVENT,
+            ]
         )
         .select_related("message", "user")
         .order_by("-pk")
@@ -403,7 +407,7 @@ def retry_reply(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(
         Message.objects.select_related("conversation", "conversation__assignee"),
         pk=pk,
-        author=Message.Author.AGENT,
+        author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
     )
     if reason := _may_act(request.user, message.conversation):
         return _refusal(request, 403, reason)

@@ -485,7 +485,8 @@ def _apply_receipt(conversation: Conversation, event: Event) -> bool:
     system's message) is kept in the delivery log and changes nothing.
     """
     message = conversation.messages.filter(
-        gateway_message_id=event.message_id, author=Message.Author.AGENT
+        gateway_message_id=event.message_id,
+        author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
     ).first()
     if message is None:
         return False

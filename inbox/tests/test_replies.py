@@ -121,8 +121,8 @@ def test_internal_notes_never_reach_the_gateway(
     assert note.kind == "note" and note.delivery_state == "received"
     assert gateway.received == [] and gateway.attempts == 0
     conversation.refresh_from_db()
-    # A note takes nothing over (the refund request escalated it meanwhile).
-    assert conversation.status == "escalated" and conversation.assignee is None
+    # A note takes nothing over.
+    assert conversation.status == "bot" and conversation.assignee is None
     deliver_reply.fn(note.pk)  # even a stray job for it sends nothing
     assert gateway.attempts == 0
 

@@ -3,7 +3,6 @@
 import threading
 from datetime import timedelta
 
-import dramatiq
 import pytest
 from django.db import close_old_connections
 from django.test import Client
@@ -11,7 +10,7 @@ from django.utils import timezone
 
 from core.testing import create_user, message_event, post_webhook, session_key
 from inbox.models import Activity, AlreadyTaken, Conversation
-from inbox.tasks import process_inbound_message, wake_snoozed_conversations
+from inbox.tasks import wake_snoozed_conversations
 
 pytestmark = pytest.mark.django_db
 
@@ -215,31 +214,6 @@ def test_snooze_ends_back_in_the_queue() -> None:
     conversation.refresh_from_db()
     assert conversation.status == "escalated" and conversation.snoozed_until is None
     assert conversation.escalated_at is not None
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_angry_customer_is_escalated_by_the_worker(worker) -> None:  # noqa: ANN001
-    post_webhook(message_event(text="환불 안 해주면 최악이에요"))
-    post_webhook(message_event(text="배송 언제 와요?"))
-    dramatiq.get_broker().join(process_inbound_message.queue_name, timeout=10_000)
-    worker.join()
-    angry, calm = Conversation.objects.order_by("pk")
-    assert angry.status == "escalated" and angry.escalated_at is not None
-    assert "최악" in angry.escalation_reason or "환불" in angry.escalation_reason
-    assert calm.status == "bot"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_worker_leaves_a_conversation_a_human_owns_alone(worker) -> None:  # noqa: ANN001
-    session = session_key()
-    post_webhook(message_event(session_id=session, message_id=1))
-    conversation = Conversation.objects.get()
-    conversation.take_over(create_user(role="agent"))
-    post_webhook(message_event(session_id=session, message_id=2, text="최악이에요"))
-    dramatiq.get_broker().join(process_inbound_message.queue_name, timeout=10_000)
-    worker.join()
-    conversation.refresh_from_db()
-    assert conversation.status == "human"
 
 
 def test_the_gateway_can_ask_for_a_human() -> None:

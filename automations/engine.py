@@ -1,0 +1,357 @@
+"""Matching triggers against customer messages, in linear time, and running them.
+
+Every pattern is RE2: no backtracking, so the time to match grows with the
+text, never exponentially with a lead's pattern. All enabled triggers'
+patterns go into one ``re2.Set``, so a message is scanned once whatever the
+number of triggers; only the triggers whose patterns hit are looked at again
+(for the span to show and for "all patterns" triggers). The compiled set is
+kept per process and rebuilt when any trigger changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import re2
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from automations.models import Trigger, TriggerRun
+from inbox.models import Conversation, Message
+
+log = logging.getLogger(__name__)
+
+MAX_PATTERN_CHARS = 500
+MAX_PATTERNS = 50
+
+
+def _options(case_sensitive: bool = True) -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = case_sensitive
+    # A pattern's compiled program is capped (RE2 refuses larger ones).
+    options.max_mem = 8 << 20
+    return options
+
+
+@dataclass
+class PatternProblem:
+    message: str
+    position: int | None = None
+
+
+def check_pattern(pattern: str) -> PatternProblem | None:
+    """Why RE2 cannot run ``pattern`` (with where, when it can tell), or ``None``."""
+    if not pattern:
+        return PatternProblem("A pattern cannot be empty.")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return PatternProblem(
+            f"A pattern is at most {MAX_PATTERN_CHARS} characters.", MAX_PATTERN_CHARS
+        )
+    try:
+        re2.compile(pattern, _options())
+    except re2.error as exc:
+        reason = _error_text(exc)
+        return PatternProblem(_explain(reason), _position(pattern, reason))
+    return None
+
+
+def _error_text(exc: re2.error) -> str:
+    raw = exc.args[0] if exc.args else str(exc)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _explain(reason: str) -> str:
+    if "invalid escape sequence: \\" in reason and reason[-1:].isdigit():
+        return (
+            f"{reason}: backreferences are not supported (they can take "
+            "exponential time)."
+        )
+    if "invalid perl operator: (?=" in reason or "(?!" in reason:
+        return f"{reason}: lookahead is not supported."
+    if "(?<" in reason and "(?<P" not in reason:
+        return f"{reason}: lookbehind is not supported."
+    return reason[:1].upper() + reason[1:] + "."
+
+
+def _position(pattern: str, reason: str) -> int | None:
+    # RE2 names the offending fragment after the colon: find it in the pattern.
+    _, _, fragment = reason.partition(": ")
+    if fragment:
+        index = pattern.find(fragment)
+        if index >= 0:
+            return index
+        index = pattern.find(fragment[:2])
+        if index >= 0:
+            return index
+    return None
+
+
+def flagged(pattern: str, case_sensitive: bool) -> str:
+    return pattern if case_sensitive else f"(?i:{pattern})"
+
+
+@dataclass
+class Match:
+    pattern: str
+    start: int
+    end: int
+
+
+@dataclass
+class CompiledTrigger:
+    trigger: Trigger
+    regexes: list[Any]
+    patterns: list[str]
+
+    def matches(self, text: str, hits: set[int] | None = None) -> list[Match]:
+        """Spans of the trigger's patterns in ``text`` (its rule: any or all).
+
+        ``hits`` are the indexes the set match found, so patterns that did not
+        match are not searched again.
+        """
+        found: list[Match] = []
+        for index, (pattern, regex) in enumerate(
+            zip(self.patterns, self.regexes, strict=True)
+        ):
+            if hits is not None and index not in hits:
+                if self.trigger.match_mode == Trigger.MatchMode.ALL:
+                    return []
+                continue
+            m = regex.search(text)
+            if m is None:
+                if self.trigger.match_mode == Trigger.MatchMode.ALL:
+                    return []
+                continue
+            found.append(Match(pattern, m.start(), m.end()))
+        return found
+
+
+def compile_trigger(trigger: Trigger) -> CompiledTrigger:
+    options = _options(trigger.case_sensitive)
+    return CompiledTrigger(
+        trigger=trigger,
+        regexes=[re2.compile(p, options) for p in trigger.patterns],
+        patterns=list(trigger.patterns),
+    )
+
+
+@dataclass
+class Ruleset:
+    """Every enabled trigger, compiled once, behind one RE2 set."""
+
+    key: tuple[Any, ...]
+    compiled: list[CompiledTrigger] = field(default_factory=list)
+    # Set index → (position in ``compiled``, pattern index in that trigger).
+    owners: list[tuple[int, int]] = field(default_factory=list)
+    regex_set: Any = None
+
+    @classmethod
+    def build(cls, triggers: list[Trigger], key: tuple[Any, ...]) -> Ruleset:
+        ruleset = cls(key=key)
+        regex_set = re2.Set.SearchSet(_options())
+        for trigger in triggers:
+            try:
+                compiled = compile_trigger(trigger)
+            except re2.error:
+                # Saved before validation existed, or edited in the admin: skip
+                # it here; the editor shows the error.
+                log.warning("trigger %s has a pattern RE2 refuses", trigger.pk)
+                continue
+            position = len(ruleset.compiled)
+            ruleset.compiled.append(compiled)
+            for index, pattern in enumerate(trigger.patterns):
+                regex_set.Add(flagged(pattern, trigger.case_sensitive))
+                ruleset.owners.append((position, index))
+        if ruleset.owners:
+            regex_set.Compile()
+            ruleset.regex_set = regex_set
+        return ruleset
+
+    def candidates(self, text: str) -> list[tuple[CompiledTrigger, set[int]]]:
+        """Triggers with at least one pattern in ``text``, in priority order."""
+        if self.regex_set is None:
+            return []
+        hits = self.regex_set.Match(text) or []
+        by_trigger: dict[int, set[int]] = {}
+        for hit in hits:
+            position, index = self.owners[hit]
+            by_trigger.setdefault(position, set()).add(index)
+        return [(self.compiled[p], by_trigger[p]) for p in sorted(by_trigger)]
+
+    def match(self, text: str) -> list[tuple[CompiledTrigger, list[Match]]]:
+        results = []
+        for compiled, hits in self.candidates(text):
+            found = compiled.matches(text, hits)
+            if found:
+                results.append((compiled, found))
+        return results
+
+
+_cache: dict[str, Ruleset] = {}
+_cache_lock = threading.Lock()
+
+
+def ruleset() -> Ruleset:
+    """The current ruleset: one cheap query tells whether it must be rebuilt."""
+    from django.db.models import Count, Max
+
+    state = Trigger.objects.enabled().aggregate(
+        n=Count("pk"), changed=Max("updated_at"), versions=Max("version")
+    )
+    key = (state["n"], state["changed"], state["versions"])
+    current = _cache.get("ruleset")
+    if current is not None and current.key == key:
+        return current
+    with _cache_lock:
+        current = _cache.get("ruleset")
+        if current is None or current.key != key:
+            triggers = list(Trigger.objects.enabled().in_order())
+            current = Ruleset.build(triggers, key)
+            _cache["ruleset"] = current
+    return current
+
+
+def forget() -> None:
+    """Drop the compiled ruleset (tests)."""
+    _cache.clear()
+
+
+def capped(text: str) -> str:
+    return text[: settings.AUTOMATIONS_MATCH_CHARS]
+
+
+# --- running -------------------------------------------------------------------
+
+
+def may_trigger(message: Message) -> bool:
+    """Only customers' own words trigger; never outbound, bot or action output.
+
+    Messages an action produced carry ``metadata.automation.depth``; past the
+    depth limit nothing runs, whatever the direction (a loop guard for
+    gateways that echo our replies back).
+    """
+    if message.direction != Message.Direction.INBOUND:
+        return False
+    if message.author != Message.Author.CUSTOMER:
+        return False
+    if message.kind not in (Message.Kind.TEXT, Message.Kind.MEDIA):
+        return False
+    depth = (message.metadata.get("automation") or {}).get("depth", 0)
+    return depth < settings.AUTOMATIONS_MAX_DEPTH
+
+
+def run_for_message(message: Message) -> list[TriggerRun]:
+    """Match ``message`` and run the triggers that apply, in priority order.
+
+    Honours platforms, conversation states, run-once, cooldown, stop-after-
+    match and a per-conversation ceiling on actions per minute. Each run is
+    claimed by inserting its TriggerRun row first: a redelivered job finds
+    it and acts no more.
+    """
+    from automations.actions import perform
+
+    if not may_trigger(message):
+        return []
+    text = capped(message.text)
+    if not text:
+        return []
+    conversation = message.conversation
+    runs: list[TriggerRun] = []
+    for compiled, found in ruleset().match(text):
+        trigger = compiled.trigger
+        if not trigger.applies_to_platform(conversation.platform):
+            continue
+        conversation.refresh_from_db(fields=["status", "assignee"])
+        if trigger.states and conversation.status not in trigger.states:
+            continue
+        if _held_back(trigger, conversation):
+            continue
+        started = time.perf_counter()
+        run = _claim(trigger, message, found[0])
+        if run is None:
+            # Already acted on this message (a redelivered job).
+            if trigger.stop_after_match:
+                break
+            continue
+        results = []
+        for index, action in enumerate(trigger.actions):
+            results.append(perform(action, trigger=trigger, run=run, step=index))
+        run.results = results
+        run.error = "; ".join(r["error"] for r in results if r.get("error"))[:2000]
+        run.duration_ms = (time.perf_counter() - started) * 1000
+        run.save(update_fields=["results", "error", "duration_ms"])
+        runs.append(run)
+        if trigger.stop_after_match:
+            break
+    return runs
+
+
+def _held_back(trigger: Trigger, conversation: Conversation) -> bool:
+    earlier = TriggerRun.objects.filter(trigger=trigger, conversation=conversation)
+    if trigger.run_once and earlier.exists():
+        return True
+    now = timezone.now()
+    if (
+        trigger.cooldown_seconds
+        and earlier.filter(
+            created_at__gte=now - timedelta(seconds=trigger.cooldown_seconds)
+        ).exists()
+    ):
+        return True
+    ceiling = settings.AUTOMATIONS_MAX_RUNS_PER_MINUTE
+    recent = TriggerRun.objects.filter(
+        conversation=conversation, created_at__gte=now - timedelta(minutes=1)
+    ).count()
+    if recent >= ceiling:
+        log.warning(
+            "conversation %s hit the ceiling of %s trigger runs a minute",
+            conversation.pk,
+            ceiling,
+        )
+        return True
+    return False
+
+
+def _claim(trigger: Trigger, message: Message, match: Match) -> TriggerRun | None:
+    try:
+        with transaction.atomic():
+            return TriggerRun.objects.create(
+                trigger=trigger,
+                message=message,
+                conversation=message.conversation,
+                trigger_version=trigger.version,
+                matched_pattern=match.pattern,
+                span_start=match.start,
+                span_end=match.end,
+            )
+    except IntegrityError:
+        return None
+
+
+# --- try it and backtest -----------------------------------------------------------
+
+
+def highlight_spans(text: str, regexes: list[Any]) -> list[tuple[int, int]]:
+    """Every non-overlapping match span of every pattern in ``text``, merged."""
+    spans: list[tuple[int, int]] = []
+    for regex in regexes:
+        for m in regex.finditer(text):
+            if m.end() > m.start():
+                spans.append((m.start(), m.end()))
+            if len(spans) > 500:
+                break
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

@@ -1,0 +1,103 @@
+"""Automation actors: run the triggers for a message, call webhooks, run tasks.
+
+Dramatiq delivers at least once: ``run_triggers`` claims each run with a
+unique row before acting, and a webhook call is one logged row whose state
+says whether it still has to go.
+"""
+
+from __future__ import annotations
+
+import random
+
+import dramatiq
+from django.db import transaction
+from django.utils import timezone
+
+from automations import engine, outbound
+from automations.models import WebhookCall
+from inbox.models import Conversation, Message
+
+
+@dramatiq.actor(queue_name="automations", max_retries=3, time_limit=60_000)
+def run_triggers(message_id: int) -> None:
+    message = (
+        Message.objects.select_related("conversation").filter(pk=message_id).first()
+    )
+    if message is None:
+        return
+    engine.run_for_message(message)
+
+
+WEBHOOK_ATTEMPTS = 5
+
+
+@dramatiq.actor(queue_name="automations", max_retries=0, time_limit=60_000)
+def call_webhook(call_id: int) -> None:
+    """POST one trigger's webhook, signed; retried with backoff on transient errors.
+
+    The signing id is the call's own (``webhook-id``), so a receiver that
+    deduplicates on it sees a retry as the same delivery.
+    """
+    call = WebhookCall.objects.select_related("trigger").filter(pk=call_id).first()
+    if call is None or call.state in (
+        WebhookCall.State.SUCCEEDED,
+        WebhookCall.State.FAILED,
+    ):
+        return
+    body = call.body.encode()
+    headers = outbound.signed_headers(
+        call.trigger.webhook_secret, body, msg_id=call.webhook_id
+    )
+    call.attempts += 1
+    try:
+        response = outbound.post_json(call.url, body, headers, timeout=10.0)
+    except outbound.OutboundError as exc:
+        call.error = str(exc)[:2000]
+        call.response_status = exc.status
+        if exc.permanent or call.attempts >= WEBHOOK_ATTEMPTS:
+            call.state = WebhookCall.State.FAILED
+            call.finished_at = timezone.now()
+            call.save()
+            return
+        call.state = WebhookCall.State.RETRYING
+        call.save()
+        delay = min(2**call.attempts, 300) * random.uniform(0.5, 1.0)
+        if exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, 3600))
+        call_webhook.send_with_options(args=(call.pk,), delay=int(delay * 1000))
+        return
+    call.state = WebhookCall.State.SUCCEEDED
+    call.response_status = response.status
+    call.response_excerpt = response.text[:2000]
+    call.error = ""
+    call.finished_at = timezone.now()
+    call.save()
+
+
+# --- tasks a trigger may run (allowlisted in automations.actions.TASKS) ------------
+
+
+@dramatiq.actor(queue_name="automations", max_retries=3, time_limit=30_000)
+def tag_conversation(conversation_id: int, tag: str) -> None:
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        )
+        if conversation is None:
+            return
+        tags = list(conversation.metadata.get("tags") or [])
+        if tag in tags:
+            return  # a redelivered job
+        conversation.metadata = {**conversation.metadata, "tags": [*tags, tag]}
+        conversation.save(update_fields=["metadata", "updated_at"])
+    conversation.record_event(f"Tagged “{tag}”", tag=tag)
+
+
+@dramatiq.actor(queue_name="automations", max_retries=3, time_limit=30_000)
+def reset_gateway_session(conversation_id: int) -> None:
+    from inbox import gateway
+
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        return
+    gateway.client().reset_session(conversation.session_id)

@@ -1,0 +1,282 @@
+"""The trigger engine: matching, order, limits, idempotency, loop guard."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from django.utils import timezone
+
+from automations import engine
+from automations.builtins import BUILTINS
+from automations.models import Ticket, Trigger, TriggerRun
+from automations.tasks import run_triggers
+from core.testing import create_user, message_event, post_webhook, session_key
+from inbox.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def make_trigger(**fields) -> Trigger:  # noqa: ANN003
+    fields.setdefault("name", f"trigger {Trigger.objects.count() + 1}")
+    fields.setdefault("patterns", ["refund"])
+    fields.setdefault("actions", [{"type": "escalate"}])
+    return Trigger.objects.create(**fields)
+
+
+def inbound(text: str, *, session: str | None = None, **data) -> Message:  # noqa: ANN003
+    post_webhook(message_event(session_id=session or session_key(), text=text, **data))
+    return Message.objects.select_related("conversation").latest("pk")
+
+
+def runs_of(message: Message) -> list[str]:
+    return list(
+        TriggerRun.objects.filter(message=message)
+        .order_by("pk")
+        .values_list("trigger__name", flat=True)
+    )
+
+
+def test_order_and_stop_after_match() -> None:
+    make_trigger(name="tag", priority=1, actions=[])
+    make_trigger(name="stopper", priority=2, stop_after_match=True)
+    make_trigger(name="never", priority=3)
+    make_trigger(name="other words", priority=0, patterns=["배송"])
+    message = inbound("I want a REFUND now")
+    engine.run_for_message(message)
+    assert runs_of(message) == ["tag", "stopper"]
+    run = TriggerRun.objects.get(message=message, trigger__name="stopper")
+    assert run.matched_pattern == "refund"
+    assert (run.span_start, run.span_end) == (9, 15)  # case-insensitive by default
+    message.conversation.refresh_from_db()
+    assert message.conversation.status == "escalated"
+    assert run.results == [
+        {"type": "escalate", "step": 0, "detail": "escalated", "ok": True}
+    ]
+
+
+def test_match_all_and_case_sensitive() -> None:
+    make_trigger(name="all", patterns=["refund", "today"], match_mode="all", actions=[])
+    make_trigger(name="exact", patterns=["VIP"], case_sensitive=True, actions=[])
+    first = inbound("refund please, vip")
+    engine.run_for_message(first)
+    assert runs_of(first) == []
+    second = inbound("refund today please, VIP")
+    engine.run_for_message(second)
+    assert runs_of(second) == ["all", "exact"]
+
+
+def test_run_once_per_conversation_and_cooldown() -> None:
+    make_trigger(name="once", run_once=True, actions=[])
+    make_trigger(name="cool", cooldown_seconds=600, actions=[])
+    session = session_key()
+    first = inbound("refund", session=session)
+    engine.run_for_message(first)
+    second = inbound("refund again", session=session)
+    engine.run_for_message(second)
+    assert runs_of(first) == ["once", "cool"] and runs_of(second) == []
+
+    # Eleven minutes later the cooldown is over; run-once still holds.
+    TriggerRun.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    third = inbound("refund a third time", session=session)
+    engine.run_for_message(third)
+    assert runs_of(third) == ["cool"]
+    # Another conversation is not held back by this one's history.
+    other = inbound("refund")
+    engine.run_for_message(other)
+    assert runs_of(other) == ["once", "cool"]
+
+
+def test_platforms_and_states() -> None:
+    make_trigger(name="telegram only", platforms=["telegram"], actions=[])
+    make_trigger(name="default states", actions=[])
+    on_whatsapp = inbound(
+        "refund", channel="whatsapp", session=session_key(chat="whatsapp")
+    )
+    engine.run_for_message(on_whatsapp)
+    assert runs_of(on_whatsapp) == ["default states"]
+
+    session = session_key()
+    first = inbound("hello", session=session)
+    first.conversation.take_over(create_user(role="agent"))
+    owned = inbound("refund", session=session)
+    engine.run_for_message(owned)
+    # Neither runs while a human owns the conversation (the default states).
+    assert runs_of(owned) == ["telegram only"] or runs_of(owned) == []
+    assert "default states" not in runs_of(owned)
+
+
+def test_a_redelivered_job_does_not_act_twice() -> None:
+    make_trigger(actions=[{"type": "reply", "text": "We got it"}])
+    message = inbound("refund")
+    run_triggers.fn(message.pk)
+    run_triggers.fn(message.pk)  # Dramatiq delivered it again
+    assert TriggerRun.objects.count() == 1
+    assert Message.objects.filter(author="automation").count() == 1
+
+
+def test_outbound_bot_and_action_made_messages_never_trigger() -> None:
+    make_trigger(
+        actions=[{"type": "reply", "text": "About your refund: {customer_name}"}]
+    )
+    session = session_key()
+    message = inbound("refund", session=session)
+    engine.run_for_message(message)
+    reply = Message.objects.get(author="automation")
+    assert reply.text == "About your refund: 김민준"
+    assert reply.metadata["automation"]["depth"] == 1
+    # The auto-reply says "refund" too: running the engine on it does nothing.
+    assert engine.run_for_message(reply) == []
+    bot = inbound("refund policy is 30 days", session=session, direction="outbound")
+    assert engine.run_for_message(bot) == []
+    # A gateway echoing an action's text back in as inbound is stopped by depth.
+    echo = inbound("refund", session=session)
+    echo.metadata = {"automation": {"depth": 1}}
+    assert engine.run_for_message(echo) == []
+    assert TriggerRun.objects.count() == 1
+
+
+def test_a_conversation_has_a_ceiling_of_runs_per_minute(settings) -> None:  # noqa: ANN001
+    settings.AUTOMATIONS_MAX_RUNS_PER_MINUTE = 3
+    for i in range(5):
+        make_trigger(name=f"t{i}", actions=[])
+    message = inbound("refund")
+    engine.run_for_message(message)
+    assert len(runs_of(message)) == 3
+
+
+def test_customer_text_is_matched_up_to_the_cap(settings) -> None:  # noqa: ANN001
+    settings.AUTOMATIONS_MATCH_CHARS = 100
+    make_trigger(actions=[])
+    message = inbound("x" * 150 + " refund")
+    assert engine.run_for_message(message) == []
+
+
+def test_backreferences_and_lookaround_are_refused_with_the_reason() -> None:
+    problem = engine.check_pattern(r"(a+)\1")
+    assert problem is not None
+    assert "backreferences are not supported" in problem.message
+    assert problem.position == 4
+    problem = engine.check_pattern(r"refund(?=now)")
+    assert problem is not None and "lookahead" in problem.message
+    assert problem.position == 6
+    problem = engine.check_pattern("(unclosed")
+    assert problem is not None and "missing )" in problem.message.lower()
+    assert engine.check_pattern("환불|refund") is None
+
+
+def test_the_set_finds_the_right_triggers_among_many_and_is_cached() -> None:
+    for i in range(300):
+        make_trigger(name=f"word{i}", patterns=[f"\\bword{i}\\b"], actions=[])
+    first = engine.ruleset()
+    assert engine.ruleset() is first  # compiled once, not per message
+    found = [
+        c.trigger.name for c, _ in first.match("say word7 and word123 not word1234")
+    ]
+    assert found == ["word7", "word123"]
+    Trigger.objects.filter(name="word7").update(
+        is_enabled=False, updated_at=timezone.now()
+    )
+    rebuilt = engine.ruleset()
+    assert rebuilt is not first
+    assert [c.trigger.name for c, _ in rebuilt.match("word7 word8")] == ["word8"]
+
+
+def test_hostile_input_runs_in_linear_time() -> None:
+    make_trigger(patterns=[r"(a+)+$", r"(x+x+)+y"], actions=[])
+    text = "a" * 4000 + "!"
+    started = time.perf_counter()
+    for _ in range(20):
+        engine.ruleset().match(text)
+    # Python's re would take years here; RE2 takes microseconds. Not a
+    # benchmark, a guard that a backtracking engine never slips back in.
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticket_and_task_actions_show_in_the_timeline(worker) -> None:  # noqa: ANN001
+    make_trigger(
+        actions=[
+            {
+                "type": "create_ticket",
+                "subject": "Refund for {customer_name}",
+                "priority": "high",
+            },
+            {"type": "run_task", "task": "tag_conversation", "args": {"tag": "refund"}},
+        ]
+    )
+    message = inbound("refund")
+    engine.run_for_message(message)
+    ticket = Ticket.objects.get()
+    assert ticket.subject == "Refund for 김민준" and ticket.priority == "high"
+    assert ticket.conversation == message.conversation
+    dramatiq.get_broker().join("automations", timeout=10_000)
+    worker.join()
+    conversation = Conversation.objects.get()
+    assert conversation.metadata["tags"] == ["refund"]
+    summaries = [a.summary for a in conversation.activities.filter(kind="event")]
+    assert summaries == [
+        f"Ticket #{ticket.pk} opened by “trigger 1”: Refund for 김민준",
+        "Tagged “refund”",
+    ]
+
+
+def test_a_failing_action_is_recorded_and_the_next_still_runs() -> None:
+    make_trigger(
+        actions=[
+            {"type": "run_task", "task": "no_such_task", "args": {}},
+            {"type": "escalate"},
+        ]
+    )
+    message = inbound("refund")
+    [run] = engine.run_for_message(message)
+    assert run.results[0]["ok"] is False and "Unknown task" in run.results[0]["error"]
+    assert run.results[1]["ok"] is True
+    assert "Unknown task" in run.error
+
+
+def test_the_migration_installed_the_builtins() -> None:
+    from conftest import MIGRATED_BUILTIN_TRIGGERS
+
+    assert sorted(MIGRATED_BUILTIN_TRIGGERS) == sorted(b["name"] for b in BUILTINS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_builtin_faq_answers_shipping_through_the_gateway(
+    builtin_triggers, gateway, worker
+) -> None:  # noqa: ANN001
+    post_webhook(message_event(text="배송 언제 와요?"))
+    broker = dramatiq.get_broker()
+    for _ in range(3):
+        for queue in ("default", "automations", "replies"):
+            broker.join(queue, timeout=20_000)
+        worker.join()
+    [sent] = gateway.received
+    assert sent.text.startswith("배송은 보통")
+    conversation = Conversation.objects.get()
+    assert conversation.status == "bot"
+    assert sorted(conversation.metadata["tags"]) == ["order", "question"]
+    reply = Message.objects.get(author="automation")
+    assert (
+        reply.delivery_state == "sent"
+        and reply.sender == "automation: FAQ: shipping (배송)"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_builtin_escalation_takes_an_angry_customer_to_the_queue(
+    builtin_triggers, gateway, worker
+) -> None:  # noqa: ANN001
+    post_webhook(message_event(text="환불 안 해주면 최악이에요"))
+    broker = dramatiq.get_broker()
+    for queue in ("default", "automations", "replies"):
+        broker.join(queue, timeout=20_000)
+    worker.join()
+    conversation = Conversation.objects.get()
+    assert conversation.status == "escalated"
+    assert "Negative sentiment" in conversation.escalation_reason
+    # Stop-after-match: no FAQ answer about refunds on top of it.
+    assert gateway.received == []
+    assert conversation.metadata["tags"] == ["refund"]
