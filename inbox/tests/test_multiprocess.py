@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -22,14 +23,7 @@ import websockets
 from django.conf import settings
 from django.db import connection
 
-from core.testing import (
-    WEBHOOK_URL,
-    create_user,
-    encode,
-    message_event,
-    session_cookie,
-    sign,
-)
+from core.testing import create_user, session_cookie
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +86,9 @@ def two_daphnes(tmp_path: Path) -> Iterator[list[int]]:
             process.wait(timeout=10)
 
 
-def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(two_daphnes) -> None:  # noqa: ANN001
+def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(
+    two_daphnes: list[int], post_to: Callable[..., dict[str, Any]]
+) -> None:
     web_a, web_b = two_daphnes
     user = create_user(is_staff=True)
     cookie = session_cookie(user)
@@ -104,18 +100,7 @@ def test_a_webhook_on_one_process_reaches_a_socket_on_the_other(two_daphnes) -> 
         async with websockets.connect(uri, additional_headers=headers) as socket_b:
             await asyncio.sleep(0.3)
             for port, text in ((web_a, "via process A 환불"), (web_b, "via process B")):
-                body = encode(message_event(text=text))
-                answer = await asyncio.to_thread(
-                    requests.post,
-                    f"http://127.0.0.1:{port}{WEBHOOK_URL}",
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-OpenClaw-Signature": sign(body),
-                    },
-                    timeout=10,
-                )
-                assert answer.status_code == 200, answer.text
+                await asyncio.to_thread(post_to, f"http://127.0.0.1:{port}", text=text)
                 received.append(await asyncio.wait_for(socket_b.recv(), timeout=10))
         return received
 

@@ -1,0 +1,327 @@
+"""Two agents on one conversation, each in a browser of their own.
+
+Alice and Bob log in through the login form in two browser contexts (two
+cookie jars) and open the conversation a customer's signed webhook started.
+Alice takes over; Bob's page follows live and the server refuses him. Alice's
+reply goes through a real Dramatiq worker to the gateway simulator over HTTP,
+and the simulator posts its signed "delivered" receipt back to the live server.
+The shared fixtures (server, browser, tabs, webhook poster) are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the ``browser`` fixture skips, or fails under CI
+    expect = None
+
+from core.testing import WEBHOOK_URL, create_user, session_key
+from inbox.models import Message
+from inbox.simulator import GatewaySend, GatewayServer
+from inbox.tests.conftest import WAIT_MS, Inbox, LiveServer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, reset_sequences=True),
+]
+
+State = Message.DeliveryState
+# What a reply's state reads on screen, in the order it must go.
+REPLY_STATES = [
+    State.QUEUED.label, State.SENDING.label, State.SENT.label, State.DELIVERED.label
+]  # fmt: skip
+NOTE_BACKGROUND = "rgb(255, 248, 219)"  # .message.kind-note .bubble in inbox.css
+
+# Run in a page: from now on, note the state every agent reply is drawn with.
+# A live update replaces the reply's <li> whole, so each state is one added node,
+# however briefly it is on screen.
+RECORD_REPLY_STATES = """() => {
+  window.__replyStates = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType !== Node.ELEMENT_NODE) continue;
+        const items = node.matches("li.message.author-agent")
+          ? [node] : node.querySelectorAll("li.message.author-agent");
+        for (const li of items) {
+          const state = li.querySelector(".state");
+          if (state) window.__replyStates.push([li.id, state.textContent]);
+        }
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
+
+
+class ReceiptsOnCue(GatewayServer):
+    """The gateway simulator, holding its "delivered" receipts until ``release``.
+
+    Left alone it posts the receipt 50 ms after accepting a send: "Sent" would
+    be on screen too briefly to look at, and a receipt that beats the worker's
+    own bookkeeping skips "Sent" altogether.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.release = threading.Event()
+
+    def _post_delivered(self, record: GatewaySend) -> None:
+        self.release.wait(timeout=60)
+        if self.running:  # stopped meanwhile: the test is over, post nothing
+            super()._post_delivered(record)
+
+
+@pytest.fixture
+def gateway(settings: Any, daphne_server: LiveServer) -> Iterator[ReceiptsOnCue]:
+    """The root conftest's gateway, but its receipts reach the live server."""
+    server = ReceiptsOnCue(
+        token="test-gateway-token",
+        webhook_url=f"{daphne_server.url}{WEBHOOK_URL}",
+        secret=settings.OPENCLAW_WEBHOOK_SECRETS[0],
+    ).start()
+    settings.OPENCLAW_GATEWAY_URL = server.url
+    settings.OPENCLAW_GATEWAY_TOKEN = server.token
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.release.set()  # a receipt still held ends without posting
+
+
+# Made before Chromium starts: see ``browser``. Request these before ``open_inbox``.
+@pytest.fixture
+def alice(transactional_db: None) -> Any:
+    return create_user(role="agent", username="alice")
+
+
+@pytest.fixture
+def bob(transactional_db: None) -> Any:
+    return create_user(role="agent", username="bob")
+
+
+def drain(worker: Any) -> None:
+    """Wait until the worker has done every job queued for the gateway."""
+    dramatiq.get_broker().join("replies", timeout=WAIT_MS)
+    worker.join()
+
+
+def both_open(a: Inbox, b: Inbox, pk: int) -> None:
+    for tab in (a, b):
+        tab.wait_for_socket(conversation=None)
+        tab.open_conversation(pk)
+
+
+class FrameGate:
+    """Relays a page's websocket frames from the server, or holds them back.
+
+    Install with ``page.route_web_socket`` before the page opens its socket.
+    Playwright calls ``_from_server`` only while the test thread is inside a
+    Playwright call, so wait for frames with ``page.wait_for_timeout``.
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held: list[tuple[Any, str | bytes]] = []
+
+    def route(self, socket: Any) -> None:
+        server = socket.connect_to_server()
+        server.on_message(lambda message: self._from_server(socket, message))
+
+    def _from_server(self, socket: Any, message: str | bytes) -> None:
+        if self.holding:
+            self.held.append((socket, message))
+        else:
+            socket.send(message)
+
+    def wait_for_held(self, page: Any, fragment: str) -> None:
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not any(fragment in str(message) for _, message in self.held):
+            assert time.monotonic() < deadline, f"no frame with {fragment!r} held"
+            page.wait_for_timeout(50)
+
+    def release(self) -> None:
+        self.holding = False
+        held, self.held = self.held, []
+        for socket, message in held:
+            socket.send(message)
+
+
+# --- tests -----------------------------------------------------------------------
+
+
+def test_take_over_reply_and_note_as_two_agents_see_them(
+    alice: Any,
+    bob: Any,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+    worker: Any,
+    gateway: ReceiptsOnCue,
+    screenshots: Path,
+) -> None:
+    session = session_key()
+    post(session_id=session, text="배송 언제 와요? Where is my order #4471?")
+    a, b = open_inbox(alice), open_inbox(bob)
+    a.log_in()
+    b.log_in()
+    pk = a.conversation_id(session)
+    both_open(a, b, pk)
+    a_header = a.page.locator("#conversation-header")
+    b_header = b.page.locator("#conversation-header")
+    expect(b_header).to_have_attribute("data-status", "bot")
+    expect(b.page.locator(f"#presence-{pk}")).to_have_text("Also here: alice")
+
+    # Alice takes over ...
+    a.page.click("#conversation-header button.take-over")
+    expect(a_header).to_have_attribute("data-status", "human")
+    expect(a_header).to_have_attribute("data-mine", "yes")
+    expect(a_header.locator(".owner")).to_contain_text("Owned by alice")
+
+    # ... and Bob's page follows, without a reload: alice owns it, the owner's
+    # actions are gone and there is nothing left to take over.
+    expect(b_header).to_have_attribute("data-status", "human")
+    expect(b_header).to_have_attribute("data-owner-id", str(alice.pk))
+    expect(b_header).to_have_attribute("data-mine", "no")
+    expect(b_header.locator(".owner")).to_contain_text("Owned by alice")
+    expect(b_header.locator("button.take-over")).to_have_count(0)
+    for actions in b_header.locator(".owner-actions").all():
+        expect(actions).to_be_hidden()
+    expect(b.page.locator(f"#thread-{pk} > li.audit").last).to_contain_text(
+        "alice took over"
+    )
+    b.page.screenshot(path=screenshots / "takeover-1-bob-sees-alice-owns-it.png")
+
+    # Bob tries to answer anyway: refused, his text kept, nothing sent.
+    b_text = b.page.locator("#reply-text")
+    b_text.fill("bob answers instead")
+    b_text.press("Enter")
+    expect(b.page.locator("#composer .error")).to_have_text("already taken by alice")
+    expect(b.page.locator("#reply-text")).to_have_value("bob answers instead")
+    expect(b.page.locator(f"#thread-{pk} > li.message.author-agent")).to_have_count(0)
+
+    # While Alice types, Bob sees it.
+    reply = "환불 처리해 드렸어요. Refund issued, 3-5 days."
+    a.page.evaluate(RECORD_REPLY_STATES)
+    a_text = a.page.locator("#reply-text")
+    a_text.press_sequentially(reply, delay=15)
+    expect(b.page.locator(f"#typing-{pk}")).to_have_text("alice is typing a reply…")
+    b.page.screenshot(path=screenshots / "takeover-2-bob-sees-alice-typing.png")
+
+    # Enter sends: queued, sending, sent (the receipt is held back) ...
+    a_text.press("Enter")
+    mine = a.page.locator(f"#thread-{pk} > li.message.author-agent", has_text=reply)
+    expect(mine).to_have_count(1)
+    expect(mine.locator(".state")).to_have_text(State.SENT.label)
+    expect(mine).to_have_class(re.compile(r"\bstate-sent\b"))
+    a.page.screenshot(path=screenshots / "takeover-3-alice-reply-sent.png")
+    # ... then the gateway's signed receipt says delivered.
+    gateway.release.set()
+    expect(mine.locator(".state")).to_have_text(State.DELIVERED.label)
+    expect(mine).to_have_class(re.compile(r"\bstate-delivered\b"))
+    item_id = mine.get_attribute("id")
+    seen = [
+        text for key, text in a.page.evaluate("window.__replyStates") if key == item_id
+    ]
+    # In order of first appearance (a frame replayed after a reconnect may
+    # draw a state again, idempotently).
+    assert list(dict.fromkeys(seen)) == REPLY_STATES, seen
+    expect(b.page.locator(f"#{item_id} .state")).to_have_text(State.DELIVERED.label)
+
+    # The gateway got it exactly once, under the reply's own id.
+    [sent] = gateway.received
+    assert (sent.kind, sent.session_key, sent.text) == ("send", session, reply)
+    assert a.message_ids(session)[sent.idempotency_key] == int(item_id.split("-")[1])
+
+    # An internal note shows in Bob's thread as a note, and never leaves.
+    note = "Charged twice: refund approved, watch for a chargeback."
+    a.page.check("#reply-note")
+    expect(a.page.locator("#composer")).to_have_class(re.compile(r"\bas-note\b"))
+    a_text = a.page.locator("#reply-text")
+    a_text.fill(note)
+    a_text.press("Enter")
+    theirs = b.page.locator(f"#thread-{pk} > li.message", has_text=note)
+    expect(theirs).to_have_class(re.compile(r"\bkind-note\b"))
+    expect(theirs.locator(".note-label")).to_have_text("Internal note · staff only")
+    expect(theirs.locator(".bubble")).to_have_css("background-color", NOTE_BACKGROUND)
+    expect(theirs.locator(".state")).to_have_count(0)
+    b.page.mouse.move(0, 0)  # no hover highlight in the picture
+    b.page.screenshot(path=screenshots / "takeover-4-bob-sees-the-note.png")
+
+    drain(worker)
+    assert [(r.kind, r.text) for r in gateway.received] == [("send", reply)]
+    assert gateway.policy(session) == "deny"  # the bot is paused at the gateway
+    a.page.mouse.move(0, 0)
+    a.page.screenshot(path=screenshots / "takeover-5-alice-delivered-and-note.png")
+    a.assert_healthy()
+    b.assert_healthy()
+
+
+def test_a_take_over_click_from_a_stale_page_is_told_who_has_it(
+    alice: Any,
+    bob: Any,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+    screenshots: Path,
+) -> None:
+    session = session_key()
+    post(session_id=session, text="Where is my order #4471?")
+    a, b = open_inbox(alice), open_inbox(bob)
+    # Bob's live frames pass through the gate, so they can arrive late, as
+    # over a slow network: his page still offers "Take over" when he clicks.
+    gate = FrameGate()
+    b.page.route_web_socket(re.compile(r"/ws/inbox/"), gate.route)
+    a.log_in()
+    b.log_in()
+    pk = a.conversation_id(session)
+    both_open(a, b, pk)
+    b_header = b.page.locator("#conversation-header")
+
+    gate.holding = True
+    a.page.click("#conversation-header button.take-over")
+    expect(a.page.locator("#conversation-header")).to_have_attribute(
+        "data-owner-id", str(alice.pk)
+    )
+    gate.wait_for_held(b.page, f'data-owner-id="{alice.pk}"')
+    expect(b_header).to_have_attribute("data-status", "bot")
+
+    b.page.click("#conversation-header button.take-over")
+    expect(b.page.locator("#action-error")).to_have_text("already taken by alice")
+    b.page.screenshot(path=screenshots / "takeover-6-bob-stale-click-refused.png")
+
+    # The late news arrives: Bob's page now shows who has it.
+    gate.release()
+    expect(b_header).to_have_attribute("data-status", "human")
+    expect(b_header).to_have_attribute("data-mine", "no")
+    expect(b_header.locator(".owner")).to_contain_text("Owned by alice")
+    expect(b_header.locator("button.take-over")).to_have_count(0)
+    expect(b.page.locator("#action-error")).to_have_text("already taken by alice")
+    a.assert_healthy()
+    b.assert_healthy()
+
+
+def test_a_tab_that_opens_a_conversation_holds_one_live_socket(
+    alice: Any,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+) -> None:
+    session = session_key()
+    post(session_id=session, message_id="1", text="Where is my order #4471?")
+    a = open_inbox(alice)
+    a.log_in()
+    pk = a.conversation_id(session)
+    a.wait_for_socket(conversation=None)
+    a.open_conversation(pk)
+    # A round trip through the server: every socket the tab opened is up by now.
+    post(session_id=session, message_id="2", text="Hello?")
+    expect(a.page.locator(f"#thread-{pk} > li.message")).to_have_count(2)
+    opened = a.page.evaluate("window.__wsOpened.length - window.__wsClosed.length")
+    assert (opened, a.server.websocket_count()) == (1, 1)
