@@ -734,6 +734,13 @@ class Message(models.Model):
             clear_failure=True,
         )
 
+    def remember_gateway_id(self, gateway_id: str) -> None:
+        with transaction.atomic():
+            row = Message.objects.select_for_update().get(pk=self.pk)
+            row.metadata = {**row.metadata, "gateway_id": gateway_id}
+            row.save(update_fields=["metadata"])
+        self.metadata = row.metadata
+
     def mark_delivered(self) -> bool:
         """The gateway confirmed the customer's device has it (a status webhook)."""
         return self._set_state(

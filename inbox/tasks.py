@@ -99,7 +99,10 @@ def deliver_reply(message_id: int) -> None:
         message.mark_retrying(str(exc), timezone.now() + timedelta(seconds=delay))
         deliver_reply.send_with_options(args=(message.pk,), delay=int(delay * 1000))
         return
-    message.mark_sent(str(result.get("messageId") or ""))
+    gateway_id = str(result.get("messageId") or "")
+    if not message.mark_sent(gateway_id) and gateway_id:
+        # The gateway's receipt beat us here ("delivered" already): keep its id.
+        message.remember_gateway_id(gateway_id)
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:

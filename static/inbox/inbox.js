@@ -35,6 +35,13 @@
   // the last sequence number this tab applied, for what this tab shows.
   var current = null; // the newest socket; events of superseded ones are ignored
   htmx.createWebSocket = function () {
+    // The ws extension closes the socket it replaces only once that one is
+    // open; one still connecting would live on beside the new one and every
+    // frame would arrive twice. Close it quietly (no reconnect from it).
+    if (current && current.readyState === WebSocket.CONNECTING) {
+      current.onopen = current.onclose = current.onerror = null;
+      current.close();
+    }
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     current = new WebSocket(scheme + location.host + "/ws/inbox/?" + viewParams());
     current.binaryType = htmx.config.wsBinaryType;
@@ -98,7 +105,11 @@
   }
   // A new filter or an opened conversation changes what the server must send.
   document.addEventListener("htmx:afterSettle", function () {
-    if (socket && viewKey() !== connectedView) reconnect();
+    if (socket && viewKey() !== connectedView) {
+      // Settles come in pairs (the thread, then its badge): reconnect once.
+      connectedView = viewKey();
+      reconnect();
+    }
     refreshTimes();
     markSelected();
   });
