@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|live|scale ...] [--quick]``: run the benchmarks.
+"""``python -m bench [ingest|live|scale|replies|takeover ...] [--quick]``: run them.
 
 Production mode on a dedicated PostgreSQL database (``openclaw_bench``) and
 Redis db (9), both re-created per benchmark and the database dropped at the
@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("ingest", "live", "scale")
+BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        help="which to run: ingest, live, scale (default: all, in that order)",
+        help="which to run: ingest, live, scale, replies, takeover "
+        "(default: all, in that order)",
     )
     parser.add_argument(
         "--quick",
@@ -44,9 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARKS
     )
 
-    from bench import ingest, live, scale
+    from bench import ingest, live, replies, scale, takeover
 
-    modules: dict[str, Any] = {"ingest": ingest, "live": live, "scale": scale}
+    modules: dict[str, Any] = {
+        "ingest": ingest,
+        "live": live,
+        "scale": scale,
+        "replies": replies,
+        "takeover": takeover,
+    }
     report = common.Report(quick=args.quick)
     m = report.machine
     common.log(
@@ -65,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 common.log(f"{name} failed: {type(exc).__name__}: {exc}")
                 report.results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            # A benchmark whose own check failed (exactly-once, one winner per
+            # round) keeps its figures but fails the run.
+            failed = failed or "error" in report.results[name]
             report.results.setdefault(name, {})["wall_s"] = round(
                 time.monotonic() - started, 1
             )

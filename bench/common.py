@@ -279,6 +279,47 @@ def _wait_for_port(server: Server, *, timeout: float) -> None:
     raise RuntimeError(f"daphne {server.name} did not listen within {timeout}s")
 
 
+@contextlib.contextmanager
+def service(
+    name: str,
+    args: Sequence[str],
+    *,
+    env: dict[str, str],
+    port: int | None = None,
+    timeout: float = 30,
+) -> Iterator[subprocess.Popen[Any]]:
+    """A helper process (a worker, the gateway simulator) killed as a group on exit.
+
+    Started in its own process group with its output in ``LOG_DIR/NAME.log``;
+    with ``port``, waits (bounded) until something listens on it.
+    """
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{name}.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            list(args),
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while port is not None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {log_path}")
+            with contextlib.suppress(OSError):
+                socket.create_connection((HOST, port), 0.5).close()
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not listen within {timeout}s")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        kill_group(proc)
+
+
 # --- numbers -------------------------------------------------------------------------
 
 
