@@ -31,7 +31,8 @@ AGENTS = int(os.environ.get("BENCH_REPLIES_AGENTS", "20"))
 # The Procfile's worker.
 WORKER_ARGS = ["--processes", "2", "--threads", "4"]
 # What-if only: Dramatiq's idle poll ceiling (ms, default 1000); see the docs.
-WORKER_TIMEOUT_MS = os.environ.get("BENCH_WORKER_TIMEOUT_MS", "")
+# As the Procfile runs it: an idle worker looks for jobs every 100 ms at most.
+WORKER_TIMEOUT_MS = os.environ.get("BENCH_WORKER_TIMEOUT_MS", "100")
 GATEWAY_TOKEN = "bench-gateway-token"
 TARGETS = {"p50_over_baseline_ms": 50.0}
 MARKER = re.compile(r"\b([rb]p\d{6}x)")

@@ -507,12 +507,16 @@ class Conversation(models.Model):
         """
         from inbox import live
 
-        if not note:
+        owner = self.status == self.Status.HUMAN and self.assignee_id == agent.pk
+        if not note and not owner:
             self.take_over(agent)
         with transaction.atomic():
             row = Conversation.objects.select_for_update().get(pk=self.pk)
             if not note and row.owned_by_other(agent):
                 raise AlreadyTaken(row.assignee)
+            if not note and row.status != self.Status.HUMAN:
+                # Handed back or resolved since this page was drawn.
+                raise TransitionError("it changed meanwhile; take it over again")
             now = timezone.now()
             message = row.add_message(
                 gateway_message_id=f"inbox-{uuid.uuid4().hex}",
