@@ -58,6 +58,9 @@ ALLOWED_HOSTS = env.list(
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# When set, /metrics answers only requests with "Authorization: Bearer <token>".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 OPENCLAW_GATEWAY_URL = env.str("OPENCLAW_GATEWAY_URL", default="http://127.0.0.1:18789")
 OPENCLAW_GATEWAY_TOKEN = env.str("OPENCLAW_GATEWAY_TOKEN", default="")
 

@@ -42,6 +42,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics; with METRICS_TOKEN set, only for ``Bearer <token>``."""
+    import hmac
+
+    from django.conf import settings
     from prometheus_client import CONTENT_TYPE_LATEST
 
+    token = settings.METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            response = HttpResponse("metrics need the bearer token", status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)

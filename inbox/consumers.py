@@ -87,9 +87,14 @@ class InboxConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
+            # Accepted, then closed with a code the page understands: a socket
+            # refused at the handshake looks like a network error to the
+            # browser, and a tab whose session expired would retry forever.
+            await self.accept()
             await self.close(code=4401)
             return
         if await _db(role_of)(user) < Role.AGENT:
+            await self.accept()
             await self.close(code=4403)
             return
         params = {

@@ -43,3 +43,12 @@ def test_metrics_count_messages_deliveries_and_sessions() -> None:
     assert value(text, "openclaw_active_sessions") == 1
     assert "openclaw_message_processing_seconds_bucket" in text
     assert "openclaw_websocket_clients" in text
+
+
+def test_metrics_can_require_a_bearer_token(client, settings) -> None:  # noqa: ANN001
+    settings.METRICS_TOKEN = "s3cret-token"
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
+    right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert right.status_code == 200 and b"# HELP" in right.content

@@ -85,6 +85,17 @@
     // A socket replaced by a newer one (a reconnect racing a retry) says nothing.
     if (!fromCurrent(event)) return;
     isOpen = false;
+    var code = event.detail.event && event.detail.event.code;
+    if (code === 4401) {
+      // Logged out (the session expired): to the login page, then back here.
+      setStatus("connecting", "logged out…");
+      location.href = "/login/?next=" + encodeURIComponent(location.pathname + location.search);
+      return;
+    }
+    if (code === 4403) {
+      setStatus("connecting", "no access");
+      return;
+    }
     setStatus("connecting", "reconnecting…");
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
