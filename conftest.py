@@ -11,6 +11,10 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
+# Playwright fixtures and the in-process daphne server, shared by every app's
+# browser tests (the Twisted reactor runs once per process).
+pytest_plugins = ["core.tests.browser"]
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     from django.conf import settings as s
@@ -105,6 +109,9 @@ def _clean_shared_state() -> Iterator[None]:
     broker.flush_all()
 
 
+_booted: list[bool] = []
+
+
 @pytest.fixture
 def worker():  # noqa: ANN201
     """A real Dramatiq worker on the configured broker (Redis in CI)."""
@@ -112,7 +119,10 @@ def worker():  # noqa: ANN201
     from dramatiq import Worker
 
     broker = dramatiq.get_broker()
-    broker.emit_after("process_boot")
+    if not _booted:
+        # Middleware start-up (e.g. the scheduler's) runs once per process.
+        broker.emit_after("process_boot")
+        _booted.append(True)
     worker = Worker(broker, worker_timeout=100, worker_threads=2)
     worker.start()
     yield worker

@@ -136,7 +136,9 @@ class Trigger(models.Model):
                     changed_by=user,
                 )
             current = (
-                Trigger.objects.select_for_update()
+                # Only the trigger's row: PostgreSQL refuses FOR UPDATE on the
+                # nullable side of the join to its editor.
+                Trigger.objects.select_for_update(of=("self",))
                 .select_related("updated_by")
                 .get(pk=self.pk)
             )
@@ -253,6 +255,10 @@ class TriggerVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trigger} v{self.number}"
+
+    @property
+    def changed_labels(self) -> list[str]:
+        return [name.replace("_", " ") for name in self.changed_fields]
 
 
 class TriggerRun(models.Model):
@@ -378,3 +384,171 @@ class WebhookCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} {self.state}"
+
+
+BACKTEST_BATCH = 1_000
+BACKTEST_SAMPLES = 10
+SAMPLE_CHARS = 280
+
+
+class Backtest(models.Model):
+    """A draft trigger run over stored customer messages, newest first.
+
+    The draft (the editor's unsaved patterns, mode and platforms) is copied
+    here, so the job needs nothing from the editor. Conversation states,
+    cooldowns and run-once are not replayed: only what the text would match.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    MAX_MESSAGES = 100_000
+
+    draft = models.JSONField()
+    n = models.PositiveIntegerField(default=1_000)
+    # The newest message when it was asked for: a rerun scans the same ones.
+    up_to_message_id = models.PositiveBigIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    matched = models.PositiveIntegerField(default=0)
+    samples = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"backtest #{self.pk} of {self.draft.get('name') or 'a draft'}"
+
+    @classmethod
+    def start(cls, *, draft: dict[str, Any], n: int, user: Any) -> Backtest:
+        from automations.tasks import run_backtest
+
+        newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
+        with transaction.atomic():
+            backtest = cls.objects.create(
+                draft=draft, n=n, up_to_message_id=newest or 0, created_by=user
+            )
+            transaction.on_commit(lambda: run_backtest.send(backtest.pk))
+        return backtest
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return self.processed * 100 // self.total if self.total else 0
+
+    def messages(self) -> models.QuerySet[Message]:
+        """The customer messages to try the draft on (as ``engine.may_trigger``)."""
+        messages = Message.objects.filter(
+            pk__lte=self.up_to_message_id,
+            direction=Message.Direction.INBOUND,
+            author=Message.Author.CUSTOMER,
+            kind__in=[Message.Kind.TEXT, Message.Kind.MEDIA],
+        ).exclude(text="")
+        if platforms := self.draft.get("platforms"):
+            messages = messages.filter(conversation__platform__in=platforms)
+        return messages.order_by("-pk")
+
+    def run(self) -> None:
+        """Match the draft against ``n`` messages, saving progress after each batch.
+
+        Starts from the beginning when called again (a worker died midway and
+        Dramatiq redelivered the job): the counts are replaced, never added to.
+        """
+        from automations import engine
+
+        compiled = engine.compile_trigger(
+            Trigger(
+                patterns=self.draft["patterns"],
+                match_mode=self.draft.get("match_mode", Trigger.MatchMode.ANY),
+                case_sensitive=self.draft.get("case_sensitive", False),
+                platforms=self.draft.get("platforms") or [],
+            )
+        )
+        messages = self.messages()
+        total = messages[: self.n].count()
+        progress = Backtest.objects.filter(pk=self.pk)
+        progress.update(
+            state=self.State.RUNNING,
+            total=total,
+            processed=0,
+            matched=0,
+            samples=[],
+            error="",
+        )
+        processed = matched = 0
+        samples: list[dict[str, Any]] = []
+        batch_query = messages
+        while processed < total:
+            batch = list(
+                batch_query.values_list(
+                    "pk", "text", "conversation_id", "conversation__platform"
+                )[: min(BACKTEST_BATCH, total - processed)]
+            )
+            if not batch:
+                break
+            for pk, text, conversation_id, platform in batch:
+                text = engine.capped(text)
+                if not compiled.matches(text):
+                    continue
+                matched += 1
+                if len(samples) < BACKTEST_SAMPLES:
+                    spans = engine.highlight_spans(text, compiled.regexes)
+                    samples.append(
+                        {
+                            "message": pk,
+                            "conversation": conversation_id,
+                            "platform": platform,
+                            **_excerpt(text, spans),
+                        }
+                    )
+            processed += len(batch)
+            batch_query = messages.filter(pk__lt=batch[-1][0])
+            progress.update(processed=processed, matched=matched, samples=samples)
+        progress.update(
+            state=self.State.DONE,
+            total=processed,
+            finished_at=timezone.now(),
+        )
+        self.refresh_from_db()
+
+    def fail(self, reason: str) -> None:
+        Backtest.objects.filter(pk=self.pk).update(
+            state=self.State.FAILED, error=reason[:2000], finished_at=timezone.now()
+        )
+
+
+def _excerpt(text: str, spans: list[tuple[int, int]]) -> dict[str, Any]:
+    """At most ``SAMPLE_CHARS`` of ``text`` around its first match, spans moved."""
+    start = 0
+    if spans and spans[0][1] > SAMPLE_CHARS:
+        start = max(0, spans[0][0] - SAMPLE_CHARS // 4)
+    end = min(len(text), start + SAMPLE_CHARS)
+    return {
+        "text": text[start:end],
+        "spans": [
+            [max(s, start) - start, min(e, end) - start]
+            for s, e in spans
+            if s < end and e > start
+        ],
+        "cut_before": start > 0,
+        "cut_after": end < len(text),
+    }

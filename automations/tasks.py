@@ -7,6 +7,7 @@ says whether it still has to go.
 
 from __future__ import annotations
 
+import logging
 import random
 
 import dramatiq
@@ -14,8 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from automations import engine, outbound
-from automations.models import WebhookCall
+from automations.models import Backtest, WebhookCall
 from inbox.models import Conversation, Message
+
+log = logging.getLogger(__name__)
 
 
 @dramatiq.actor(queue_name="automations", max_retries=3, time_limit=60_000)
@@ -101,3 +104,24 @@ def reset_gateway_session(conversation_id: int) -> None:
     if conversation is None:
         return
     gateway.client().reset_session(conversation.session_id)
+
+
+# --- backtests -------------------------------------------------------------------
+
+
+# Its own queue: a 100,000-message backtest must not hold up live triggers.
+@dramatiq.actor(queue_name="backtests", max_retries=0, time_limit=600_000)
+def run_backtest(backtest_id: int) -> None:
+    """Run one editor's draft over stored messages; progress is saved as it goes.
+
+    Not retried: a failure is recorded for the editor to show, and the lead
+    can run it again with one click.
+    """
+    backtest = Backtest.objects.filter(pk=backtest_id).first()
+    if backtest is None or backtest.is_finished:
+        return
+    try:
+        backtest.run()
+    except (Exception, dramatiq.middleware.TimeLimitExceeded) as exc:
+        log.exception("backtest %s failed", backtest_id)
+        backtest.fail(f"{type(exc).__name__}: {exc}")

@@ -1,7 +1,7 @@
 """The key inbox flows in a real browser: Chromium against the real ASGI app.
 
 The server, the browser and the signed webhook poster are shared fixtures
-(``inbox/tests/conftest.py``): daphne runs in a thread of this process, so it
+(``core/tests/browser.py``): daphne runs in a thread of this process, so it
 shares the test database and the channel layer.
 """
 
@@ -21,8 +21,8 @@ except ImportError:  # the ``browser`` fixture skips, or fails under CI
     expect = None
 
 from core.testing import create_user, session_key
+from core.tests.browser import WAIT_MS, Inbox
 from inbox import live
-from inbox.tests.conftest import WAIT_MS, Inbox
 
 # Sequences restart so activity ids follow on from 0 as on a fresh database;
 # after a plain flush the first id leaves a hole the consumer waits out.

@@ -26,9 +26,9 @@ except ImportError:  # the ``browser`` fixture skips, or fails under CI
     expect = None
 
 from core.testing import WEBHOOK_URL, create_user, session_key
+from core.tests.browser import WAIT_MS, Inbox, LiveServer
 from inbox.models import Message
 from inbox.simulator import GatewaySend, GatewayServer
-from inbox.tests.conftest import WAIT_MS, Inbox, LiveServer
 
 pytestmark = [
     pytest.mark.browser,

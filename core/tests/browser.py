@@ -7,8 +7,9 @@ inside one process). Webhooks go over real HTTP to that server, so they are
 stored and published by the same process that holds the sockets. The Twisted
 reactor cannot be restarted, hence one server per test session.
 
-Browser test modules import ``Inbox`` and ``WAIT_MS`` from here
-(``inbox.tests.conftest``, the name pytest gives this file too).
+The root conftest loads this module as a plugin, so the inbox's and the
+automations' browser tests share one server. Test modules import ``Inbox``,
+``WAIT_MS`` and ``LiveServer`` from ``core.tests.browser``.
 """
 
 from __future__ import annotations
