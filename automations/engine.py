@@ -55,10 +55,14 @@ def check_pattern(pattern: str) -> PatternProblem | None:
             f"A pattern is at most {MAX_PATTERN_CHARS} characters.", MAX_PATTERN_CHARS
         )
     try:
-        re2.compile(pattern, _options())
+        regex = re2.compile(pattern, _options())
     except re2.error as exc:
         reason = _error_text(exc)
         return PatternProblem(_explain(reason), _position(pattern, reason))
+    if regex.search("") is not None:
+        return PatternProblem(
+            "This pattern matches an empty text, so it would fire on every message."
+        )
     return None
 
 
@@ -68,16 +72,17 @@ def _error_text(exc: re2.error) -> str:
 
 
 def _explain(reason: str) -> str:
+    said = reason[:1].upper() + reason[1:]
     if "invalid escape sequence: \\" in reason and reason[-1:].isdigit():
         return (
-            f"{reason}: backreferences are not supported (they can take "
+            f"{said}: backreferences are not supported (they can take "
             "exponential time)."
         )
     if "invalid perl operator: (?=" in reason or "(?!" in reason:
-        return f"{reason}: lookahead is not supported."
+        return f"{said}: lookahead is not supported."
     if "(?<" in reason and "(?<P" not in reason:
-        return f"{reason}: lookbehind is not supported."
-    return reason[:1].upper() + reason[1:] + "."
+        return f"{said}: lookbehind is not supported."
+    return said + "."
 
 
 def _position(pattern: str, reason: str) -> int | None:

@@ -72,25 +72,11 @@ def pattern_problems(lines: list[tuple[int, str]]) -> list[PatternProblem]:
     problems = []
     for number, pattern in lines:
         found = engine.check_pattern(pattern)
-        if found is None and _matches_empty_text(pattern):
-            problems.append(
-                PatternProblem(
-                    number,
-                    pattern,
-                    "This pattern matches an empty text, so it would fire on "
-                    "every message.",
-                )
-            )
-        elif found is not None:
+        if found is not None:
             problems.append(
                 PatternProblem(number, pattern, found.message, found.position)
             )
     return problems
-
-
-def _matches_empty_text(pattern: str) -> bool:
-    [regex] = engine.compile_trigger(Trigger(patterns=[pattern])).regexes
-    return regex.search("") is not None
 
 
 # --- actions ---------------------------------------------------------------------

@@ -694,7 +694,7 @@ def test_the_editor_shows_a_saved_pattern_re2_refuses(as_lead: Client) -> None:
     # Saved before the editor checked, e.g. through a data migration.
     trigger = Trigger.objects.create(name="old", patterns=["ok", "(?<=x)y"])
     body = as_lead.get(f"/automations/{trigger.pk}/").content.decode()
-    assert "Line 2, column 1: invalid perl operator: (?&lt;" in body
+    assert "Line 2, column 1: Invalid perl operator: (?&lt;" in body
     assert "lookbehind is not supported" in body
 
 

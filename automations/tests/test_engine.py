@@ -165,6 +165,8 @@ def test_backreferences_and_lookaround_are_refused_with_the_reason() -> None:
     problem = engine.check_pattern("(unclosed")
     assert problem is not None and "missing )" in problem.message.lower()
     assert engine.check_pattern("환불|refund") is None
+    problem = engine.check_pattern("refund|")
+    assert problem is not None and "fire on every message" in problem.message
 
 
 def test_the_set_finds_the_right_triggers_among_many_and_is_cached() -> None:
