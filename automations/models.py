@@ -221,10 +221,16 @@ class Trigger(models.Model):
     def action_labels(self) -> list[str]:
         from automations.actions import ACTION_TYPES
 
-        return [
-            ACTION_TYPES[a["type"]].label if a.get("type") in ACTION_TYPES else "?"
-            for a in self.actions
-        ]
+        labels = []
+        for action in self.actions:
+            kind = action.get("type")
+            if kind == "run_task" and action.get("task") == "tag_conversation":
+                labels.append(f"Tag “{(action.get('args') or {}).get('tag', '?')}”")
+            elif kind == "run_task":
+                labels.append(f"Task {action.get('task', '?')}")
+            else:
+                labels.append(ACTION_TYPES[kind].label if kind in ACTION_TYPES else "?")
+        return labels
 
 
 class TriggerVersion(models.Model):
