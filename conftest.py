@@ -34,6 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
         },
     }
     settings.WHITENOISE_USE_FINDERS = True
+    # Replies go through the worker in tests, whatever the mode; the web
+    # process's immediate send has its own test.
+    settings.INBOX_SEND_FROM_WEB = False
     settings.STATIC_ROOT = None
 
 

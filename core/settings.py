@@ -111,6 +111,10 @@ INBOX_REPLY_BACKOFF_MAX_SECONDS = env.float(
     "INBOX_REPLY_BACKOFF_MAX_SECONDS", default=30.0
 )
 INBOX_MAX_REPLY_CHARS = env.int("INBOX_MAX_REPLY_CHARS", default=4_000)
+# Send a reply from the web process right after it is saved, with the
+# Dramatiq job (delayed by INBOX_REPLY_FALLBACK_SECONDS) as the safety net.
+INBOX_SEND_FROM_WEB = env.bool("INBOX_SEND_FROM_WEB", default=PRODUCTION)
+INBOX_REPLY_FALLBACK_SECONDS = env.float("INBOX_REPLY_FALLBACK_SECONDS", default=5.0)
 # Round-robin of escalated conversations among online agents, each holding at
 # most INBOX_AUTO_ASSIGN_CAP conversations at once.
 INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)

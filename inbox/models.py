@@ -146,9 +146,9 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
 
 
 def _enqueue_delivery(message_id: int) -> None:
-    from inbox.tasks import deliver_reply
+    from inbox.tasks import queue_delivery
 
-    deliver_reply.send(message_id)
+    queue_delivery(message_id)
 
 
 def _search_terms(query: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import dramatiq
@@ -79,7 +80,7 @@ def deliver_reply(message_id: int) -> None:
     message = (
         Message.objects.select_related("conversation").filter(pk=message_id).first()
     )
-    if message is None or message.is_note:
+    if message is None or message.is_note or _in_hand(message):
         return
     if not message.mark_sending():
         return  # sent, delivered or failed already: a duplicate job
@@ -103,6 +104,59 @@ def deliver_reply(message_id: int) -> None:
     if not message.mark_sent(gateway_id) and gateway_id:
         # The gateway's receipt beat us here ("delivered" already): keep its id.
         message.remember_gateway_id(gateway_id)
+
+
+# Longer than the gateway client's send timeout: a send claimed this recently
+# is still in someone's hands.
+SEND_IN_HAND = timedelta(seconds=15)
+
+
+def _in_hand(message: Message) -> bool:
+    """Another job is sending this now, or a retry is scheduled for later.
+
+    The web process's immediate attempt and the queued fallback job both
+    exist for every reply; this keeps the second from racing the first. A
+    send claimed long ago lost its worker and may be taken over.
+    """
+    now = timezone.now()
+    due = message.next_attempt_at
+    if message.delivery_state == Message.DeliveryState.SENDING and due:
+        return due > now - SEND_IN_HAND
+    if message.delivery_state == Message.DeliveryState.RETRYING and due:
+        return due > now + timedelta(milliseconds=500)
+    return False
+
+
+_web_senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reply-sender")
+
+
+def queue_delivery(message_id: int) -> None:
+    """Send a new reply: at once from this process, with a queued job behind it.
+
+    Waiting for a worker to pick the job up costs up to its polling interval
+    (measured: most of a lone reply's latency). With INBOX_SEND_FROM_WEB the
+    web process sends right after commit, and the job, delayed by
+    INBOX_REPLY_FALLBACK_SECONDS, finds it sent and stops; if this process
+    dies first, the job sends it. The idempotency key makes a double send
+    harmless either way.
+    """
+    if not settings.INBOX_SEND_FROM_WEB:
+        deliver_reply.send(message_id)
+        return
+    delay = int(settings.INBOX_REPLY_FALLBACK_SECONDS * 1000)
+    deliver_reply.send_with_options(args=(message_id,), delay=delay)
+    _web_senders.submit(_deliver_here, message_id)
+
+
+def _deliver_here(message_id: int) -> None:
+    from django.db import connections
+
+    try:
+        deliver_reply.fn(message_id)
+    except Exception:
+        log.exception("sending reply %s from the web process failed", message_id)
+    finally:
+        connections.close_all()  # this thread's connection back to the pool
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:

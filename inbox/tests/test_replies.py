@@ -281,7 +281,6 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
     )
     resume_stalled_replies.fn()
     broker = dramatiq.get_broker()
-    broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:
@@ -296,3 +295,31 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
     assert message.delivery_state == "sent" and message.attempts == 2
     assert gateway.attempts == 2
     assert [s.text for s in gateway.received] == ["we are on it"]
+
+
+def test_the_web_process_sends_at_once_and_the_queued_job_does_not_resend(
+    gateway, alice, conversation, settings  # noqa: ANN001
+) -> None:
+    settings.INBOX_SEND_FROM_WEB = True
+    settings.INBOX_REPLY_FALLBACK_SECONDS = 0.5
+    message = _reply(alice, conversation, "right away")
+    # No worker is running: only the web process's own attempt can send it.
+    deadline = time.monotonic() + 10
+    while message.delivery_state != "sent" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        message.refresh_from_db()
+    assert message.delivery_state == "sent"
+    assert [s.text for s in gateway.received] == ["right away"]
+
+    # The fallback job behind it finds the reply sent and does nothing.
+    broker = dramatiq.get_broker()
+    fallback = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    fallback.start()
+    try:
+        broker.join("replies", timeout=20_000)
+        fallback.join()
+    finally:
+        fallback.stop()
+    message.refresh_from_db()
+    assert message.delivery_state == "sent" and message.attempts == 1
+    assert gateway.attempts == 1
