@@ -298,7 +298,10 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
 
 
 def test_the_web_process_sends_at_once_and_the_queued_job_does_not_resend(
-    gateway, alice, conversation, settings  # noqa: ANN001
+    gateway,
+    alice,
+    conversation,
+    settings,  # noqa: ANN001
 ) -> None:
     settings.INBOX_SEND_FROM_WEB = True
     settings.INBOX_REPLY_FALLBACK_SECONDS = 0.5
