@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|live|scale|replies|takeover ...] [--quick]``: run them.
+"""``python -m bench [ingest|live|scale|replies|takeover|triggers ...] [--quick]``.
 
 Production mode on a dedicated PostgreSQL database (``openclaw_bench``) and
 Redis db (9), both re-created per benchmark and the database dropped at the
@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover")
+BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover", "triggers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        help="which to run: ingest, live, scale, replies, takeover "
+        help="which to run: ingest, live, scale, replies, takeover, triggers "
         "(default: all, in that order)",
     )
     parser.add_argument(
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARKS
     )
 
-    from bench import ingest, live, replies, scale, takeover
+    from bench import ingest, live, replies, scale, takeover, triggers
 
     modules: dict[str, Any] = {
         "ingest": ingest,
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": scale,
         "replies": replies,
         "takeover": takeover,
+        "triggers": triggers,
     }
     report = common.Report(quick=args.quick)
     m = report.machine

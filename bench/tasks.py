@@ -135,7 +135,7 @@ PLATFORMS = [
     ("matrix", 2),
     ("googlechat", 1),
 ]
-STATUSES = [("open", 55), ("human", 10), ("escalated", 5), ("resolved", 30)]
+STATUSES = [("bot", 55), ("human", 10), ("escalated", 5), ("resolved", 30)]
 
 
 @functools.cache
@@ -203,7 +203,7 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
         with raw.cursor().copy(
             "COPY inbox_message (id, conversation_id, gateway_message_id, direction,"
             " kind, author, sender, text, attachments, ai_model, delivery_state,"
-            " metadata,"
+            " metadata, attempts, failure_reason,"
             " created_at) FROM STDIN"
         ) as copy:
             for conv_id in range(1, n_conv + 1):
@@ -248,6 +248,8 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
                             model,
                             state,
                             "{}",
+                            0,
+                            "",
                             at,
                         )
                     )
@@ -271,13 +273,15 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
                         "",
                         last_at - timedelta(days=rng.uniform(0, 30)),
                         last_at,
+                        False,
+                        "",
                     )
                 )
         with raw.cursor().copy(
             "COPY inbox_conversation (id, session_id, platform, customer_id,"
             " customer_name, status, assignee_id, message_count, inbound_count,"
             " last_message_at, last_message_preview, metadata, is_active, last_error,"
-            " created_at, updated_at)"
+            " created_at, updated_at, is_locked, escalation_reason)"
             " FROM STDIN"
         ) as copy:
             for row in conv_rows:
