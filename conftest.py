@@ -37,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Replies go through the worker in tests, whatever the mode; the web
     # process's immediate send has its own test.
     settings.INBOX_SEND_FROM_WEB = False
+    # A trigger saved in a test is matched by the next message at once.
+    settings.AUTOMATIONS_RULESET_TTL_SECONDS = 0
     settings.STATIC_ROOT = None
 
 

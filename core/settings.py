@@ -126,6 +126,10 @@ INBOX_AUTO_ASSIGN_CAP = env.int("INBOX_AUTO_ASSIGN_CAP", default=5)
 AUTOMATIONS_MATCH_CHARS = env.int("AUTOMATIONS_MATCH_CHARS", default=4_000)
 AUTOMATIONS_MAX_DEPTH = env.int("AUTOMATIONS_MAX_DEPTH", default=1)
 AUTOMATIONS_MAX_RUNS_PER_MINUTE = env.int("AUTOMATIONS_MAX_RUNS_PER_MINUTE", default=10)
+# Workers look for changed triggers at most this often.
+AUTOMATIONS_RULESET_TTL_SECONDS = env.float(
+    "AUTOMATIONS_RULESET_TTL_SECONDS", default=1.0
+)
 
 INSTALLED_APPS = [
     "daphne",

@@ -282,3 +282,25 @@ def test_builtin_escalation_takes_an_angry_customer_to_the_queue(
     # Stop-after-match: no FAQ answer about refunds on top of it.
     assert gateway.received == []
     assert conversation.metadata["tags"] == ["refund"]
+
+
+def test_big_patterns_are_searched_beside_the_set_not_in_it() -> None:
+    make_trigger(name="small", patterns=["환불|refund"], actions=[])
+    make_trigger(name="big", patterns=[r"order.{0,40}missing"], actions=[])
+    rules = engine.ruleset()
+    assert [rules.compiled[p].trigger.name for p, _, _ in rules.heavy] == ["big"]
+    found = [c.trigger.name for c, _ in rules.match("my order #12 is missing, refund")]
+    assert found == ["small", "big"]
+
+
+def test_workers_look_for_changed_triggers_at_most_once_per_ttl(settings) -> None:  # noqa: ANN001
+    settings.AUTOMATIONS_RULESET_TTL_SECONDS = 60
+    make_trigger(name="first", actions=[])
+    first = engine.ruleset()
+    make_trigger(name="second", actions=[])
+    assert engine.ruleset() is first  # within the TTL: no query, no rebuild
+    settings.AUTOMATIONS_RULESET_TTL_SECONDS = 0
+    assert [c.trigger.name for c, _ in engine.ruleset().match("refund")] == [
+        "first",
+        "second",
+    ]
