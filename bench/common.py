@@ -243,6 +243,7 @@ def daphne(
     name: str,
     application: str = "core.asgi:application",
     settings: str = "core.settings",
+    **extra_env: str,
 ) -> Iterator[Server]:
     """One daphne process started the production way, killed as a group on exit."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,7 @@ def daphne(
         proc = subprocess.Popen(
             [DAPHNE, "-b", HOST, "-p", str(port), application],
             cwd=ROOT,
-            env=bench_env(settings),
+            env=bench_env(settings, **extra_env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

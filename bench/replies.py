@@ -67,7 +67,13 @@ def run(quick: bool) -> dict[str, Any]:
             [common.PYTHON, "manage.py", "rundramatiq", *WORKER_ARGS],
             env=worker_env,
         ) as worker,
-        common.daphne("replies") as server,
+        # Web and worker get the same gateway settings, as a deployment does:
+        # the web process sends a new reply itself (INBOX_SEND_FROM_WEB).
+        common.daphne(
+            "replies",
+            OPENCLAW_GATEWAY_URL=gateway_url,
+            OPENCLAW_GATEWAY_TOKEN=GATEWAY_TOKEN,
+        ) as server,
     ):
         log(
             f"replies: {AGENTS} agents x {rounds} rounds (+ {solo_rounds} solo), "
