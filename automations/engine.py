@@ -137,6 +137,19 @@ class CompiledTrigger:
             found.append(Match(pattern, m.start(), m.end()))
         return found
 
+    def first_match(self, text: str, hits: set[int]) -> Match | None:
+        """The first hit pattern's span, for the run's record (one search)."""
+        for index in sorted(hits):
+            m = self.regexes[index].search(text)
+            if m is not None:
+                return Match(self.patterns[index], m.start(), m.end())
+        return None
+
+    def fires(self, hits: set[int]) -> bool:
+        if self.trigger.match_mode == Trigger.MatchMode.ALL:
+            return len(hits) == len(self.patterns)
+        return bool(hits)
+
 
 def compile_trigger(trigger: Trigger) -> CompiledTrigger:
     options = _options(trigger.case_sensitive)
@@ -156,8 +169,9 @@ class Ruleset:
     # Set index → (position in ``compiled``, pattern index in that trigger).
     owners: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
-    # Patterns too big for the shared set, searched one by one.
-    heavy: list[tuple[int, int, Any]] = field(default_factory=list)
+    # Patterns too big for the shared set, searched one by one: (position,
+    # pattern index, regex, a literal it requires or "", case-insensitive).
+    heavy: list[tuple[int, int, Any, str, bool]] = field(default_factory=list)
 
     @classmethod
     def build(cls, triggers: list[Trigger], key: tuple[Any, ...]) -> Ruleset:
@@ -175,7 +189,13 @@ class Ruleset:
             ruleset.compiled.append(compiled)
             for index, regex in enumerate(compiled.regexes):
                 if regex.programsize > SET_PROGRAM_LIMIT:
-                    ruleset.heavy.append((position, index, regex))
+                    pattern = trigger.patterns[index]
+                    # Inline flags may turn case off inside: compare folded.
+                    caseless = not trigger.case_sensitive or "(?" in pattern
+                    literal = required_literal(pattern)
+                    if literal and caseless:
+                        literal = literal.casefold()
+                    ruleset.heavy.append((position, index, regex, literal, caseless))
                     continue
                 regex_set.Add(flagged(trigger.patterns[index], trigger.case_sensitive))
                 ruleset.owners.append((position, index))
@@ -191,18 +211,60 @@ class Ruleset:
             for hit in self.regex_set.Match(text) or []:
                 position, index = self.owners[hit]
                 by_trigger.setdefault(position, set()).add(index)
-        for position, index, regex in self.heavy:
+        folded: str | None = None
+        for position, index, regex, literal, caseless in self.heavy:
+            if literal:
+                # Cheap first: a big pattern cannot match text lacking the
+                # literal it requires (casefold covers RE2's case folding).
+                if caseless:
+                    folded = text.casefold() if folded is None else folded
+                    if literal not in folded:
+                        continue
+                elif literal not in text:
+                    continue
             if regex.search(text) is not None:
                 by_trigger.setdefault(position, set()).add(index)
         return [(self.compiled[p], by_trigger[p]) for p in sorted(by_trigger)]
 
-    def match(self, text: str) -> list[tuple[CompiledTrigger, list[Match]]]:
-        results = []
-        for compiled, hits in self.candidates(text):
-            found = compiled.matches(text, hits)
-            if found:
-                results.append((compiled, found))
-        return results
+    def match(self, text: str) -> list[tuple[CompiledTrigger, set[int]]]:
+        """Triggers that fire on ``text`` (any or all of their patterns), in order.
+
+        The set already says which patterns occur, so deciding needs no
+        second search; the span of a trigger that runs is found later, once.
+        """
+        return [
+            (compiled, hits)
+            for compiled, hits in self.candidates(text)
+            if compiled.fires(hits)
+        ]
+
+
+def required_literal(pattern: str) -> str:
+    """The longest run of plain characters every match of ``pattern`` contains.
+
+    Only the top level of the pattern is looked at (no alternation there, no
+    groups): ``order.{0,40}missing`` gives "missing", ``a|b`` gives "". The
+    parse is Python's, which reads RE2's syntax for these simple pieces; a
+    pattern it cannot parse gets no literal and is simply always searched.
+    """
+    import re._constants as constants
+    import re._parser as parser
+
+    try:
+        parsed = parser.parse(pattern)
+    except Exception:  # noqa: BLE001 - RE2 syntax Python lacks: no prefilter
+        return ""
+    best, run = "", []
+    for op, value in parsed:
+        if op is constants.LITERAL:
+            run.append(chr(value))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    if len(run) > len(best):
+        best = "".join(run)
+    return best if len(best) >= 3 else ""
 
 
 # A pattern whose compiled program is bigger than this (counted repetition such
@@ -290,7 +352,7 @@ def run_for_message(message: Message) -> list[TriggerRun]:
         return []
     conversation = message.conversation
     runs: list[TriggerRun] = []
-    for compiled, found in ruleset().match(text):
+    for compiled, hits in ruleset().match(text):
         trigger = compiled.trigger
         if not trigger.applies_to_platform(conversation.platform):
             continue
@@ -300,7 +362,10 @@ def run_for_message(message: Message) -> list[TriggerRun]:
         if _held_back(trigger, conversation):
             continue
         started = time.perf_counter()
-        run = _claim(trigger, message, found[0])
+        found = compiled.first_match(text, hits)
+        if found is None:  # the set and the regex disagree: cannot happen
+            continue
+        run = _claim(trigger, message, found)
         if run is None:
             # Already acted on this message (a redelivered job).
             if trigger.stop_after_match:

@@ -288,7 +288,7 @@ def test_big_patterns_are_searched_beside_the_set_not_in_it() -> None:
     make_trigger(name="small", patterns=["환불|refund"], actions=[])
     make_trigger(name="big", patterns=[r"order.{0,40}missing"], actions=[])
     rules = engine.ruleset()
-    assert [rules.compiled[p].trigger.name for p, _, _ in rules.heavy] == ["big"]
+    assert [rules.compiled[heavy[0]].trigger.name for heavy in rules.heavy] == ["big"]
     found = [c.trigger.name for c, _ in rules.match("my order #12 is missing, refund")]
     assert found == ["small", "big"]
 
@@ -304,3 +304,24 @@ def test_workers_look_for_changed_triggers_at_most_once_per_ttl(settings) -> Non
         "first",
         "second",
     ]
+
+
+def test_big_patterns_are_prefiltered_by_a_literal_they_require() -> None:
+    assert engine.required_literal(r"order.{0,40}missing") == "missing"
+    assert engine.required_literal(r"refund|환불") == ""
+    assert engine.required_literal(r"\bVIP customer\b.{0,20}!") == "VIP customer"
+    make_trigger(name="big", patterns=[r"REFUND.{0,40}now"], actions=[])
+    make_trigger(
+        name="big, case-sensitive with an inline flag",
+        patterns=[r"(?i)KELVIN.{0,40}now"],
+        case_sensitive=True,
+        actions=[],
+    )
+    rules = engine.ruleset()
+    assert len(rules.heavy) == 2
+    # Case folding as RE2 does it, even for the Kelvin sign and the long s.
+    assert [c.trigger.name for c, _ in rules.match("a ReFund right now")] == ["big"]
+    assert [c.trigger.name for c, _ in rules.match("\u212aelvin now")] == [
+        "big, case-sensitive with an inline flag"
+    ]
+    assert rules.match("nothing to see") == []
