@@ -35,7 +35,6 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -54,6 +53,7 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout, parse_url
 
+from core.calls import CallError, parse_retry_after
 from inbox.webhooks import sign_standard
 
 USER_AGENT = "OpenClawInbox-Automations/1"
@@ -83,26 +83,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-class OutboundError(Exception):
+class OutboundError(CallError):
     """A failed call. ``permanent`` ones fail the same way when retried."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status = status
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        kind = "permanent" if self.permanent else "transient"
-        return f"{type(self).__name__}({self.message!r}, {kind})"
 
 
 class BlockedDestination(OutboundError):
@@ -373,7 +355,9 @@ def post_json(
             f"{target.host} answered {status}: {detail}",
             permanent=not transient,
             status=status,
-            retry_after=_retry_after(answer.get("retry-after")) if transient else None,
+            retry_after=parse_retry_after(answer.get("retry-after"))
+            if transient
+            else None,
         )
     raise OutboundError(
         f"more than {max_redirects} redirects, the last to {target.host}",
@@ -500,24 +484,6 @@ def _charset(content_type: str) -> str:
                 break
             return charset
     return "utf-8"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an obsolete date form without a zone means GMT
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -8,15 +8,15 @@ envelope or raises ``GatewayError``, which knows whether a retry can help
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+
+from core.calls import CallError, parse_retry_after
 
 # Seconds per kind of call (the seed's figures). A send waits on one platform
 # API; a broadcast on several; the browser tool drives a real page.
@@ -46,26 +46,8 @@ _CONFIGURATION_ERRORS = (
 )
 
 
-class GatewayError(Exception):
+class GatewayError(CallError):
     """A failed gateway call. ``permanent`` ones fail the same way when retried."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status = status
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        kind = "permanent" if self.permanent else "transient"
-        return f"GatewayError({self.message!r}, {kind})"
 
 
 class OpenClawClient:
@@ -268,7 +250,7 @@ def _result(response: requests.Response) -> dict[str, Any]:
         f"gateway answered {status}: {_detail(body, response)}",
         permanent=not transient,
         status=status,
-        retry_after=_retry_after(response.headers.get("Retry-After"))
+        retry_after=parse_retry_after(response.headers.get("Retry-After"))
         if transient
         else None,
     )
@@ -287,24 +269,6 @@ def _detail(body: Any, response: requests.Response) -> str:
         return error
     text = response.text.strip()
     return text[:200] if text else response.reason or "no detail"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an obsolete date form without a zone means GMT
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _unreachable_reason(exc: BaseException) -> str:

@@ -1,0 +1,48 @@
+"""What every module that calls out of the product shares: one error type that
+knows a transient failure (retry later) from a permanent one (show "failed"),
+and how to read the ``Retry-After`` a server sends with 429 or 503."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+
+
+class CallError(Exception):
+    """A failed outbound call. ``permanent`` ones fail the same way when retried."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status = status
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        kind = "permanent" if self.permanent else "transient"
+        return f"{type(self).__name__}({self.message!r}, {kind})"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an obsolete date form without a zone means GMT
+        return None
+    return max(0.0, when.timestamp() - time.time())
