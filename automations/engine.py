@@ -170,8 +170,10 @@ class Ruleset:
     owners: list[tuple[int, int]] = field(default_factory=list)
     regex_set: Any = None
     # Patterns too big for the shared set, searched one by one: (position,
-    # pattern index, regex, a literal it requires or "", case-insensitive).
-    heavy: list[tuple[int, int, Any, str, bool]] = field(default_factory=list)
+    # pattern index, regex, literals one of which it requires, caseless).
+    heavy: list[tuple[int, int, Any, tuple[str, ...], bool]] = field(
+        default_factory=list
+    )
 
     @classmethod
     def build(cls, triggers: list[Trigger], key: tuple[Any, ...]) -> Ruleset:
@@ -192,10 +194,10 @@ class Ruleset:
                     pattern = trigger.patterns[index]
                     # Inline flags may turn case off inside: compare folded.
                     caseless = not trigger.case_sensitive or "(?" in pattern
-                    literal = required_literal(pattern)
-                    if literal and caseless:
-                        literal = literal.casefold()
-                    ruleset.heavy.append((position, index, regex, literal, caseless))
+                    literals = required_literals(pattern)
+                    if caseless:
+                        literals = tuple(word.casefold() for word in literals)
+                    ruleset.heavy.append((position, index, regex, literals, caseless))
                     continue
                 regex_set.Add(flagged(trigger.patterns[index], trigger.case_sensitive))
                 ruleset.owners.append((position, index))
@@ -212,15 +214,16 @@ class Ruleset:
                 position, index = self.owners[hit]
                 by_trigger.setdefault(position, set()).add(index)
         folded: str | None = None
-        for position, index, regex, literal, caseless in self.heavy:
-            if literal:
-                # Cheap first: a big pattern cannot match text lacking the
+        for position, index, regex, literals, caseless in self.heavy:
+            if literals:
+                # Cheap first: a big pattern cannot match text lacking every
                 # literal it requires (casefold covers RE2's case folding).
                 if caseless:
                     folded = text.casefold() if folded is None else folded
-                    if literal not in folded:
-                        continue
-                elif literal not in text:
+                    haystack = folded
+                else:
+                    haystack = text
+                if not any(literal in haystack for literal in literals):
                     continue
             if regex.search(text) is not None:
                 by_trigger.setdefault(position, set()).add(index)
@@ -239,13 +242,15 @@ class Ruleset:
         ]
 
 
-def required_literal(pattern: str) -> str:
-    """The longest run of plain characters every match of ``pattern`` contains.
+def required_literals(pattern: str) -> tuple[str, ...]:
+    """Strings of which every match of ``pattern`` contains at least one.
 
-    Only the top level of the pattern is looked at (no alternation there, no
-    groups): ``order.{0,40}missing`` gives "missing", ``a|b`` gives "". The
-    parse is Python's, which reads RE2's syntax for these simple pieces; a
-    pattern it cannot parse gets no literal and is simply always searched.
+    Read from the top level of the pattern only: a run of plain characters
+    (``order.{0,40}missing`` needs "missing"), or a group of plain
+    alternatives (``(refund|환불).{0,40}(now|today)`` needs "now" or
+    "today"); the most selective one is kept. The parse is Python's, which
+    reads RE2's syntax for these simple pieces; a pattern it cannot parse
+    gets no literals and is simply always searched.
     """
     import re._constants as constants
     import re._parser as parser
@@ -253,18 +258,40 @@ def required_literal(pattern: str) -> str:
     try:
         parsed = parser.parse(pattern)
     except Exception:  # noqa: BLE001 - RE2 syntax Python lacks: no prefilter
-        return ""
-    best, run = "", []
+        return ()
+    options: list[tuple[str, ...]] = []
+    run: list[str] = []
     for op, value in parsed:
         if op is constants.LITERAL:
             run.append(chr(value))
             continue
-        if len(run) > len(best):
-            best = "".join(run)
-        run = []
-    if len(run) > len(best):
-        best = "".join(run)
-    return best if len(best) >= 3 else ""
+        if run:
+            options.append(("".join(run),))
+            run = []
+        if op is constants.SUBPATTERN:
+            alternatives = _plain_alternatives(value[-1], constants)
+            if alternatives:
+                options.append(alternatives)
+    if run:
+        options.append(("".join(run),))
+    options = [o for o in options if min(map(len, o)) >= 2]
+    if not options:
+        return ()
+    return max(options, key=lambda o: (min(map(len, o)), -len(o)))
+
+
+def _plain_alternatives(sub: Any, constants: Any) -> tuple[str, ...]:
+    """``a|bc|def`` made of plain characters only, as ("a", "bc", "def")."""
+    items = list(sub)
+    branches = [items]
+    if len(items) == 1 and items[0][0] is constants.BRANCH:
+        branches = [list(branch) for branch in items[0][1][1]]
+    words = []
+    for branch in branches:
+        if not branch or any(op is not constants.LITERAL for op, _ in branch):
+            return ()
+        words.append("".join(chr(value) for _, value in branch))
+    return tuple(words)
 
 
 # A pattern whose compiled program is bigger than this (counted repetition such

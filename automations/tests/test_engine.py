@@ -307,10 +307,18 @@ def test_workers_look_for_changed_triggers_at_most_once_per_ttl(settings) -> Non
 
 
 def test_big_patterns_are_prefiltered_by_a_literal_they_require() -> None:
-    assert engine.required_literal(r"order.{0,40}missing") == "missing"
-    assert engine.required_literal(r"refund|환불") == ""
-    assert engine.required_literal(r"\bVIP customer\b.{0,20}!") == "VIP customer"
-    make_trigger(name="big", patterns=[r"REFUND.{0,40}now"], actions=[])
+    assert engine.required_literals(r"order.{0,40}missing") == ("missing",)
+    assert engine.required_literals(r"refund|환불") == ()
+    assert engine.required_literals(r"\bVIP customer\b.{0,20}!") == ("VIP customer",)
+    assert engine.required_literals(r"(결제|카드).{0,10}(두\s*번|중복)") == (
+        "결제",
+        "카드",
+    )
+    assert engine.required_literals(r"(refund|money back).{0,40}(now|today)") == (
+        "refund",
+        "money back",
+    )
+    make_trigger(name="big", patterns=[r"(REFUND|환불).{0,40}now"], actions=[])
     make_trigger(
         name="big, case-sensitive with an inline flag",
         patterns=[r"(?i)KELVIN.{0,40}now"],
@@ -324,4 +332,5 @@ def test_big_patterns_are_prefiltered_by_a_literal_they_require() -> None:
     assert [c.trigger.name for c, _ in rules.match("\u212aelvin now")] == [
         "big, case-sensitive with an inline flag"
     ]
+    assert [c.trigger.name for c, _ in rules.match("환불 now")] == ["big"]
     assert rules.match("nothing to see") == []
