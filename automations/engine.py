@@ -423,13 +423,17 @@ def _held_back(trigger: Trigger, conversation: Conversation) -> bool:
         ).exists()
     ):
         return True
-    ceiling = settings.AUTOMATIONS_MAX_RUNS_PER_MINUTE
+    # The ceiling counts actions (a run's recorded results, or its trigger's
+    # actions while it is still running), not runs: three triggers of five
+    # actions each are fifteen things done to one customer.
+    ceiling = settings.AUTOMATIONS_MAX_ACTIONS_PER_MINUTE
     recent = TriggerRun.objects.filter(
         conversation=conversation, created_at__gte=now - timedelta(minutes=1)
-    ).count()
-    if recent >= ceiling:
+    ).values_list("results", "trigger__actions")
+    done = sum(len(results) or len(actions) for results, actions in recent)
+    if done + len(trigger.actions) > ceiling:
         log.warning(
-            "conversation %s hit the ceiling of %s trigger runs a minute",
+            "conversation %s hit the ceiling of %s trigger actions a minute",
             conversation.pk,
             ceiling,
         )

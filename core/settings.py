@@ -122,10 +122,12 @@ INBOX_AUTO_ASSIGN_CAP = env.int("INBOX_AUTO_ASSIGN_CAP", default=5)
 
 # Automations: customer text is matched up to this many characters; a trigger
 # never acts on a message an action produced (depth 1 and more); a
-# conversation gets at most this many trigger runs a minute.
+# conversation gets at most this many trigger actions a minute.
 AUTOMATIONS_MATCH_CHARS = env.int("AUTOMATIONS_MATCH_CHARS", default=4_000)
 AUTOMATIONS_MAX_DEPTH = env.int("AUTOMATIONS_MAX_DEPTH", default=1)
-AUTOMATIONS_MAX_RUNS_PER_MINUTE = env.int("AUTOMATIONS_MAX_RUNS_PER_MINUTE", default=10)
+AUTOMATIONS_MAX_ACTIONS_PER_MINUTE = env.int(
+    "AUTOMATIONS_MAX_ACTIONS_PER_MINUTE", default=20
+)
 # Workers look for changed triggers at most this often.
 AUTOMATIONS_RULESET_TTL_SECONDS = env.float(
     "AUTOMATIONS_RULESET_TTL_SECONDS", default=1.0

@@ -138,13 +138,18 @@ def test_outbound_bot_and_action_made_messages_never_trigger() -> None:
     assert TriggerRun.objects.count() == 1
 
 
-def test_a_conversation_has_a_ceiling_of_runs_per_minute(settings) -> None:  # noqa: ANN001
-    settings.AUTOMATIONS_MAX_RUNS_PER_MINUTE = 3
-    for i in range(5):
-        make_trigger(name=f"t{i}", actions=[])
+def test_a_conversation_has_a_ceiling_of_actions_per_minute(settings) -> None:  # noqa: ANN001
+    settings.AUTOMATIONS_MAX_ACTIONS_PER_MINUTE = 5
+    two = [{"type": "escalate"}, {"type": "escalate"}]
+    for i in range(4):
+        make_trigger(name=f"t{i}", actions=two)
     message = inbound("refund")
     engine.run_for_message(message)
-    assert len(runs_of(message)) == 3
+    # Two triggers of two actions fit under five; a third would make six.
+    assert runs_of(message) == ["t0", "t1"]
+    later = inbound("refund again", session=message.conversation.session_id)
+    engine.run_for_message(later)
+    assert runs_of(later) == []
 
 
 def test_customer_text_is_matched_up_to_the_cap(settings) -> None:  # noqa: ANN001
