@@ -505,8 +505,6 @@ class Conversation(models.Model):
         first, so the bot stops answering; one another agent owns raises
         ``AlreadyTaken``. Notes are never sent and change no owner.
         """
-        from inbox import live
-
         owner = self.status == self.Status.HUMAN and self.assignee_id == agent.pk
         if not note and not owner:
             self.take_over(agent)
@@ -517,25 +515,14 @@ class Conversation(models.Model):
             if not note and row.status != self.Status.HUMAN:
                 # Handed back or resolved since this page was drawn.
                 raise TransitionError("it changed meanwhile; take it over again")
-            now = timezone.now()
-            message = row.add_message(
-                gateway_message_id=f"inbox-{uuid.uuid4().hex}",
-                direction=Message.Direction.OUTBOUND,
+            message = row._write_outbound(
+                send=not note,
                 kind=Message.Kind.NOTE if note else Message.Kind.TEXT,
                 author=Message.Author.AGENT,
                 sender=agent.get_username(),
                 sent_by=agent,
                 text=text,
-                delivery_state=Message.DeliveryState.RECEIVED
-                if note
-                else Message.DeliveryState.QUEUED,
-                next_attempt_at=None if note else now,
             )
-            assert message is not None  # a fresh uuid cannot collide
-            activity = message.activity
-            transaction.on_commit(lambda: live.publish([activity]))
-            if not note:
-                transaction.on_commit(lambda: _enqueue_delivery(message.pk))
         self._copy_state(row)
         return message
 
@@ -548,25 +535,41 @@ class Conversation(models.Model):
         the customer gets it once. ``metadata`` says which rule wrote it: the
         loop guard of whoever reads the thread later.
         """
-        from inbox import live
-
         with transaction.atomic():
             row = Conversation.objects.select_for_update().get(pk=self.pk)
-            message = row.add_message(
-                gateway_message_id=f"inbox-{uuid.uuid4().hex}",
-                direction=Message.Direction.OUTBOUND,
+            message = row._write_outbound(
+                send=True,
                 author=Message.Author.AUTOMATION,
                 sender=sender[:255],
                 text=text,
-                delivery_state=Message.DeliveryState.QUEUED,
-                next_attempt_at=timezone.now(),
                 metadata=metadata,
             )
-            assert message is not None  # a fresh uuid cannot collide
-            activity = message.activity
-            transaction.on_commit(lambda: live.publish([activity]))
-            transaction.on_commit(lambda: _enqueue_delivery(message.pk))
         self._copy_state(row)
+        return message
+
+    def _write_outbound(self, *, send: bool, **fields: Any) -> Message:
+        """Store a message from our side under a fresh ``inbox-…`` id.
+
+        Needs the row lock. ``send``: queued for the gateway (the id is its
+        Idempotency-Key), else kept among staff (a note). Published, and
+        handed to the sender, after commit.
+        """
+        from inbox import live
+
+        message = self.add_message(
+            gateway_message_id=f"inbox-{uuid.uuid4().hex}",
+            direction=Message.Direction.OUTBOUND,
+            delivery_state=Message.DeliveryState.QUEUED
+            if send
+            else Message.DeliveryState.RECEIVED,
+            next_attempt_at=timezone.now() if send else None,
+            **fields,
+        )
+        assert message is not None  # a fresh uuid cannot collide
+        activity = message.activity
+        transaction.on_commit(lambda: live.publish([activity]))
+        if send:
+            transaction.on_commit(lambda: _enqueue_delivery(message.pk))
         return message
 
     def record_event(self, summary: str, **data: Any) -> Activity:
