@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import connection
@@ -84,6 +85,21 @@ STALE_AFTER = 2_000
 
 
 class InboxConsumer(AsyncWebsocketConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Call the handler for ``message`` without Channels' hop to the sync thread.
+
+        Channels 4.2+ runs ``close_old_connections`` in the one shared sync
+        thread before every message, so every frame of every tab queued
+        behind every other (measured: 200 tabs at 20 messages a second, 2.5 s
+        behind). This consumer never uses the ORM on the event loop: its
+        database work goes through ``_db``, which closes stale connections in
+        the thread that uses them.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:

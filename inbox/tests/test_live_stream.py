@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -52,6 +54,16 @@ def seqs_in(frame: str) -> int:
     return int(re.search(r'id="live-seq" data-seq="(\d+)"', frame).group(1))
 
 
+def post_and_close(payload: dict) -> Any:
+    """``post_webhook`` on a thread of its own, leaving no connection open."""
+    from django.db import connection
+
+    try:
+        return post_webhook(payload)
+    finally:
+        connection.close()
+
+
 async def post(payload: dict) -> Any:
     return await sync_to_async(post_webhook)(payload)
 
@@ -93,6 +105,36 @@ async def test_webhook_reaches_the_inbox_as_oob_fragments() -> None:
     # Customer text is escaped in the fragment, never raw HTML.
     assert "<img src=x" not in frame
     assert "&lt;img src=x onerror=alert(1)&gt;" in frame
+    await communicator.disconnect()
+
+
+async def test_frames_do_not_wait_for_the_shared_sync_thread() -> None:
+    """A busy sync thread (an ORM call elsewhere in the process) delays no frame.
+
+    Channels' own dispatch hops to that one thread before every message; with
+    hundreds of tabs every frame queued behind every other.
+    """
+    user = await sync_to_async(create_user)(is_staff=True)
+    session = session_key()
+    communicator = await connect(user)
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.2)
+    await post(message_event(session_id=session, message_id=1))
+    await receive_all(communicator, timeout=0.5)  # the tab now knows the conversation
+
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())
+    try:
+        # Posted from another thread: the shared sync thread is taken.
+        await asyncio.to_thread(
+            post_and_close,
+            message_event(session_id=session, message_id=2, text="while busy"),
+        )
+        frame = await communicator.receive_from(timeout=3)
+        assert "while busy" in frame
+    finally:
+        release.set()
+        await busy
     await communicator.disconnect()
 
 
