@@ -22,7 +22,7 @@ CLIENTS = int(os.environ.get("BENCH_LIVE_CLIENTS", "200"))
 RATE = float(os.environ.get("BENCH_LIVE_RATE", "20"))
 # Conversations the messages are spread over (created before measuring).
 CHATS = int(os.environ.get("BENCH_LIVE_CHATS", "100"))
-# "pubsub" serves both phases with bench.settings on Redis pub/sub (what-if).
+# "core" serves both phases with bench.settings on the list-based layer (what-if).
 LAYER = os.environ.get("BENCH_CHANNEL_LAYER", "")
 TARGETS = {"p50_ms": 30.0, "p99_ms": 100.0}
 
@@ -86,7 +86,7 @@ def run(quick: bool) -> dict[str, Any]:
         "clients": CLIENTS,
         "rate": RATE,
         "chats": CHATS,
-        "layer": LAYER or "app settings (channels_redis.core.RedisChannelLayer)",
+        "layer": LAYER or "app settings (channels_redis.pubsub.RedisPubSubChannelLayer)",
         "phases": phases,
         "summary": summary,
         "targets": TARGETS,

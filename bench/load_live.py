@@ -188,13 +188,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             path = "/ws/inbox/"
             after = {c.index: start_seq for c in clients}
         else:
-            if config.get("layer") == "pubsub":
-                from channels_redis.pubsub import RedisPubSubChannelLayer
-
-                layer = RedisPubSubChannelLayer(
-                    hosts=[config["redis_url"]], prefix=config["channels_prefix"]
-                )
-            else:
+            if config.get("layer") == "core":
                 from channels_redis.core import RedisChannelLayer
 
                 layer = RedisChannelLayer(
@@ -202,6 +196,12 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
                     prefix=config["channels_prefix"],
                     capacity=1000,
                     expiry=30,
+                )
+            else:
+                from channels_redis.pubsub import RedisPubSubChannelLayer
+
+                layer = RedisPubSubChannelLayer(
+                    hosts=[config["redis_url"]], prefix=config["channels_prefix"]
                 )
             path, after, start_seq = "/ws/bench-raw/", {}, 0
 

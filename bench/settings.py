@@ -17,16 +17,18 @@ ROOT_URLCONF = "bench.urls"
 ASGI_APPLICATION = "bench.asgi.application"
 STATIC_ROOT = BASE_DIR / "bench" / "results" / "staticfiles"
 
-# What-if for the live benchmark only (BENCH_CHANNEL_LAYER=pubsub): Redis
-# pub/sub delivers a group message once per process instead of once per
-# consumer. Unset, the app's own channel layer is used.
-if os.environ.get("BENCH_CHANNEL_LAYER") == "pubsub":
+# What-if for the live benchmark only (BENCH_CHANNEL_LAYER=core): the
+# list-based Redis layer, which stores a group message once per consumer,
+# instead of the app's pub/sub layer. Unset, the app's own layer is used.
+if os.environ.get("BENCH_CHANNEL_LAYER") == "core":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
                 "prefix": CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+                "capacity": 1000,
+                "expiry": 30,
             },
         }
     }
