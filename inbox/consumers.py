@@ -306,6 +306,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
         result: dict[int, int] = {}
         for event in events:
             pk = event["conversation"]
+            if not event["row"]:
+                continue  # a delivery state: no count changed
             if pk == self.view.conversation:
                 # The agent is looking at it: what arrives is read. The mark is
                 # written once a second at most, not once per message per tab.

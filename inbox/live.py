@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -98,7 +99,11 @@ def event_for(activity: Activity) -> dict[str, Any]:
         "assignee": conversation.assignee_id,
         "inbound": conversation.inbound_count,
         "to_top": moves_to_top,
-        "row": render_row(conversation),
+        # A reply's delivery state changes nothing in the list: no row, so
+        # every tab but the conversation's gets just the sequence number.
+        "row": ""
+        if activity.kind == Activity.Kind.MESSAGE_UPDATED
+        else render_row(conversation),
         # The thread's entry: appended (a new message or audit line) or, for
         # a reply's delivery state, replaced where it stands.
         "item": "",
@@ -229,7 +234,7 @@ def frame(
     if view.page == "queue":
         return "".join(parts) + _escalation_fragment(events)
     # One row per conversation, in its newest state, moved up if any event says so.
-    last_row = {event["conversation"]: event for event in events}
+    last_row = {event["conversation"]: event for event in events if event["row"]}
     moved = {event["conversation"] for event in events if event["to_top"]}
     for event in events:
         pk = event["conversation"]
@@ -317,6 +322,7 @@ def backlog_exceeds(after: int, limit: int) -> bool:
 # rendering them again from the database.
 _recent: OrderedDict[int, dict[str, Any]] = OrderedDict()
 RECENT_EVENTS = 5_000
+_rendering = threading.Lock()
 
 
 def forget() -> None:
@@ -339,12 +345,16 @@ def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
         cached = _recent.get(pk)
         if cached is not None and cached["at"] != created_at.timestamp():
             _recent.pop(pk, None)
-    missing = [pk for pk, _ in rows if pk not in _recent]
-    if missing:
-        activities = Activity.objects.filter(pk__in=missing).select_related(
-            "conversation", "conversation__assignee", "message", "user"
-        )
-        remember([event_for(activity) for activity in activities])
+    if any(pk not in _recent for pk, _ in rows):
+        # Many tabs fill the same gap at once: one renders, the rest wait
+        # for it and find the events remembered.
+        with _rendering:
+            missing = [pk for pk, _ in rows if pk not in _recent]
+            if missing:
+                activities = Activity.objects.filter(pk__in=missing).select_related(
+                    "conversation", "conversation__assignee", "message", "user"
+                )
+                remember([event_for(activity) for activity in activities])
     # .get: the event loop thread may evict entries while this thread reads.
     return [
         event | {"created_at": created_at}

@@ -839,6 +839,10 @@ class Message(models.Model):
                 message=row,
                 data={"state": state},
             )
+            if Message.conversation.is_cached(self):
+                # A delivery state renders nothing of the conversation: spare
+                # the publisher a query for it.
+                activity.conversation = self.conversation
             transaction.on_commit(lambda: live.publish([activity]))
         self._copy_delivery(row)
         return True

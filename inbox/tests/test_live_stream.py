@@ -297,3 +297,40 @@ def test_live_badge_matches_the_partial(unread: int) -> None:
         {"conversation_id": 7, "unread": unread, "oob": True},
     )
     assert live.render_badge(7, unread) == partial.strip()
+
+
+def test_a_delivery_state_changes_the_thread_item_and_no_row() -> None:
+    agent = create_user(role="agent")
+    session = session_key()
+    post_webhook(message_event(session_id=session, message_id=1))
+    conversation = Conversation.objects.get(session_id=session)
+    reply = conversation.reply(agent, "on its way")
+    assert reply.mark_sending()
+    activity = Activity.objects.select_related("conversation", "message").latest("pk")
+    assert activity.kind == Activity.Kind.MESSAGE_UPDATED
+    event = live.event_for(activity)
+    assert event["row"] == ""
+
+    elsewhere = live.frame([event], view=live.View(), seq=activity.pk, unread={})
+    assert f'data-seq="{activity.pk}"' in elsewhere
+    assert f"conv-{conversation.pk}" not in elsewhere
+    assert f"unread-{conversation.pk}" not in elsewhere
+
+    here = live.frame(
+        [event],
+        view=live.View(conversation=conversation.pk),
+        seq=activity.pk,
+        unread={},
+    )
+    assert f'<li hx-swap-oob="true" id="msg-{reply.pk}"' in here
+    assert "state-sending" in here
+    assert f"conv-{conversation.pk}" not in here
+
+    # Batched after the reply's own event, the state keeps that event's row.
+    added = live.event_for(
+        Activity.objects.select_related("conversation", "message").get(
+            kind=Activity.Kind.MESSAGE_ADDED, message=reply
+        )
+    )
+    batch = live.frame([added, event], view=live.View(), seq=activity.pk, unread={})
+    assert batch.count(f'<li id="conv-{conversation.pk}"') == 1
