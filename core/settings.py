@@ -116,6 +116,9 @@ INBOX_MAX_REPLY_CHARS = env.int("INBOX_MAX_REPLY_CHARS", default=4_000)
 # Dramatiq job (delayed by INBOX_REPLY_FALLBACK_SECONDS) as the safety net.
 INBOX_SEND_FROM_WEB = env.bool("INBOX_SEND_FROM_WEB", default=PRODUCTION)
 INBOX_REPLY_FALLBACK_SECONDS = env.float("INBOX_REPLY_FALLBACK_SECONDS", default=5.0)
+# Replies the web process sends at the same time; more (a burst) go to the
+# worker at once, which runs on other cores.
+INBOX_WEB_SEND_SLOTS = env.int("INBOX_WEB_SEND_SLOTS", default=2)
 # Round-robin of escalated conversations among online agents, each holding at
 # most INBOX_AUTO_ASSIGN_CAP conversations at once.
 INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -128,6 +129,10 @@ def _in_hand(message: Message) -> bool:
 
 
 _web_senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reply-sender")
+# Sends the web process takes on at once. Past that (a burst of replies) the
+# worker sends at once instead: it runs in other processes, on other cores,
+# while this one answers the agents and pushes their frames.
+_web_slots = threading.BoundedSemaphore(max(settings.INBOX_WEB_SEND_SLOTS, 1))
 
 
 def queue_delivery(message_id: int) -> None:
@@ -140,7 +145,7 @@ def queue_delivery(message_id: int) -> None:
     dies first, the job sends it. The idempotency key makes a double send
     harmless either way.
     """
-    if not settings.INBOX_SEND_FROM_WEB:
+    if not settings.INBOX_SEND_FROM_WEB or not _web_slots.acquire(blocking=False):
         deliver_reply.send(message_id)
         return
     delay = int(settings.INBOX_REPLY_FALLBACK_SECONDS * 1000)
@@ -156,6 +161,7 @@ def _deliver_here(message_id: int) -> None:
     except Exception:
         log.exception("sending reply %s from the web process failed", message_id)
     finally:
+        _web_slots.release()
         connections.close_all()  # this thread's connection back to the pool
 
 

@@ -326,3 +326,50 @@ def test_the_web_process_sends_at_once_and_the_queued_job_does_not_resend(
     message.refresh_from_db()
     assert message.delivery_state == "sent" and message.attempts == 1
     assert gateway.attempts == 1
+
+
+def test_past_its_send_slots_the_web_process_leaves_replies_to_the_worker(
+    gateway,
+    alice,
+    conversation,
+    settings,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    import threading
+
+    from inbox import tasks
+
+    settings.INBOX_SEND_FROM_WEB = True
+    # A fallback job this late would not run during the test: whatever sends
+    # the second reply is a job queued without delay.
+    settings.INBOX_REPLY_FALLBACK_SECONDS = 60
+    monkeypatch.setattr(tasks, "_web_slots", threading.BoundedSemaphore(1))
+    gateway.slow(1.0)  # the first send holds the only slot for a second
+    first = _reply(alice, conversation, "first, from the web")
+    second = _reply(alice, conversation, "second, for the worker")
+
+    deadline = time.monotonic() + 10
+    while first.delivery_state != "sent" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.delivery_state == "sent"
+    assert second.delivery_state == "queued"  # the web process did not take it
+    assert [s.text for s in gateway.received] == ["first, from the web"]
+
+    gateway.slow(0)
+    broker = dramatiq.get_broker()
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while second.delivery_state != "sent" and time.monotonic() < deadline:
+            time.sleep(0.02)
+            second.refresh_from_db()
+    finally:
+        worker.stop()
+    assert second.delivery_state == "sent"
+    assert [s.text for s in gateway.received] == [
+        "first, from the web",
+        "second, for the worker",
+    ]
