@@ -86,7 +86,7 @@ def run(quick: bool) -> dict[str, Any]:
         "clients": CLIENTS,
         "rate": RATE,
         "chats": CHATS,
-        "layer": LAYER or "app settings (channels_redis.pubsub.RedisPubSubChannelLayer)",
+        "layer": LAYER or "app settings (RedisPubSubChannelLayer)",
         "phases": phases,
         "summary": summary,
         "targets": TARGETS,
@@ -115,7 +115,8 @@ def _print(phases: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         )
         print(
             f"       lost {b['lost']}/{b['expected']} "
-            f"on {b['clients_with_loss']} clients, "
+            f"on {b['clients_with_loss']} clients "
+            f"(superseded by a newer row of the same chat: {b.get('superseded', 0)}), "
             f"duplicates {b['duplicates']}, connect failed {p['connect_failed']}, "
             f"closed by server {p['closed_early']}, "
             f"statuses {p['statuses']}"
@@ -134,7 +135,8 @@ def _print(phases: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     a = phases["app"]["after_catchup"]
     if a:
         print(
-            f"  app after reconnect with ?after=: lost {a['lost']}, "
+            f"  app after reconnect with ?after=: lost {a['lost']} "
+            f"(superseded {a.get('superseded', 0)}), "
             f"recovered {a['recovered']}, "
             f"replayed duplicates {a['replayed_duplicates']}, "
             f"reconnects failed {a['reconnect_failed']}, "

@@ -121,7 +121,10 @@ async def connect_all(
     return sockets
 
 
-def make_bodies(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
+def make_bodies(
+    config: dict[str, Any],
+) -> tuple[list[tuple[bytes, dict[str, str]]], list[int]]:
+    """Signed bodies (warm-up first), and the chat each marker went to."""
     import django
 
     django.setup()
@@ -148,7 +151,8 @@ def make_bodies(config: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
         payload = sim.message(chat, text=text)
         payload["data"]["messageId"] = f"live-{config['run']}-{n}"
         bodies.append(sim.signed(payload))
-    return bodies
+    chat_of = [chats.index(chat) for marker, chat in plan if marker is not None]
+    return bodies, chat_of
 
 
 def current_seq() -> int:
@@ -174,9 +178,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         timeout=aiohttp.ClientTimeout(total=30),
     )
     layer = None
+    chat_of: list[int] | None = None
     try:
         if mode == "app":
-            bodies = make_bodies(config)
+            bodies, chat_of = make_bodies(config)
             warmup, bodies = bodies[: config["chats"]], bodies[config["chats"] :]
             for body, headers in warmup:
                 async with http.post(
@@ -270,7 +275,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         cpu = window.finish()
         stop.set()
         await asyncio.gather(*readers)
-        before = snapshot(clients, config["messages"])
+        before = snapshot(clients, config["messages"], chat_of)
         if mode == "app":
             final_seq = await asyncio.to_thread(current_seq)
             before["sequence_behind"] = sum(
@@ -303,7 +308,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             stop.set()
             await asyncio.gather(*readers)
             final_seq = await asyncio.to_thread(current_seq)
-            catchup = snapshot(clients, config["messages"]) | {
+            catchup = snapshot(clients, config["messages"], chat_of) | {
                 # Exact coverage: each frame carries the tab's high-water mark
                 # (every number at or below it applied), so a tab is behind by
                 # the last sequence number minus its mark. Markers can undercount
@@ -352,12 +357,32 @@ async def close_all(sockets: list[Any]) -> None:
     await asyncio.wait_for(asyncio.gather(*(close(ws) for ws in sockets)), timeout=60)
 
 
-def snapshot(clients: list[Client], messages: int) -> dict[str, Any]:
-    lost = [messages - len([m for m in c.counts if m < messages]) for c in clients]
+def snapshot(
+    clients: list[Client], messages: int, chat_of: list[int] | None
+) -> dict[str, Any]:
+    """Markers each client never saw, split in two.
+
+    A row shows its conversation's newest message only, so when two messages
+    of one chat reach a tab in the same frame (a catch-up, a gap filled) the
+    older marker is never on screen: **superseded**, not lost, if the client
+    saw a later marker of the same chat. The raw baseline has no chats.
+    """
+    lost, superseded = [], []
+    for c in clients:
+        missing = [m for m in range(messages) if m not in c.counts]
+        newest: dict[int, int] = {}
+        if chat_of is not None:
+            for m in c.counts:
+                if m < messages:
+                    newest[chat_of[m]] = max(newest.get(chat_of[m], -1), m)
+        later = [m for m in missing if chat_of and newest.get(chat_of[m], -1) > m]
+        superseded.append(len(later))
+        lost.append(len(missing) - len(later))
     dupes = [sum(n - 1 for n in c.counts.values() if n > 1) for c in clients]
     return {
         "lost": sum(lost),
         "clients_with_loss": sum(1 for n in lost if n),
+        "superseded": sum(superseded),
         "duplicates": sum(dupes),
         "clients_with_duplicates": sum(1 for n in dupes if n),
         "expected": messages * len(clients),
