@@ -281,3 +281,33 @@ def test_search_finds_the_same_conversations_for_rare_and_common_words(
         )
         == 1
     )
+
+
+@pytest.mark.postgres
+def test_customer_search_uses_the_trigram_indexes(staff_client) -> None:  # noqa: ANN001
+    from django.db import connection
+
+    Conversation.objects.bulk_create(
+        Conversation(
+            session_id=f"agent:main:telegram:dm:{i}",
+            platform="telegram",
+            customer_id=f"{i}",
+            customer_name=f"고객 {i} Kimberly" if i == 7 else f"Customer {i}",
+        )
+        for i in range(50)
+    )
+    query = Conversation.objects.matching("imberl").values_list("pk", flat=True)
+    with connection.cursor() as cursor:
+        # Tiny table: make the planner show whether the index can serve it.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = query.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "inbox_conv_name_trgm" in plan
+    assert "inbox_conv_customer_id_trgm" in plan
+    rows = re.findall(
+        r'<li id="conv-(\d+)"',
+        staff_client.get("/inbox/?q=imberl").content.decode(),
+    )
+    assert [int(pk) for pk in rows] == list(query)
+    assert len(rows) == 1
