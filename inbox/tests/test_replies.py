@@ -63,6 +63,25 @@ def _drain(worker) -> None:  # noqa: ANN001
         worker.join()
 
 
+def _wait_for_state(message: Message, state: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while message.delivery_state != state and time.monotonic() < deadline:
+        time.sleep(0.02)
+        message.refresh_from_db()
+
+
+def _work_off_replies() -> None:
+    """Run a worker until the replies queue (delayed jobs too) is empty."""
+    broker = dramatiq.get_broker()
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.start()
+    try:
+        broker.join("replies", timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+
+
 def _states(message: Message) -> list[str]:
     return list(
         message.conversation.activities.filter(
@@ -307,22 +326,12 @@ def test_the_web_process_sends_at_once_and_the_queued_job_does_not_resend(
     settings.INBOX_REPLY_FALLBACK_SECONDS = 0.5
     message = _reply(alice, conversation, "right away")
     # No worker is running: only the web process's own attempt can send it.
-    deadline = time.monotonic() + 10
-    while message.delivery_state != "sent" and time.monotonic() < deadline:
-        time.sleep(0.02)
-        message.refresh_from_db()
+    _wait_for_state(message, "sent")
     assert message.delivery_state == "sent"
     assert [s.text for s in gateway.received] == ["right away"]
 
     # The fallback job behind it finds the reply sent and does nothing.
-    broker = dramatiq.get_broker()
-    fallback = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    fallback.start()
-    try:
-        broker.join("replies", timeout=20_000)
-        fallback.join()
-    finally:
-        fallback.stop()
+    _work_off_replies()
     message.refresh_from_db()
     assert message.delivery_state == "sent" and message.attempts == 1
     assert gateway.attempts == 1
@@ -346,26 +355,16 @@ def test_past_its_send_slots_the_web_process_leaves_replies_to_the_worker(
     first = _reply(alice, conversation, "first, from the web")
     second = _reply(alice, conversation, "second, for the worker")
 
-    deadline = time.monotonic() + 10
-    while first.delivery_state != "sent" and time.monotonic() < deadline:
-        time.sleep(0.02)
-        first.refresh_from_db()
+    _wait_for_state(first, "sent")
     second.refresh_from_db()
     assert first.delivery_state == "sent"
     assert second.delivery_state == "queued"  # the web process did not take it
     assert [s.text for s in gateway.received] == ["first, from the web"]
 
     gateway.slow(0)
-    broker = dramatiq.get_broker()
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
-    worker.start()
-    try:
-        # The second reply's job and the first one's fallback, which finds it
-        # sent and does nothing.
-        broker.join("replies", timeout=20_000)
-        worker.join()
-    finally:
-        worker.stop()
+    # The second reply's job, and the first one's fallback, which finds it
+    # sent and does nothing.
+    _work_off_replies()
     second.refresh_from_db()
     assert second.delivery_state == "sent"
     assert [s.text for s in gateway.received] == [
