@@ -334,3 +334,19 @@ def test_a_delivery_state_changes_the_thread_item_and_no_row() -> None:
     )
     batch = live.frame([added, event], view=live.View(), seq=activity.pk, unread={})
     assert batch.count(f'<li id="conv-{conversation.pk}"') == 1
+
+
+@pytest.mark.postgres
+def test_publishing_outside_the_web_server_reuses_its_redis_connection() -> None:
+    """A worker publishing every state change must not open a connection each time."""
+    import redis
+    from django.conf import settings
+
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    session = session_key()
+    post_webhook(message_event(session_id=session, message_id=0))  # connects once
+    before = server.info("stats")["total_connections_received"]
+    for n in range(1, 11):
+        post_webhook(message_event(session_id=session, message_id=n))
+    opened = server.info("stats")["total_connections_received"] - before
+    assert opened <= 1, f"{opened} new Redis connections for 10 publishes"
