@@ -142,8 +142,9 @@ def queue_delivery(message_id: int) -> None:
     (measured: most of a lone reply's latency). With INBOX_SEND_FROM_WEB the
     web process sends right after commit, and the job, delayed by
     INBOX_REPLY_FALLBACK_SECONDS, finds it sent and stops; if this process
-    dies first, the job sends it. The idempotency key makes a double send
-    harmless either way.
+    dies first, the job sends it. In a burst (no send slot free) the job is
+    queued without delay and the worker sends it. The idempotency key makes
+    a double send harmless either way.
     """
     if not settings.INBOX_SEND_FROM_WEB or not _web_slots.acquire(blocking=False):
         deliver_reply.send(message_id)
