@@ -150,8 +150,12 @@ def queue_delivery(message_id: int) -> None:
         deliver_reply.send(message_id)
         return
     delay = int(settings.INBOX_REPLY_FALLBACK_SECONDS * 1000)
-    deliver_reply.send_with_options(args=(message_id,), delay=delay)
-    _web_senders.submit(_deliver_here, message_id)
+    try:
+        deliver_reply.send_with_options(args=(message_id,), delay=delay)
+        _web_senders.submit(_deliver_here, message_id)
+    except BaseException:
+        _web_slots.release()  # _deliver_here will not run to give it back
+        raise
 
 
 def _deliver_here(message_id: int) -> None:

@@ -371,3 +371,24 @@ def test_past_its_send_slots_the_web_process_leaves_replies_to_the_worker(
         "first, from the web",
         "second, for the worker",
     ]
+
+
+def test_a_send_slot_comes_back_when_queueing_the_fallback_fails(
+    settings,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    import threading
+
+    from inbox import tasks
+
+    settings.INBOX_SEND_FROM_WEB = True
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(tasks, "_web_slots", slots)
+
+    def broker_down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.deliver_reply, "send_with_options", broker_down)
+    with pytest.raises(ConnectionError):
+        tasks.queue_delivery(12345)
+    assert slots.acquire(blocking=False)  # not leaked: the next reply may use it
