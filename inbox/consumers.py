@@ -82,6 +82,7 @@ class ReadMarks:
 
 read_marks = ReadMarks()
 STALE_AFTER = 2_000
+ITEMS_REMEMBERED = 500
 
 
 class InboxConsumer(AsyncWebsocketConsumer):
@@ -128,6 +129,8 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.presence = Presence(self)
         self.ahead: set[int] = set()
         self.unread_seen: dict[int, int] = {}
+        # Thread item id -> (sequence number, html) of its newest version sent.
+        self.items: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self.lock = asyncio.Lock()
         self.gap_task: asyncio.Task | None = None
         self.seen_task: asyncio.Task | None = None
@@ -289,8 +292,33 @@ class InboxConsumer(AsyncWebsocketConsumer):
     # -- sending ------------------------------------------------------------------
 
     async def _send(self, events: list[dict[str, Any]]) -> None:
+        events = self._newest_items(events)
         unread = await self._unread_for(events)
         await self.send(live.frame(events, view=self.view, seq=self.hwm, unread=unread))
+
+    def _newest_items(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Thread items as of the newest event this tab has seen for each.
+
+        Events can arrive out of order (a reply's "sent" pushed by one
+        process before its "queued" by another): the late, older one must
+        not put the older state back on screen.
+        """
+        newest = []
+        for event in events:
+            key = event["item_key"]
+            if not key or event["conversation"] != self.view.conversation:
+                newest.append(event)
+                continue
+            known = self.items.get(key)
+            if known is not None and known[0] > event["seq"]:
+                event = event | {"item": known[1]}
+            else:
+                self.items[key] = (event["seq"], event["item"])
+                self.items.move_to_end(key)
+                while len(self.items) > ITEMS_REMEMBERED:
+                    self.items.popitem(last=False)
+            newest.append(event)
+        return newest
 
     def _mark_seen_soon(self, conversation_id: int) -> None:
         if self.seen_task is None or self.seen_task.done():

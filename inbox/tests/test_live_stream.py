@@ -350,3 +350,54 @@ def test_publishing_outside_the_web_server_reuses_its_redis_connection() -> None
         post_webhook(message_event(session_id=session, message_id=n))
     opened = server.info("stats")["total_connections_received"] - before
     assert opened <= 1, f"{opened} new Redis connections for 10 publishes"
+
+
+async def test_a_late_older_event_does_not_bring_back_an_older_reply_state(
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    """A reply's "sent" may reach a tab before the reply itself does (two
+    processes publish them); the late "queued" must not win on screen."""
+    from channels.layers import get_channel_layer
+
+    agent = await sync_to_async(create_user)(role="agent")
+    session = session_key()
+    await post(message_event(session_id=session, message_id=1))
+    conversation = await Conversation.objects.aget(session_id=session)
+    seq = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
+    communicator = await connect(agent, f"after={seq}&conversation={conversation.pk}")
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.2)
+
+    held: list[dict] = []
+    # Hold every push back, rendered as it would have been sent.
+    render = live.event_for
+    monkeypatch.setattr(
+        live, "publish", lambda activities: held.extend(map(render, activities))
+    )
+
+    def reply_and_send() -> int:
+        message = Conversation.objects.get(pk=conversation.pk).reply(agent, "on it")
+        assert message.mark_sending() and message.mark_sent("gw-1")
+        return message.pk
+
+    pk = await sync_to_async(reply_and_send)()
+    events = held
+    assert [e["kind"] for e in events][-3:] == [
+        "message_added",
+        "message_updated",
+        "message_updated",
+    ]
+    layer = get_channel_layer()
+    # Newest first: "sent", then the reply as it was written ("queued").
+    for event in (events[-1], events[-3]):
+        await layer.group_send(
+            live.INBOX_GROUP, {"type": "inbox.events", "events": [event]}
+        )
+    frames = "".join(await receive_all(communicator, timeout=1.0))
+    appended = frames[
+        frames.index(f'hx-swap-oob="beforeend:#thread-{conversation.pk}"') :
+    ]
+    item = appended[appended.index(f'id="msg-{pk}"') :].split("</li>", 1)[0]
+    assert "state-sent" in item
+    assert "state-queued" not in item
+    await communicator.disconnect()
