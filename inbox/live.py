@@ -152,12 +152,15 @@ def publish(activities: list[Activity]) -> None:
     # Elsewhere (a worker, a management command): on this process's publisher
     # loop. ``async_to_sync`` would start a new event loop per call, and the
     # Redis layer a new connection per loop (measured: ~4 ms a publish).
-    sending = asyncio.run_coroutine_threadsafe(
-        layer.group_send(INBOX_GROUP, message), _publisher_loop()
-    )
+    sending = None
     try:
+        sending = asyncio.run_coroutine_threadsafe(
+            layer.group_send(INBOX_GROUP, message), _publisher_loop()
+        )
         sending.result(timeout=PUBLISH_TIMEOUT)
     except Exception as exc:  # a lost frame: the tabs fill the gap from the database
+        if sending is not None:
+            sending.cancel()  # a hung Redis must not pile up late sends
         log.warning("live publish failed: %r", exc)
 
 
@@ -383,7 +386,10 @@ def load_events(after: int, *, limit: int = 500) -> list[dict[str, Any]]:
             missing = [pk for pk, _ in rows if pk not in _recent]
             if missing:
                 activities = Activity.objects.filter(pk__in=missing).select_related(
-                    "conversation", "conversation__assignee", "message", "user"
+                    "conversation",
+                    "conversation__assignee",
+                    "message__conversation",
+                    "user",
                 )
                 remember([event_for(activity) for activity in activities])
     # .get: the event loop thread may evict entries while this thread reads.
