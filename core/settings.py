@@ -249,7 +249,18 @@ if REDIS_URL:
             # deliver at most once; the tabs' catch-up fills what is lost.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # The subscriber waits in 0.1 s polls that never notice a
+                # connection dropped without a close (a failover): a PING
+                # every 30 s finds it, and redis-py reconnects and subscribes
+                # again. Until then the tabs' 20 s sweep keeps them current.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                    }
+                ],
                 # Pub/sub channels ignore the Redis database number: the
                 # default prefix carries it, so two deployments (or CI and a
                 # dev server) on one Redis with different databases stay apart.
