@@ -152,6 +152,11 @@ def queue_delivery(message_id: int) -> None:
     delay = int(settings.INBOX_REPLY_FALLBACK_SECONDS * 1000)
     try:
         deliver_reply.send_with_options(args=(message_id,), delay=delay)
+    except Exception:
+        # The broker is down: send from here all the same; the scheduler's
+        # sweep of stalled replies is the safety net until it is back.
+        log.exception("could not queue the fallback job of reply %s", message_id)
+    try:
         _web_senders.submit(_deliver_here, message_id)
     except BaseException:
         _web_slots.release()  # _deliver_here will not run to give it back
