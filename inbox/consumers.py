@@ -142,6 +142,17 @@ class InboxConsumer(AsyncWebsocketConsumer):
         after = _int(params.get("after"))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            await self._start(after)
+        except BaseException:
+            # No disconnect follows a failed connect (the database down, say):
+            # clean up here, or the layer keeps this channel's name in its
+            # groups and the client count stays up for good.
+            await self.disconnect(1011)
+            raise
+
+    async def _start(self, after: int | None) -> None:
+        user = self.user
         await self.accept()
         metrics.WEBSOCKET_CLIENTS.inc()
         self.counted = True

@@ -401,3 +401,27 @@ async def test_a_late_older_event_does_not_bring_back_an_older_reply_state(
     assert "state-sent" in item
     assert "state-queued" not in item
     await communicator.disconnect()
+
+
+async def test_a_connect_that_fails_leaves_no_channel_in_the_groups(
+    monkeypatch,
+) -> None:  # noqa: ANN001
+    from channels.layers import get_channel_layer
+
+    from inbox import metrics
+
+    user = await sync_to_async(create_user)(is_staff=True)
+    clients_before = metrics.WEBSOCKET_CLIENTS._value.get()
+
+    def database_down() -> int:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(live, "current_seq", database_down)
+    communicator = await connect(user)  # no ?after=: it asks the database
+    await communicator.connect()  # accepted first, then the database fails
+    with pytest.raises(RuntimeError, match="database down"):
+        await communicator.receive_output(timeout=2)
+    layer = get_channel_layer()
+    groups = layer._get_layer().groups if hasattr(layer, "_get_layer") else layer.groups
+    assert not groups.get(live.INBOX_GROUP)
+    assert metrics.WEBSOCKET_CLIENTS._value.get() == clients_before
