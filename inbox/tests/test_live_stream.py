@@ -215,8 +215,8 @@ async def test_reconnect_with_an_old_sequence_number_replays_exactly_the_missed_
     await communicator.disconnect()
 
 
-async def test_a_dropped_group_message_is_filled_from_the_database() -> None:
-    user = await sync_to_async(create_user)(is_staff=True)
+async def open_new_conversation(user: Any) -> tuple[Any, WebsocketCommunicator]:
+    """A new conversation, open in a tab of ``user``'s that has caught up."""
     session = session_key()
     await post(message_event(session_id=session, message_id=1))
     conversation = await Conversation.objects.aget(session_id=session)
@@ -224,6 +224,12 @@ async def test_a_dropped_group_message_is_filled_from_the_database() -> None:
     communicator = await connect(user, f"after={seq}&conversation={conversation.pk}")
     assert (await communicator.connect())[0]
     await receive_all(communicator, timeout=0.2)
+    return conversation, communicator
+
+
+async def test_a_dropped_group_message_is_filled_from_the_database() -> None:
+    user = await sync_to_async(create_user)(is_staff=True)
+    conversation, communicator = await open_new_conversation(user)
 
     # Store a message whose live push is lost (as Redis may drop one) ...
     def store_silently() -> None:
@@ -237,7 +243,9 @@ async def test_a_dropped_group_message_is_filled_from_the_database() -> None:
 
     await sync_to_async(store_silently)()
     # ... then the next one is published normally.
-    await post(message_event(session_id=session, message_id=3, text="next one"))
+    await post(
+        message_event(session_id=conversation.session_id, message_id=3, text="next one")
+    )
     replay = "".join(await receive_all(communicator, timeout=1.5))
     lost = await Message.objects.aget(gateway_message_id="lost")
     following = await Message.objects.aget(gateway_message_id="3")
@@ -360,13 +368,7 @@ async def test_a_late_older_event_does_not_bring_back_an_older_reply_state(
     from channels.layers import get_channel_layer
 
     agent = await sync_to_async(create_user)(role="agent")
-    session = session_key()
-    await post(message_event(session_id=session, message_id=1))
-    conversation = await Conversation.objects.aget(session_id=session)
-    seq = await sync_to_async(lambda: Activity.objects.latest("pk").pk)()
-    communicator = await connect(agent, f"after={seq}&conversation={conversation.pk}")
-    assert (await communicator.connect())[0]
-    await receive_all(communicator, timeout=0.2)
+    conversation, communicator = await open_new_conversation(agent)
 
     held: list[dict] = []
     # Hold every push back, rendered as it would have been sent.

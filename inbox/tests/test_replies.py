@@ -34,6 +34,19 @@ def fast_retries(settings):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
+def one_web_slot(settings, monkeypatch):  # noqa: ANN001, ANN201
+    """The web process sends replies itself, one at a time."""
+    import threading
+
+    from inbox import tasks
+
+    settings.INBOX_SEND_FROM_WEB = True
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(tasks, "_web_slots", slots)
+    return slots
+
+
+@pytest.fixture
 def alice():  # noqa: ANN201
     return create_user(role="agent", username="alice")
 
@@ -342,15 +355,9 @@ def test_past_its_send_slots_the_web_process_leaves_replies_to_the_worker(
     alice,
     conversation,
     settings,  # noqa: ANN001
-    monkeypatch,  # noqa: ANN001
+    one_web_slot,  # noqa: ANN001
 ) -> None:
-    import threading
-
-    from inbox import tasks
-
-    settings.INBOX_SEND_FROM_WEB = True
     settings.INBOX_REPLY_FALLBACK_SECONDS = 0.5
-    monkeypatch.setattr(tasks, "_web_slots", threading.BoundedSemaphore(1))
     gateway.slow(1.0)  # the first send holds the only slot for a second
     first = _reply(alice, conversation, "first, from the web")
     second = _reply(alice, conversation, "second, for the worker")
@@ -377,16 +384,10 @@ def test_with_the_broker_down_the_web_process_still_sends_and_frees_its_slot(
     gateway,
     alice,
     conversation,
-    settings,  # noqa: ANN001
+    one_web_slot,  # noqa: ANN001
     monkeypatch,  # noqa: ANN001
 ) -> None:
-    import threading
-
     from inbox import tasks
-
-    settings.INBOX_SEND_FROM_WEB = True
-    slots = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(tasks, "_web_slots", slots)
 
     def broker_down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise ConnectionError("broker unreachable")
@@ -396,4 +397,4 @@ def test_with_the_broker_down_the_web_process_still_sends_and_frees_its_slot(
     _wait_for_state(message, "sent")
     assert message.delivery_state == "sent"
     assert [s.text for s in gateway.received] == ["even without a broker"]
-    assert slots.acquire(timeout=5)  # given back: the next reply may use it
+    assert one_web_slot.acquire(timeout=5)  # given back: the next reply may use it
