@@ -53,7 +53,7 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout, parse_url
 
-from core.calls import CallError, parse_retry_after
+from core.calls import CallError, find_in_chain, parse_retry_after
 from inbox.webhooks import sign_standard
 
 USER_AGENT = "OpenClawInbox-Automations/1"
@@ -441,7 +441,7 @@ def _send(
         ) from exc
     except SSLError as exc:
         # A certificate that does not verify is the receiver's configuration.
-        verify = _find(exc, ssl.SSLCertVerificationError)
+        verify = find_in_chain(exc, ssl.SSLCertVerificationError)
         raise OutboundError(
             f"TLS with {target.host} failed: {verify or exc}",
             permanent=verify is not None,
@@ -486,28 +486,12 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first ``kind`` in the chain urllib3 wraps errors in."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending and len(seen) < 20:  # chains are a few links long
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        nested = [current.__cause__, current.__context__, *current.args]
-        pending.extend(e for e in nested if isinstance(e, BaseException))
-    return None
-
-
 def _reason(exc: BaseException) -> str:
-    if _find(exc, ConnectionRefusedError):
+    if find_in_chain(exc, ConnectionRefusedError):
         return "connection refused"
-    if _find(exc, ConnectionResetError):
+    if find_in_chain(exc, ConnectionResetError):
         return "connection reset"
-    os_error = _find(exc, OSError)
+    os_error = find_in_chain(exc, OSError)
     if isinstance(os_error, OSError) and os_error.strerror:
         return os_error.strerror
     return str(exc) or type(exc).__name__

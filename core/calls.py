@@ -1,6 +1,7 @@
 """What every module that calls out of the product shares: one error type that
 knows a transient failure (retry later) from a permanent one (show "failed"),
-and how to read the ``Retry-After`` a server sends with 429 or 503."""
+how to read the ``Retry-After`` a server sends with 429 or 503, and how to
+find the cause an HTTP library wrapped an error around."""
 
 from __future__ import annotations
 
@@ -46,3 +47,30 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:  # an obsolete date form without a zone means GMT
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def find_in_chain(
+    exc: BaseException, kind: type[BaseException]
+) -> BaseException | None:
+    """The first ``kind`` among the errors requests and urllib3 wrap ``exc`` around.
+
+    Follows ``__cause__``, ``__context__``, a ``reason`` attribute (urllib3's
+    ``MaxRetryError``) and exceptions passed as arguments.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 20:  # chains are a few links long
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        nested = [
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        ]
+        pending.extend(e for e in nested if isinstance(e, BaseException))
+    return None

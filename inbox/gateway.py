@@ -16,7 +16,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from core.calls import CallError, parse_retry_after
+from core.calls import CallError, find_in_chain, parse_retry_after
 
 # Seconds per kind of call (the seed's figures). A send waits on one platform
 # API; a broadcast on several; the browser tool drives a real page.
@@ -273,24 +273,10 @@ def _detail(body: Any, response: requests.Response) -> str:
 
 def _unreachable_reason(exc: BaseException) -> str:
     """A short reason from the exception chain requests/urllib3 wrap errors in."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending and len(seen) < 20:  # chains are a few links long
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(current, ConnectionResetError):
-            return "connection reset"
-        nested = [
-            current.__cause__,
-            current.__context__,
-            getattr(current, "reason", None),
-        ]
-        nested += list(current.args)
-        pending.extend(e for e in nested if isinstance(e, BaseException))
+    if find_in_chain(exc, ConnectionRefusedError):
+        return "connection refused"
+    if find_in_chain(exc, ConnectionResetError):
+        return "connection reset"
     return str(exc) or type(exc).__name__
 
 
