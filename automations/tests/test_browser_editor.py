@@ -1,7 +1,7 @@
 """The automations editor in Chromium: write a trigger, see it answer a customer.
 
 The server (daphne in a thread of this process), the browser and the signed
-webhook poster are the inbox's fixtures (``automations/tests/conftest.py``).
+webhook poster are the shared fixtures (``core/tests/browser.py``).
 A real Dramatiq worker runs the triggers and delivers the reply to the gateway
 simulator. The test thread reads the database only through the server's API
 while Chromium runs (see ``browser`` in ``core/tests/browser.py``).
@@ -17,19 +17,11 @@ from typing import Any
 import dramatiq
 import pytest
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the ``browser`` fixture skips, or fails under CI
-    expect = None
-
 from automations.models import Trigger
 from core.testing import create_user, session_key
-from core.tests.browser import WAIT_MS, Inbox
+from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, reset_sequences=True),
-]
+pytestmark = BROWSER_TEST
 
 
 # Made before Chromium starts: see ``browser``. Request these before ``open_inbox``.

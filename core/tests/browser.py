@@ -43,6 +43,13 @@ CHROMIUM_ARGS = [
 ]
 # A noisy two-core box: generous, but every wait is bounded.
 WAIT_MS = 20_000
+# What a browser test module sets as its ``pytestmark``. Sequences restart
+# so activity ids follow on from 0 as on a fresh database; after a plain
+# flush the first id leaves a hole the consumer waits out.
+BROWSER_TEST = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, reset_sequences=True),
+]
 VIEWPORT = {"width": 1280, "height": 800}
 
 # Runs before any page script: records the URL of every socket htmx opens, so a

@@ -15,21 +15,11 @@ from typing import Any
 
 import pytest
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the ``browser`` fixture skips, or fails under CI
-    expect = None
-
 from core.testing import create_user, session_key
-from core.tests.browser import WAIT_MS, Inbox
+from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, expect
 from inbox import live
 
-# Sequences restart so activity ids follow on from 0 as on a fresh database;
-# after a plain flush the first id leaves a hole the consumer waits out.
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, reset_sequences=True),
-]
+pytestmark = BROWSER_TEST
 
 XSS = "<img src=x onerror=alert(1)>"
 

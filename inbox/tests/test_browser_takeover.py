@@ -5,7 +5,8 @@ cookie jars) and open the conversation a customer's signed webhook started.
 Alice takes over; Bob's page follows live and the server refuses him. Alice's
 reply goes through a real Dramatiq worker to the gateway simulator over HTTP,
 and the simulator posts its signed "delivered" receipt back to the live server.
-The shared fixtures (server, browser, tabs, webhook poster) are in conftest.py.
+The shared fixtures (server, browser, tabs, webhook poster) are in
+``core/tests/browser.py``.
 """
 
 from __future__ import annotations
@@ -20,20 +21,12 @@ from typing import Any
 import dramatiq
 import pytest
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the ``browser`` fixture skips, or fails under CI
-    expect = None
-
 from core.testing import WEBHOOK_URL, create_user, session_key
-from core.tests.browser import WAIT_MS, Inbox, LiveServer
+from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, LiveServer, expect
 from inbox.models import Message
 from inbox.simulator import GatewaySend, GatewayServer
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True, reset_sequences=True),
-]
+pytestmark = BROWSER_TEST
 
 State = Message.DeliveryState
 # What a reply's state reads on screen, in the order it must go.
