@@ -333,6 +333,17 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def latency_stats(values: Sequence[float]) -> dict[str, float]:
+    """Sample count, p50 / p90 / p99 and max of latencies in ms (NaN when empty)."""
+    return {
+        "samples": len(values),
+        "p50_ms": percentile(values, 50),
+        "p90_ms": percentile(values, 90),
+        "p99_ms": percentile(values, 99),
+        "max_ms": max(values) if values else float("nan"),
+    }
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from bench import common
-from bench.common import fmt, log, percentile, ratio
+from bench.common import fmt, latency_stats, log, ratio
 
 # Environment overrides are for exploring (see docs/benchmarks.md); the
 # defaults are the figures.
@@ -67,13 +67,7 @@ def run(quick: bool) -> dict[str, Any]:
     summary = {}
     for name, phase in phases.items():
         lat = phase.pop("latencies_ms")
-        summary[name] = {
-            "samples": len(lat),
-            "p50_ms": percentile(lat, 50),
-            "p90_ms": percentile(lat, 90),
-            "p99_ms": percentile(lat, 99),
-            "max_ms": max(lat) if lat else float("nan"),
-        }
+        summary[name] = latency_stats(lat)
     summary["p50_ratio_app_vs_raw"] = ratio(
         summary["app"]["p50_ms"], summary["raw"]["p50_ms"]
     )

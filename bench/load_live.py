@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import websockets
 
-from bench.loadstats import CpuWindow
+from bench.loadstats import CpuWindow, read_frames
 
 MARKER = re.compile(r"bm(\d{6})x")
 SEQ = re.compile(r'id="live-seq" data-seq="(\d+)"')
@@ -71,16 +71,9 @@ def ws_headers(config: dict[str, Any], session: str) -> dict[str, str]:
 async def reader(
     client: Client, ws: Any, stop: asyncio.Event, *, catchup: bool = False
 ) -> None:
-    try:
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
-            if isinstance(text, str):
-                client.take(text, catchup=catchup)
-    except websockets.ConnectionClosed as exc:
-        client.closed_early = f"closed {exc.rcvd.code if exc.rcvd else '?'}"
+    take = lambda text: client.take(text, catchup=catchup)  # noqa: E731
+    if closed := await read_frames(ws, stop, take):
+        client.closed_early = closed
 
 
 async def connect_all(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import sys
@@ -34,7 +33,7 @@ from urllib.parse import quote
 import aiohttp
 import websockets
 
-from bench.loadstats import CpuWindow
+from bench.loadstats import CpuWindow, group_cpu, read_frames
 
 T = TypeVar("T")
 
@@ -167,22 +166,6 @@ async def at_once(factories: list[Callable[[], Awaitable[T]]]) -> list[T]:
     return await asyncio.gather(*tasks)
 
 
-def group_cpu(pgid: int) -> float:
-    """User + system CPU seconds of every live process in process group ``pgid``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
 # --- the replies benchmark ---------------------------------------------------------
 
 
@@ -218,16 +201,8 @@ class Agent:
 
 
 async def reader(agent: Agent, ws: Any, stop: asyncio.Event) -> None:
-    try:
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
-            if isinstance(text, str):
-                agent.take(text)
-    except websockets.ConnectionClosed as exc:
-        agent.closed_early = f"closed {exc.rcvd.code if exc.rcvd else '?'}"
+    if closed := await read_frames(ws, stop, agent.take):
+        agent.closed_early = closed
 
 
 class Run:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import kill_group, percentile
-from bench.loadstats import all_process_cpu, busiest, machine_busy
+from bench.loadstats import all_process_cpu, busiest, group_cpu, machine_busy
 
 # --- the corpus -----------------------------------------------------------------------
 
@@ -763,23 +763,6 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _group_cpu(pgid: int) -> float:
-    """CPU seconds of every live process in process group ``pgid``."""
-    from bench.loadstats import process_cpu
-
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += process_cpu(int(entry.name))
-    return total
-
-
 def _wait_done(backtest_id: int, poll_s: float, deadline_s: float) -> list[dict]:
     """Poll the row as the editor's progress region does; every poll recorded."""
     from django.db import connection
@@ -813,7 +796,7 @@ def backtest(config: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"warm-up backtest ended {warm_polls[-1]}")
 
     n = config["n"]
-    cpu0 = _group_cpu(config["worker_pgid"])
+    cpu0 = group_cpu(config["worker_pgid"])
     procs0 = all_process_cpu()
     busy0 = machine_busy()
     wall0 = time.perf_counter()
@@ -821,7 +804,7 @@ def backtest(config: dict[str, Any]) -> dict[str, Any]:
     polls = _wait_done(job.pk, config["poll_s"], config["deadline_s"])
     wall = time.perf_counter() - wall0
     procs1 = all_process_cpu()
-    worker_cpu = _group_cpu(config["worker_pgid"]) - cpu0
+    worker_cpu = group_cpu(config["worker_pgid"]) - cpu0
     busy1 = machine_busy()
     job.refresh_from_db()
     if job.state != Backtest.State.DONE:

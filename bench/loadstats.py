@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def process_cpu(pid: int) -> float:
@@ -16,6 +19,42 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid``."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += process_cpu(int(entry.name))
+    return total
+
+
+async def read_frames(ws: Any, stop: Any, take: Callable[[str], None]) -> str | None:
+    """Hand every text frame to ``take`` until ``stop`` is set.
+
+    Returns how the server closed the socket ("closed 4401"), or ``None``
+    if it did not.
+    """
+    import websockets
+
+    try:
+        while not stop.is_set():
+            try:
+                text = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            if isinstance(text, str):
+                take(text)
+    except websockets.ConnectionClosed as exc:
+        return f"closed {exc.rcvd.code if exc.rcvd else '?'}"
+    return None
 
 
 def machine_busy() -> tuple[float, float]:

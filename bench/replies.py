@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from bench import common
-from bench.common import fmt, log, percentile
+from bench.common import fmt, latency_stats, log
 
 AGENTS = int(os.environ.get("BENCH_REPLIES_AGENTS", "20"))
 # The Procfile's worker.
@@ -133,16 +133,6 @@ def run(quick: bool) -> dict[str, Any]:
     return result
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {
-        "samples": len(values),
-        "p50_ms": percentile(values, 50),
-        "p90_ms": percentile(values, 90),
-        "p99_ms": percentile(values, 99),
-        "max_ms": max(values) if values else float("nan"),
-    }
-
-
 def _ms(later: float | None, earlier: float | None) -> float | None:
     if later is None or earlier is None:
         return None
@@ -171,25 +161,31 @@ def _phase(records: list[dict[str, Any]], phase: str) -> dict[str, Any]:
 
     result = {
         "ours": {
-            "click_to_answered": _stats(series(ours, answered, click)),
-            "click_to_received": _stats(series(ours, received, click)),
-            "click_to_sent_shown": _stats(series(ours, shown("sent"), click)),
+            "click_to_answered": latency_stats(series(ours, answered, click)),
+            "click_to_received": latency_stats(series(ours, received, click)),
+            "click_to_sent_shown": latency_stats(series(ours, shown("sent"), click)),
             # Where the time goes: each step's own distribution. "queued" and
             # "sending" as shown on the websocket are for reference: they are
             # pushed by daphne, which can be later than the worker's next step.
             "steps": {
-                "click_to_answered": _stats(series(ours, answered, click)),
-                "answered_to_received": _stats(series(ours, received, answered)),
-                "received_to_sent_shown": _stats(series(ours, shown("sent"), received)),
-                "click_to_queued_shown": _stats(series(ours, shown("queued"), click)),
-                "click_to_sending_shown": _stats(series(ours, shown("sending"), click)),
+                "click_to_answered": latency_stats(series(ours, answered, click)),
+                "answered_to_received": latency_stats(series(ours, received, answered)),
+                "received_to_sent_shown": latency_stats(
+                    series(ours, shown("sent"), received)
+                ),
+                "click_to_queued_shown": latency_stats(
+                    series(ours, shown("queued"), click)
+                ),
+                "click_to_sending_shown": latency_stats(
+                    series(ours, shown("sending"), click)
+                ),
             },
             "sent_not_shown": sum(1 for r in ours if "sent" not in r.get("shown", {})),
             "statuses": _count(r["status"] for r in ours),
         },
         "base": {
-            "click_to_received": _stats(series(base, received, click)),
-            "click_to_answered": _stats(series(base, answered, click)),
+            "click_to_received": latency_stats(series(base, received, click)),
+            "click_to_answered": latency_stats(series(base, answered, click)),
             "statuses": _count(r["status"] for r in base),
         },
     }

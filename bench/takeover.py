@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from bench import common
-from bench.common import fmt, log, percentile, ratio
+from bench.common import fmt, latency_stats, log, ratio
 
 AGENTS = int(os.environ.get("BENCH_TAKEOVER_AGENTS", "50"))
 
@@ -44,14 +44,14 @@ def run(quick: bool) -> dict[str, Any]:
     good = sum(1 for r in takeovers if r["ok"])
     winners = [name for r in takeovers for name in r["winners"]]
     summary = {
-        "takeover": _stats(answers),
-        "healthz": _stats(health),
-        "winner": _stats([ms for r in takeovers for ms in r["winner_ms"]]),
-        "hand_back": _stats(
+        "takeover": latency_stats(answers),
+        "healthz": latency_stats(health),
+        "winner": latency_stats([ms for r in takeovers for ms in r["winner_ms"]]),
+        "hand_back": latency_stats(
             [r["hand_back"]["ms"] for r in takeovers if "hand_back" in r]
         ),
-        "round_span": _stats([r["span_ms"] for r in takeovers]),
-        "healthz_round_span": _stats([r["span_ms"] for r in baseline]),
+        "round_span": latency_stats([r["span_ms"] for r in takeovers]),
+        "healthz_round_span": latency_stats([r["span_ms"] for r in baseline]),
         "rounds_with_one_winner": good,
         "rounds": rounds,
         "distinct_winners": len(set(winners)),
@@ -87,16 +87,6 @@ def run(quick: bool) -> dict[str, Any]:
             f"audit rows {audit['recorded']} (expected {audit['expected']})"
         )
     return result
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    return {
-        "samples": len(values),
-        "p50_ms": percentile(values, 50),
-        "p90_ms": percentile(values, 90),
-        "p99_ms": percentile(values, 99),
-        "max_ms": max(values) if values else float("nan"),
-    }
 
 
 def _merge(counts: Any) -> dict[str, int]:
