@@ -311,3 +311,24 @@ def test_customer_search_uses_the_trigram_indexes(staff_client) -> None:  # noqa
     )
     assert [int(pk) for pk in rows] == list(query)
     assert len(rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "view"),
+    [
+        ("/inbox/", 'id="live-view" data-platform="'),
+        ("/inbox/queue/", '<div id="live-view" data-page="queue"></div>'),
+    ],
+)
+def test_live_pages_carry_the_socket_region_inbox_js_reads(
+    staff_client,  # noqa: ANN001
+    path: str,
+    view: str,
+) -> None:
+    html = staff_client.get(path).content.decode()
+    assert 'src="/static/inbox/inbox.js"' in html
+    assert 'id="live-status"' in html
+    region = html[html.index('<div id="live" hx-ext="ws" ws-connect="/ws/inbox/">') :]
+    assert region.index('id="live-seq"') < region.index('id="live-stale"')
+    assert html.count('id="live-pong"') == 1
+    assert view in html
