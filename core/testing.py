@@ -119,3 +119,19 @@ def post_webhook(
     return (client or Client()).post(
         WEBHOOK_URL, data=body, content_type=content_type, headers=all_headers
     )
+
+
+def drain(worker: Any, *queues: str, rounds: int = 1, timeout_ms: int = 20_000) -> None:
+    """Wait until ``worker`` has done every job on ``queues``, delayed ones too.
+
+    ``rounds``: join again, for jobs that queue more (a retry with a delay, a
+    trigger's reply). A queue nothing was ever sent to is skipped.
+    """
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    for _ in range(rounds):
+        for queue in queues:
+            if queue in broker.get_declared_queues():
+                broker.join(queue, timeout=timeout_ms)
+        worker.join()

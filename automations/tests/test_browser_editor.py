@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import pytest
 
 from automations.models import Trigger
-from core.testing import create_user, session_key
+from core.testing import create_user, drain, session_key
 from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, expect
 
 pytestmark = BROWSER_TEST
@@ -48,15 +47,6 @@ def three_triggers(lena: Any) -> list[Trigger]:
         trigger.save_version(lena)
         triggers.append(trigger)
     return triggers
-
-
-def drain(worker: Any) -> None:
-    """Wait until the worker has run the triggers and delivered their replies."""
-    broker = dramatiq.get_broker()
-    for queue in ("default", "automations", "replies"):
-        if queue in broker.get_declared_queues():
-            broker.join(queue, timeout=WAIT_MS)
-    worker.join()
 
 
 def shot(page: Any, screenshots: Path, name: str) -> None:
@@ -114,7 +104,8 @@ def test_a_lead_writes_a_trigger_and_the_customer_gets_its_reply(
     # A customer on Telegram asks for a refund.
     session = session_key(chat="telegram")
     post(session_id=session, channel="telegram", text="I want a refund")
-    drain(worker)
+    # The worker runs the triggers and delivers their replies.
+    drain(worker, "default", "automations", "replies", timeout_ms=WAIT_MS)
 
     page.get_by_role("link", name="Inbox", exact=True).click()
     page.wait_for_url(re.compile(r"/inbox/$"))

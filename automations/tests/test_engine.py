@@ -13,7 +13,13 @@ from automations import engine
 from automations.builtins import BUILTINS
 from automations.models import Ticket, Trigger, TriggerRun
 from automations.tasks import run_triggers
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.testing import (
+    create_user,
+    drain,
+    message_event,
+    post_webhook,
+    session_key,
+)
 from inbox.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -255,11 +261,7 @@ def test_builtin_faq_answers_shipping_through_the_gateway(
     builtin_triggers, gateway, worker
 ) -> None:  # noqa: ANN001
     post_webhook(message_event(text="배송 언제 와요?"))
-    broker = dramatiq.get_broker()
-    for _ in range(3):
-        for queue in ("default", "automations", "replies"):
-            broker.join(queue, timeout=20_000)
-        worker.join()
+    drain(worker, "default", "automations", "replies", rounds=3)
     [sent] = gateway.received
     assert sent.text.startswith("배송은 보통")
     conversation = Conversation.objects.get()
@@ -277,10 +279,7 @@ def test_builtin_escalation_takes_an_angry_customer_to_the_queue(
     builtin_triggers, gateway, worker
 ) -> None:  # noqa: ANN001
     post_webhook(message_event(text="환불 안 해주면 최악이에요"))
-    broker = dramatiq.get_broker()
-    for queue in ("default", "automations", "replies"):
-        broker.join(queue, timeout=20_000)
-    worker.join()
+    drain(worker, "default", "automations", "replies")
     conversation = Conversation.objects.get()
     assert conversation.status == "escalated"
     assert "Negative sentiment" in conversation.escalation_reason

@@ -7,12 +7,11 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import dramatiq
 import pytest
 
 from automations import engine
 from automations.models import Trigger, WebhookCall
-from core.testing import message_event, post_webhook
+from core.testing import drain, message_event, post_webhook
 from inbox.models import Message
 from inbox.webhooks import verify_signature
 
@@ -53,16 +52,11 @@ def _fire(url: str) -> Trigger:
     return trigger
 
 
-def _drain(worker) -> None:  # noqa: ANN001
-    dramatiq.get_broker().join("automations", timeout=20_000)
-    worker.join()
-
-
 def test_a_matching_message_posts_a_signed_webhook(receiver, worker, settings) -> None:  # noqa: ANN001
     settings.AUTOMATIONS_WEBHOOK_ALLOWLIST = ["127.0.0.1/32"]
     port = receiver.server_address[1]
     trigger = _fire(f"http://127.0.0.1:{port}/hooks/refund")
-    _drain(worker)
+    drain(worker, "automations")
     call = WebhookCall.objects.get()
     assert call.state == "succeeded" and call.response_status == 200
     assert call.attempts == 1 and call.response_excerpt == "thanks"
@@ -83,7 +77,7 @@ def test_a_failing_receiver_is_retried_then_logged(receiver, worker, settings) -
     settings.AUTOMATIONS_WEBHOOK_ALLOWLIST = ["127.0.0.1/32"]
     receiver.status = 404
     _fire(f"http://127.0.0.1:{receiver.server_address[1]}/gone")
-    _drain(worker)
+    drain(worker, "automations")
     call = WebhookCall.objects.get()
     assert call.state == "failed" and call.attempts == 1  # 4xx: permanent
     assert "404" in call.error and len(receiver.seen) == 1

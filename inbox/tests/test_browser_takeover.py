@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import pytest
 
-from core.testing import WEBHOOK_URL, create_user, session_key
+from core.testing import WEBHOOK_URL, create_user, drain, session_key
 from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, LiveServer, expect
 from inbox.models import Message
 from inbox.simulator import GatewaySend, GatewayServer
@@ -100,12 +99,6 @@ def alice(transactional_db: None) -> Any:
 @pytest.fixture
 def bob(transactional_db: None) -> Any:
     return create_user(role="agent", username="bob")
-
-
-def drain(worker: Any) -> None:
-    """Wait until the worker has done every job queued for the gateway."""
-    dramatiq.get_broker().join("replies", timeout=WAIT_MS)
-    worker.join()
 
 
 def both_open(a: Inbox, b: Inbox, pk: int) -> None:
@@ -249,7 +242,7 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
     b.page.mouse.move(0, 0)  # no hover highlight in the picture
     b.page.screenshot(path=screenshots / "takeover-4-bob-sees-the-note.png")
 
-    drain(worker)
+    drain(worker, "replies", timeout_ms=WAIT_MS)  # every job for the gateway
     assert [(r.kind, r.text) for r in gateway.received] == [("send", reply)]
     assert gateway.policy(session) == "deny"  # the bot is paused at the gateway
     a.page.mouse.move(0, 0)

@@ -19,7 +19,13 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.testing import (
+    create_user,
+    drain,
+    message_event,
+    post_webhook,
+    session_key,
+)
 from inbox.models import Conversation, Message
 from inbox.tasks import deliver_reply, resume_stalled_replies, retry_delay
 
@@ -70,10 +76,7 @@ def _reply(user, conversation: Conversation, text: str, **extra) -> Message:  # 
 
 
 def _drain(worker) -> None:  # noqa: ANN001
-    broker = dramatiq.get_broker()
-    for _ in range(3):  # a retry enqueues again, with a delay
-        broker.join("replies", timeout=20_000)
-        worker.join()
+    drain(worker, "replies", rounds=3)  # a retry enqueues again, with a delay
 
 
 def _wait_for_state(message: Message, state: str, seconds: float = 10) -> None:
@@ -89,8 +92,7 @@ def _work_off_replies() -> None:
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.start()
     try:
-        broker.join("replies", timeout=20_000)
-        worker.join()
+        drain(worker, "replies")
     finally:
         worker.stop()
 
