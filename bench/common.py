@@ -41,6 +41,8 @@ REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 WEBHOOK_SECRET = "bench-webhook-secret"
 CHANNELS_PREFIX = "openclaw-bench:asgi"
 METRICS_DIR = Path("/tmp/openclaw-bench-metrics")
+# What-if: serve with this many daphne processes behind the port (manage.py web).
+WEB_PROCESSES = int(os.environ.get("BENCH_WEB_PROCESSES", "1"))
 
 
 def bench_env(settings: str = "core.settings", **extra: str) -> dict[str, str]:
@@ -245,13 +247,22 @@ def daphne(
     settings: str = "core.settings",
     **extra_env: str,
 ) -> Iterator[Server]:
-    """One daphne process started the production way, killed as a group on exit."""
+    """One daphne process started the production way, killed as a group on exit.
+
+    With ``BENCH_WEB_PROCESSES`` above 1 (a what-if), the Procfile's
+    ``manage.py web`` runs that many daphnes on the port instead.
+    """
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = LOG_DIR / f"daphne-{name}.log"
+    command = [DAPHNE, "-b", HOST, "-p", str(port), application]
+    if WEB_PROCESSES > 1:
+        assert application == "core.asgi:application", "manage.py web serves the app"
+        command = [PYTHON, "manage.py", "web", "--host", HOST, "--port", str(port)]
+        command += ["--processes", str(WEB_PROCESSES)]
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
-            [DAPHNE, "-b", HOST, "-p", str(port), application],
+            command,
             cwd=ROOT,
             env=bench_env(settings, **extra_env),
             stdout=log_file,

@@ -103,14 +103,18 @@ def busiest(
 
 @dataclass
 class CpuWindow:
-    """CPU used by the server, by this load process and by the whole machine."""
+    """CPU used by the server, by this load process and by the whole machine.
+
+    The server is every process in the group ``server_pid`` leads: one daphne,
+    or ``manage.py web`` and its daphne children.
+    """
 
     server_pid: int
 
     def __post_init__(self) -> None:
         self.procs0 = all_process_cpu()
         self.t0 = time.perf_counter()
-        self.server0 = process_cpu(self.server_pid)
+        self.server0 = group_cpu(self.server_pid)
         self.self0 = self_cpu()
         self.busy0, self.total0 = machine_busy()
 
@@ -122,7 +126,7 @@ class CpuWindow:
         return {
             # 100 = one core fully busy.
             "server_cpu_pct": round(
-                100 * (process_cpu(self.server_pid) - self.server0) / wall, 1
+                100 * (group_cpu(self.server_pid) - self.server0) / wall, 1
             ),
             "loadgen_cpu_pct": round(100 * (self_cpu() - self.self0) / wall, 1),
             "machine_busy_pct": round(

@@ -112,6 +112,7 @@ def run(quick: bool) -> dict[str, Any]:
     _print(summary, check, measured, rounds, solo_rounds)
     result: dict[str, Any] = {
         "agents": AGENTS,
+        "web_processes": common.WEB_PROCESSES,
         "rounds": rounds,
         "solo_rounds": solo_rounds,
         "worker": " ".join(WORKER_ARGS),

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +21,43 @@ from django.test import Client
 _counter = itertools.count(1)
 
 WEBHOOK_URL = "/api/openclaw/webhook/"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(metrics_dir: Path) -> dict[str, str]:
+    """The environment for a server process on this test's PostgreSQL database.
+
+    Its transactions commit into the test database (use it from tests marked
+    ``django_db(transaction=True)``), and its metrics go to ``metrics_dir``.
+    """
+    from django.db import connection
+
+    db = connection.settings_dict
+    return os.environ | {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+
+
+def wait_until_healthy(port: int, *, timeout: float = 30.0) -> None:
+    """Wait for 127.0.0.1:``port`` to answer ``/healthz``; fail after ``timeout``."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"no server answered on port {port}"
+        time.sleep(0.2)
 
 
 def create_user(

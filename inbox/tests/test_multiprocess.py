@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,31 +19,24 @@ import pytest
 import requests
 import websockets
 from django.conf import settings
-from django.db import connection
 
-from core.testing import create_user, session_cookie
+from core.testing import (
+    create_user,
+    free_port,
+    server_env,
+    session_cookie,
+    wait_until_healthy,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def two_daphnes(tmp_path: Path) -> Iterator[list[int]]:
-    db = connection.settings_dict
-    env = os.environ | {
-        # The test database, which this test's transactions commit into.
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # Both processes write their metrics here; /metrics adds them up.
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
+    # Both processes write their metrics to tmp_path; /metrics adds them up.
+    env = server_env(tmp_path)
     ports = [free_port(), free_port()]
     processes = [
         subprocess.Popen(
@@ -68,16 +59,8 @@ def two_daphnes(tmp_path: Path) -> Iterator[list[int]]:
         for port in ports
     ]
     try:
-        deadline = time.monotonic() + 30
         for port in ports:
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "daphne did not start"
-                time.sleep(0.2)
+            wait_until_healthy(port)
         yield ports
     finally:
         for process in processes:
