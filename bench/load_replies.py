@@ -4,7 +4,8 @@
 agent: its own session (cookie + CSRF token, as a browser sends them), its own
 conversation (made by a signed webhook) and a websocket on
 ``/ws/inbox/?conversation=<pk>&after=<seq>``. Every reply's text starts with a
-unique marker (``rpNNNNNNx``; ``bpNNNNNNx`` for the baseline) that the thread
+unique marker (``rpNNNNNNx``; ``bpNNNNNNx`` for the baseline, ``fpNNNNNNx``
+for the Django floor) that the thread
 item shows, so a frame tells which reply reached which state, and the gateway
 simulator's receipts (written by ``bench.gateway_sim``) tell when it got there.
 
@@ -42,7 +43,7 @@ THREAD_ITEM = re.compile(
     r'<li (?:hx-swap-oob="true" )?id="msg-(\d+)" class="([^"]*)">(.*?)</li>', re.S
 )
 STATE = re.compile(r"\bstate-(\w+)")
-MARKER = re.compile(r"\b([rb]p\d{6}x)")
+MARKER = re.compile(r"\b([rbf]p\d{6}x)")
 TEXTS = [
     "Thanks for waiting, I've checked your order and it ships today.",
     "확인해 보니 오늘 발송됩니다. 기다려 주셔서 감사합니다.",
@@ -286,15 +287,42 @@ class Run:
         self.records.append(record)
         return record
 
+    async def floor(self, agent: Agent, phase: str, round_: int) -> dict[str, Any]:
+        """The Django floor: the agent's session POSTs to a view that checks it,
+        does one INSERT and sends to the gateway inside the request."""
+        marker, text = self._next("fp")
+        record: dict[str, Any] = {
+            "kind": "floor",
+            "phase": phase,
+            "round": round_,
+            "agent": agent.index,
+            "marker": marker,
+        }
+        url = f"{self.config['base_url']}/bench/reply-floor/"
+        record["click"] = time.time()
+        try:
+            async with self.http.post(
+                url,
+                data={"text": text, "session": agent.session_key},
+                headers=agent.headers,
+            ) as response:
+                await response.read()
+                record["status"] = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            record["status"] = type(exc).__name__
+        record["answered"] = time.time()
+        self.records.append(record)
+        return record
+
     async def rounds(self, agents: list[Agent], phase: str, count: int) -> None:
         """Per round: every agent clicks at once and waits for "sent"; then the
-        baseline, same agents, same moment-of-start, same texts' length."""
+        baseline and the Django floor, same agents, same moment-of-start, same
+        texts' length."""
         settle = self.config["settle"]
         for round_ in range(count):
-            await at_once([partial(self.reply, a, phase, round_) for a in agents])
-            await asyncio.sleep(settle)
-            await at_once([partial(self.direct, a, phase, round_) for a in agents])
-            await asyncio.sleep(settle)
+            for step in (self.reply, self.direct, self.floor):
+                await at_once([partial(step, a, phase, round_) for a in agents])
+                await asyncio.sleep(settle)
 
 
 def delivery_states() -> dict[str, Any]:

@@ -14,6 +14,11 @@ Per round every agent clicks "Send" at once (``POST /inbox/c/<pk>/reply/``)
 and waits for the ``state-sent`` fragment of that reply on its websocket.
 The baseline, in the same round right after, is the same send POSTed straight
 to the simulator's API by the same client library at the same concurrency.
+Then the Django floor (``bench.seed.views.reply_floor``): the same agents'
+sessions POST to a view that does the least a Django view can do for a
+reply (session, user and CSRF checks, one INSERT, the gateway call inside the
+request; no live push, no worker). It tells how much of the difference any
+Django view in one daphne pays on this machine.
 Afterwards every reply must have reached the gateway exactly once.
 """
 
@@ -35,7 +40,7 @@ WORKER_ARGS = ["--processes", "2", "--threads", "4"]
 WORKER_TIMEOUT_MS = os.environ.get("BENCH_WORKER_TIMEOUT_MS", "100")
 GATEWAY_TOKEN = "bench-gateway-token"
 TARGETS = {"p50_over_baseline_ms": 50.0}
-MARKER = re.compile(r"\b([rb]p\d{6}x)")
+MARKER = re.compile(r"\b([rbf]p\d{6}x)")  # as bench.load_replies
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -69,8 +74,10 @@ def run(quick: bool) -> dict[str, Any]:
         ) as worker,
         # Web and worker get the same gateway settings, as a deployment does:
         # the web process sends a new reply itself (INBOX_SEND_FROM_WEB).
+        # bench.settings: the app's settings plus the floor's URL.
         common.daphne(
             "replies",
+            settings="bench.settings",
             OPENCLAW_GATEWAY_URL=gateway_url,
             OPENCLAW_GATEWAY_TOKEN=GATEWAY_TOKEN,
         ) as server,
@@ -143,6 +150,7 @@ def _ms(later: float | None, earlier: float | None) -> float | None:
 def _phase(records: list[dict[str, Any]], phase: str) -> dict[str, Any]:
     ours = [r for r in records if r["phase"] == phase and r["kind"] == "ours"]
     base = [r for r in records if r["phase"] == phase and r["kind"] == "base"]
+    floor = [r for r in records if r["phase"] == phase and r["kind"] == "floor"]
 
     def series(rows: list[dict[str, Any]], later: Any, earlier: Any) -> list[float]:
         values = [_ms(later(r), earlier(r)) for r in rows]
@@ -189,13 +197,22 @@ def _phase(records: list[dict[str, Any]], phase: str) -> dict[str, Any]:
             "click_to_answered": latency_stats(series(base, answered, click)),
             "statuses": _count(r["status"] for r in base),
         },
+        "floor": {
+            "click_to_received": latency_stats(series(floor, received, click)),
+            "click_to_answered": latency_stats(series(floor, answered, click)),
+            "statuses": _count(r["status"] for r in floor),
+        },
     }
-    o, b = result["ours"], result["base"]
+    o, b, f = result["ours"], result["base"], result["floor"]
     result["p50_ours_minus_base_ms"] = {
         "click_to_received": o["click_to_received"]["p50_ms"]
         - b["click_to_received"]["p50_ms"],
         "sent_shown_vs_answered": o["click_to_sent_shown"]["p50_ms"]
         - b["click_to_answered"]["p50_ms"],
+    }
+    result["p50_floor_minus_base_ms"] = {
+        "click_to_received": f["click_to_received"]["p50_ms"]
+        - b["click_to_received"]["p50_ms"],
     }
     return result
 
@@ -234,6 +251,7 @@ def _exactly_once(
         ),
         "gateway_attempts_total": received["attempts"],
         "baseline_sends": sum(len(v) for k, v in times.items() if k.startswith("bp")),
+        "floor_sends": sum(len(v) for k, v in times.items() if k.startswith("fp")),
         "missing": sum(1 for r in ours if r["receipts"] == 0),
         "duplicated": sum(1 for r in ours if r["receipts"] > 1),
         "unexpected": sum(len(v) for k, v in times.items() if k not in clicked),
@@ -280,11 +298,14 @@ def _print(
     print(_line('ours click -> "sent" shown', o["click_to_sent_shown"]))
     print(_line("base click -> gateway received", b["click_to_received"]))
     print(_line("base click -> answered", b["click_to_answered"]))
+    print(_line("floor click -> gateway received", c["floor"]["click_to_received"]))
+    print(_line("floor click -> answered", c["floor"]["click_to_answered"]))
     d = c["p50_ours_minus_base_ms"]
     print(
         f"  ours - base at p50: click->received {_signed(d['click_to_received'])} ms, "
         f'"sent" shown vs answered {_signed(d["sent_shown_vs_answered"])} ms '
-        f"(target < {TARGETS['p50_over_baseline_ms']:.0f} ms)"
+        f"(target < {TARGETS['p50_over_baseline_ms']:.0f} ms); Django floor - base "
+        f"{_signed(c['p50_floor_minus_base_ms']['click_to_received'])} ms"
     )
     s = o["steps"]
     print(
@@ -296,6 +317,7 @@ def _print(
     )
     print(
         f"  statuses ours {o['statuses']}, base {b['statuses']}, "
+        f"floor {c['floor']['statuses']}, "
         f'"sent" never shown {o["sent_not_shown"]}'
     )
     solo = summary["solo"]
@@ -320,7 +342,8 @@ def _print(
         f"({check['missing']} missing, {check['duplicated']} duplicated, "
         f"{check['unexpected']} unexpected; "
         f"{check['gateway_attempts_total']} send requests in all incl. "
-        f"{check['baseline_sends']} baseline); database {check['database']['states']}"
+        f"{check['baseline_sends']} baseline and {check['floor_sends']} floor); "
+        f"database {check['database']['states']}"
     )
     print(
         f"  cpu during the concurrent rounds: daphne {load['server_cpu_pct']}%, "

@@ -1,8 +1,11 @@
-"""The two ingest baselines, served by daphne exactly like the app's webhook.
+"""The baselines served by daphne exactly like the app's own views.
 
 ``seed_webhook`` is the "seed recipe": what a naive first version writes,
 everything synchronous inside the request, no transaction, no idempotency.
 ``floor`` is the least a Django view can do with a delivery: one INSERT.
+``reply_floor`` is the least a Django view can do with an agent's reply: the
+logged-in session and CSRF check of every page, one INSERT, one POST to the
+gateway, inside the request.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from urllib.parse import quote
 
+import requests
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -18,6 +23,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from bench.seed.models import SeedMessage, SeedSession, SeedWebhookLog
 
@@ -87,3 +93,31 @@ def floor(request: HttpRequest) -> HttpResponse:
             [len(request.body)],
         )
     return HttpResponse("ok")
+
+
+_gateway = requests.Session()  # one connection pool, as the app's client keeps
+
+
+@require_POST
+def reply_floor(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "log in"}, status=403)
+    text = request.POST.get("text", "")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO bench_seed_floorrow (body_size, created_at)"
+            " VALUES (%s, now())",
+            [len(text)],
+        )
+    session = request.POST.get("session", "")
+    sent = _gateway.post(
+        f"{settings.OPENCLAW_GATEWAY_URL.rstrip('/')}/api/sessions/"
+        f"{quote(session, safe='')}/messages",
+        json={"text": text, "attachments": []},
+        headers={
+            "Authorization": f"Bearer {settings.OPENCLAW_GATEWAY_TOKEN}",
+            "Idempotency-Key": f"bench-floor-{text[:9]}",
+        },
+        timeout=10,
+    )
+    return JsonResponse({"gateway": sent.status_code})
