@@ -256,6 +256,11 @@ class View:
         return True
 
 
+def seq_marker(seq: int) -> str:
+    """The fragment that moves a tab's resume point; every frame starts with it."""
+    return f'<div id="live-seq" data-seq="{int(seq)}" hx-swap-oob="true"></div>'
+
+
 def frame(
     events: list[dict[str, Any]], *, view: View, seq: int, unread: dict[int, int]
 ) -> str:
@@ -264,7 +269,7 @@ def frame(
     Rows are removed then inserted at the top (so a replayed row does not
     appear twice); thread items likewise by their ``msg-<pk>`` id.
     """
-    parts = [f'<div id="live-seq" data-seq="{seq}" hx-swap-oob="true"></div>']
+    parts = [seq_marker(seq)]
     if view.page == "queue":
         return "".join(parts) + _escalation_fragment(events)
     # One row per conversation, in its newest state, moved up if any event says so.

@@ -427,3 +427,42 @@ async def test_a_connect_that_fails_leaves_no_channel_in_the_groups(
     groups = layer._get_layer().groups if hasattr(layer, "_get_layer") else layer.groups
     assert not groups.get(live.INBOX_GROUP)
     assert metrics.WEBSOCKET_CLIENTS._value.get() == clients_before
+
+
+async def test_a_frame_with_only_a_new_sequence_number_waits_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another conversation's reply going "sending" changes nothing on this tab:
+    its number rides on the tab's next frame, or comes alone a moment later."""
+    from inbox import consumers
+
+    monkeypatch.setattr(consumers, "SEQ_ONLY_DELAY", 0.6)
+    agent = await sync_to_async(create_user)(role="agent")
+    other, mine = session_key(), session_key()
+    await post(message_event(session_id=other, message_id=1))
+    await post(message_event(session_id=mine, message_id=1))
+    conversation = await Conversation.objects.aget(session_id=other)
+    open_one = await Conversation.objects.aget(session_id=mine)
+    communicator = await connect(agent, f"conversation={open_one.pk}")
+    assert (await communicator.connect())[0]
+    await receive_all(communicator, timeout=0.3)
+
+    reply = await sync_to_async(conversation.reply)(agent, "on its way")
+    await communicator.receive_from(timeout=3)  # the row moves
+    await receive_all(communicator, timeout=0.3)
+    assert await sync_to_async(reply.mark_sending)()
+    sending = await Activity.objects.alatest("pk")
+    # Nothing to show: no frame at once ...
+    assert await communicator.receive_nothing(timeout=0.3)
+    # ... then the number alone, so a reconnect resumes after it.
+    frame = await communicator.receive_from(timeout=2)
+    assert frame == live.seq_marker(sending.pk)
+
+    # A real frame soon after carries the newer number; nothing follows it.
+    assert await sync_to_async(reply.mark_sent)("gw-1")
+    sent = await Activity.objects.alatest("pk")
+    await post(message_event(session_id=mine, message_id=2, text="still there?"))
+    frame = await communicator.receive_from(timeout=3)
+    assert "still there?" in frame and seqs_in(frame) == sent.pk + 1
+    assert await communicator.receive_nothing(timeout=1.0)
+    await communicator.disconnect()
