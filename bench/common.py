@@ -257,9 +257,8 @@ def daphne(
     log_path = LOG_DIR / f"daphne-{name}.log"
     command = [DAPHNE, "-b", HOST, "-p", str(port), application]
     if WEB_PROCESSES > 1:
-        assert application == "core.asgi:application", "manage.py web serves the app"
         command = [PYTHON, "manage.py", "web", "--host", HOST, "--port", str(port)]
-        command += ["--processes", str(WEB_PROCESSES)]
+        command += ["--processes", str(WEB_PROCESSES), "--application", application]
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             command,

@@ -54,6 +54,11 @@ class Command(BaseCommand):
             help="trust X-Forwarded-For/-Proto from the router in front",
         )
         parser.add_argument(
+            "--application",
+            help="the ASGI application as module:attribute "
+            "(default: settings.ASGI_APPLICATION)",
+        )
+        parser.add_argument(
             "--stop-timeout",
             type=float,
             default=10.0,
@@ -89,9 +94,10 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {host}:{port}: {exc}") from exc
         module, _, name = settings.ASGI_APPLICATION.rpartition(".")
+        application = options["application"] or f"{module}:{name}"
         extra = ["--proxy-headers"] if options["proxy_headers"] else []
         supervisor = Supervisor(
-            [*extra, f"{module}:{name}"], [s.fileno() for s in listeners], self.stderr
+            [*extra, application], [s.fileno() for s in listeners], self.stderr
         )
         self.stdout.write(f"web: {count} daphne process(es) on {host}:{port}")
         code = supervisor.run(stop_timeout=options["stop_timeout"])
