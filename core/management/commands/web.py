@@ -157,7 +157,8 @@ class Supervisor:
         if self.quick_deaths >= QUICK_DEATHS_ALLOWED:
             return False
         time.sleep(min(0.5 * self.quick_deaths, 2.0))
-        self.children[index] = self._spawn(self.fds[index])
+        if not self.stopping:  # a SIGTERM during the pause needs no new child
+            self.children[index] = self._spawn(self.fds[index])
         return True
 
     def _stop(self, signum: int, frame: Any) -> None:
