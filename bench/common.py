@@ -271,6 +271,10 @@ def daphne(
     server = Server(name, port, proc, log_path)
     try:
         _wait_for_port(server, timeout=30)
+        if WEB_PROCESSES > 1:
+            # manage.py web listens before its children have imported Django:
+            # the port answers at once, the daphnes a few seconds later.
+            time.sleep(5)
         yield server
     finally:
         kill_group(proc)

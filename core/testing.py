@@ -52,9 +52,10 @@ def wait_until_healthy(port: int, *, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Refused, or accepted into a socket whose server is still starting.
             pass
         assert time.monotonic() < deadline, f"no server answered on port {port}"
         time.sleep(0.2)

@@ -101,7 +101,7 @@ _gateway = requests.Session()  # one connection pool, as the app's client keeps
 @require_POST
 def reply_floor(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
-        return JsonResponse({"error": "log in"}, status=403)
+        return JsonResponse({"error": "log in"}, status=401)
     text = request.POST.get("text", "")
     with connection.cursor() as cursor:
         cursor.execute(

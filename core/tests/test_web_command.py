@@ -8,7 +8,10 @@ websocket, what happens when one of them is killed, and how it stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +43,13 @@ def test_several_processes_need_redis(settings: Any) -> None:
         call_command("web", processes=2, port=free_port())
 
 
+def test_a_port_already_served_is_refused() -> None:
+    with socket.create_server(("127.0.0.1", 0), reuse_port=True) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match="cannot listen"):
+            call_command("web", processes=1, host="127.0.0.1", port=port)
+
+
 def test_an_ipv6_host_is_refused_with_a_reason() -> None:
     with pytest.raises(CommandError, match="IPv4"):
         call_command("web", processes=1, host="::1", port=free_port())
@@ -66,8 +76,9 @@ def web(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         try:
             process.wait(timeout=15)
         finally:
-            for child in _children(process, wait=0):
-                child.kill()
+            # Its own session: whatever is left of the group goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def _children(

@@ -39,13 +39,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="0.0.0.0")
+        # String defaults go through ``type`` too: a bad PORT or WEB_PROCESSES
+        # is a usage error naming the option, not a traceback.
         parser.add_argument(
-            "--port", type=int, default=int(os.environ.get("PORT") or 8000)
+            "--port", type=int, default=os.environ.get("PORT") or "8000"
         )
         parser.add_argument(
             "--processes",
             type=int,
-            default=int(os.environ.get("WEB_PROCESSES") or 2),
+            default=os.environ.get("WEB_PROCESSES") or "2",
             help="daphne processes sharing the port (env WEB_PROCESSES, default 2)",
         )
         parser.add_argument(
@@ -87,6 +89,9 @@ class Command(BaseCommand):
         # open, so connections meant for a child that died wait in its
         # backlog for the replacement instead of being refused.
         try:
+            # Without SO_REUSEPORT first: a second instance (or orphans of a
+            # first one) must make this fail, not silently share the port.
+            socket.create_server((host, port)).close()
             listeners = [
                 socket.create_server((host, port), backlog=1024, reuse_port=True)
                 for _ in range(count)
@@ -124,8 +129,10 @@ class Supervisor:
             sig: signal.signal(sig, self._stop)
             for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        code = 0
         try:
-            self.children = [self._spawn(fd) for fd in self.fds]
+            for fd in self.fds:
+                self.children.append(self._spawn(fd))
             while not self.stopping:
                 time.sleep(0.2)
                 for index, child in enumerate(self.children):
@@ -133,11 +140,11 @@ class Supervisor:
                         continue
                     if not self._replace(index, child):
                         self.stopping = True
-                        self._shutdown(stop_timeout)
-                        return 1
-            self._shutdown(stop_timeout)
-            return 0
+                        code = 1
+            return code
         finally:
+            # Also on an error here: no daphne is left serving the port alone.
+            self._shutdown(stop_timeout)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
