@@ -223,29 +223,41 @@ class Run:
         marker = f"{prefix}{n:06d}x"
         return marker, f"{marker} {TEXTS[n % len(TEXTS)]}"
 
-    async def reply(self, agent: Agent, phase: str, round_: int) -> dict[str, Any]:
-        """Click "Send" as htmx does; wait (bounded) for the "sent" fragment."""
-        marker, text = self._next("rp")
-        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        agent.waiters[marker] = waiter
-        record: dict[str, Any] = {
-            "kind": "ours",
+    def _record(
+        self, kind: str, prefix: str, agent: Agent, phase: str, round_: int
+    ) -> tuple[dict[str, Any], str]:
+        marker, text = self._next(prefix)
+        record = {
+            "kind": kind,
             "phase": phase,
             "round": round_,
             "agent": agent.index,
             "marker": marker,
         }
-        url = f"{self.config['base_url']}/inbox/c/{agent.conversation}/reply/"
+        return record, text
+
+    async def _post(
+        self, http: aiohttp.ClientSession, record: dict[str, Any], url: str, **kw: Any
+    ) -> None:
+        """POST, stamping ``click`` and ``answered`` and the status on ``record``."""
         record["click"] = time.time()
         try:
-            async with self.http.post(
-                url, data={"text": text}, headers=agent.headers
-            ) as response:
+            async with http.post(url, **kw) as response:
                 await response.read()
                 record["status"] = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             record["status"] = type(exc).__name__
         record["answered"] = time.time()
+
+    async def reply(self, agent: Agent, phase: str, round_: int) -> dict[str, Any]:
+        """Click "Send" as htmx does; wait (bounded) for the "sent" fragment."""
+        record, text = self._record("ours", "rp", agent, phase, round_)
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        agent.waiters[record["marker"]] = waiter
+        url = f"{self.config['base_url']}/inbox/c/{agent.conversation}/reply/"
+        await self._post(
+            self.http, record, url, data={"text": text}, headers=agent.headers
+        )
         if record["status"] == 200:
             remaining = record["click"] + self.config["sent_timeout"] - time.time()
             try:
@@ -257,60 +269,28 @@ class Run:
 
     async def direct(self, agent: Agent, phase: str, round_: int) -> dict[str, Any]:
         """The baseline: the same send, straight to the gateway simulator's API."""
-        marker, text = self._next("bp")
-        record: dict[str, Any] = {
-            "kind": "base",
-            "phase": phase,
-            "round": round_,
-            "agent": agent.index,
-            "marker": marker,
-        }
+        record, text = self._record("base", "bp", agent, phase, round_)
         url = (
             f"{self.config['gateway_url']}/api/sessions/"
             f"{quote(agent.session_key, safe='')}/messages"
         )
         headers = {
             "Authorization": f"Bearer {self.config['gateway_token']}",
-            "Idempotency-Key": f"bench-base-{marker}",
+            "Idempotency-Key": f"bench-base-{record['marker']}",
             "Accept": "application/json",
         }
-        record["click"] = time.time()
-        try:
-            async with self.gateway.post(
-                url, json={"text": text, "attachments": []}, headers=headers
-            ) as response:
-                await response.read()
-                record["status"] = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            record["status"] = type(exc).__name__
-        record["answered"] = time.time()
+        payload = {"text": text, "attachments": []}
+        await self._post(self.gateway, record, url, json=payload, headers=headers)
         self.records.append(record)
         return record
 
     async def floor(self, agent: Agent, phase: str, round_: int) -> dict[str, Any]:
         """The Django floor: the agent's session POSTs to a view that checks it,
         does one INSERT and sends to the gateway inside the request."""
-        marker, text = self._next("fp")
-        record: dict[str, Any] = {
-            "kind": "floor",
-            "phase": phase,
-            "round": round_,
-            "agent": agent.index,
-            "marker": marker,
-        }
+        record, text = self._record("floor", "fp", agent, phase, round_)
         url = f"{self.config['base_url']}/bench/reply-floor/"
-        record["click"] = time.time()
-        try:
-            async with self.http.post(
-                url,
-                data={"text": text, "session": agent.session_key},
-                headers=agent.headers,
-            ) as response:
-                await response.read()
-                record["status"] = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            record["status"] = type(exc).__name__
-        record["answered"] = time.time()
+        data = {"text": text, "session": agent.session_key}
+        await self._post(self.http, record, url, data=data, headers=agent.headers)
         self.records.append(record)
         return record
 
