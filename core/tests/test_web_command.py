@@ -37,12 +37,14 @@ from core.testing import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_several_processes_need_redis(settings: Any) -> None:
+def test_the_embedded_default_is_sent_to_serve(settings: Any) -> None:
+    # One process's channel layer and no worker: that is manage.py serve's job.
     settings.REDIS_URL = ""
-    with pytest.raises(CommandError, match="REDIS_URL"):
-        call_command("web", processes=2, port=free_port())
+    with pytest.raises(CommandError, match="manage.py serve"):
+        call_command("web", processes=1, port=free_port())
 
 
+@pytest.mark.postgres
 def test_a_port_already_served_is_refused() -> None:
     with socket.create_server(("127.0.0.1", 0), reuse_port=True) as taken:
         port = taken.getsockname()[1]
@@ -50,6 +52,7 @@ def test_a_port_already_served_is_refused() -> None:
             call_command("web", processes=1, host="127.0.0.1", port=port)
 
 
+@pytest.mark.postgres
 def test_an_ipv6_host_is_refused_with_a_reason() -> None:
     with pytest.raises(CommandError, match="IPv4"):
         call_command("web", processes=1, host="::1", port=free_port())

@@ -71,12 +71,13 @@ class Command(BaseCommand):
         count = options["processes"]
         if count < 1:
             raise CommandError("--processes must be at least 1")
-        if count > 1 and not settings.REDIS_URL:
-            # The in-memory channel layer lives in one process: a webhook taken
-            # by one child would never reach the tabs held by another.
+        if not settings.REDIS_URL:
+            # The embedded default: its channel layer lives in one process (a
+            # webhook taken by one child would never reach another's tabs) and
+            # its jobs run only inside ``serve``.
             raise CommandError(
-                "several web processes share live updates through Redis: "
-                "set REDIS_URL, or run with --processes 1"
+                "manage.py web is production mode's web process: set "
+                "DATABASE_URL and REDIS_URL, or run manage.py serve"
             )
         host, port = options["host"], options["port"]
         if ":" in host:
