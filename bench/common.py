@@ -226,12 +226,6 @@ class Server:
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the daphne process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
 
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

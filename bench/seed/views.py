@@ -84,14 +84,19 @@ def seed_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok", "id": message.pk})
 
 
-@csrf_exempt
-def floor(request: HttpRequest) -> HttpResponse:
+def _insert_floor_row(size: int) -> None:
+    """The floors' one INSERT, as plain SQL: no model instance, no ORM."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO bench_seed_floorrow (body_size, created_at)"
             " VALUES (%s, now())",
-            [len(request.body)],
+            [size],
         )
+
+
+@csrf_exempt
+def floor(request: HttpRequest) -> HttpResponse:
+    _insert_floor_row(len(request.body))
     return HttpResponse("ok")
 
 
@@ -103,12 +108,7 @@ def reply_floor(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return JsonResponse({"error": "log in"}, status=401)
     text = request.POST.get("text", "")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO bench_seed_floorrow (body_size, created_at)"
-            " VALUES (%s, now())",
-            [len(text)],
-        )
+    _insert_floor_row(len(text))
     session = request.POST.get("session", "")
     sent = _gateway.post(
         f"{settings.OPENCLAW_GATEWAY_URL.rstrip('/')}/api/sessions/"

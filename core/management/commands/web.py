@@ -84,7 +84,8 @@ class Command(BaseCommand):
             # daphne adopts an inherited socket as IPv4 only.
             raise CommandError("--host must be an IPv4 address (0.0.0.0 for all)")
         # One listening socket per child, all on the same port (SO_REUSEPORT):
-        # the kernel spreads new connections evenly over them. With one shared
+        # the kernel spreads new connections over them by a hash of their
+        # addresses. With one shared
         # socket, whichever child reached accept() first took nearly all the
         # websockets (measured: 24 of 24). This process keeps every socket
         # open, so connections meant for a child that died wait in its
