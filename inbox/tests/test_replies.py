@@ -320,10 +320,7 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
     try:
         # Not broker.join(): the dead worker's unacknowledged jobs still count
         # until Redis hands them back a minute later.
-        deadline = time.monotonic() + 20
-        while message.delivery_state != "sent" and time.monotonic() < deadline:
-            time.sleep(0.05)
-            message.refresh_from_db()
+        _wait_for_state(message, "sent", seconds=20)
     finally:
         worker.stop()
     assert message.delivery_state == "sent" and message.attempts == 2
