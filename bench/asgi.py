@@ -6,10 +6,13 @@ baseline differs from the app only in what the consumer does per message.
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-django_asgi_app = get_asgi_application()
+
+# Sets Django up. HTTP is served as the app serves it (its WSGI handler on
+# the sync thread).
+from core import asgi as app_asgi  # noqa: E402
+
+http_application = app_asgi.SyncHTTP(app_asgi.django_wsgi_app)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -21,7 +24,7 @@ from inbox.consumers import InboxConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(
                 URLRouter(

@@ -1,0 +1,220 @@
+"""HTTP through ``core.asgi.application``: Django's WSGI handler on the sync thread.
+
+Driven as daphne drives it, with ASGI messages: the request body in pieces,
+the response as ``http.response.start`` and ``http.response.body``.
+"""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.signals import request_finished
+
+from core.asgi import BODY_IN_MEMORY, application, environ
+from core.testing import WEBHOOK_URL, create_user, encode, message_event, sign
+from inbox.models import Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _call(path: str, **options: object) -> tuple[int, dict[bytes, bytes], bytes]:
+    return async_to_sync(_acall)(path, **options)
+
+
+async def _acall(
+    path: str,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    chunk: int = 16 * 1024,
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    if body:  # as every client sends it with a body
+        scope["headers"].append((b"content-length", str(len(body)).encode()))
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    incoming = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return incoming.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start, body_message = sent
+    assert start["type"] == "http.response.start"
+    assert body_message["type"] == "http.response.body"
+    return start["status"], dict(start["headers"]), body_message["body"]
+
+
+def test_a_webhook_larger_than_the_in_memory_buffer_arrives_whole() -> None:
+    # The signature covers every byte: one lost or reordered piece is a 401.
+    text = "환불 " * (BODY_IN_MEMORY // 4)
+    body = encode(message_event(text=text[:15_000], padding="x" * BODY_IN_MEMORY))
+    assert len(body) > BODY_IN_MEMORY
+    status, headers, content = _call(
+        WEBHOOK_URL,
+        method="POST",
+        body=body,
+        headers=[
+            (b"content-type", b"application/json"),
+            (b"x-openclaw-signature", sign(body).encode()),
+        ],
+    )
+    assert status == 200, content
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(content)["status"] == "stored"
+    assert Message.objects.get().text == text[:15_000]
+
+
+def test_every_request_is_closed_so_django_finishes_it() -> None:
+    # request_finished is where Django gives its database connection back.
+    finished: list[object] = []
+
+    def count(**kwargs: object) -> None:
+        finished.append(kwargs)
+
+    request_finished.connect(count)
+    try:
+        for _ in range(3):
+            status, _, content = _call("/healthz")
+            assert status == 200 and json.loads(content)["status"] == "ok"
+    finally:
+        request_finished.disconnect(count)
+    assert len(finished) == 3
+
+
+def test_a_session_cookie_among_others_logs_the_agent_in() -> None:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = create_user(username="alice", role="agent")
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    cookies = [
+        (b"cookie", b"theme=dark; "),
+        (b"cookie", f"sessionid={store.session_key}".encode()),
+    ]
+    status, _, content = _call("/inbox/", headers=cookies)
+    assert status == 200
+    assert b"alice" in content
+    status, headers, _ = _call("/inbox/")
+    assert status == 302 and headers[b"location"].startswith(b"/login/")
+
+
+def test_the_environ_follows_pep_3333() -> None:
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/prefix/inbox/환불",
+        "root_path": "/prefix",
+        "query_string": b"q=%ED%99%98&x=1",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"2"),
+            (b"accept", b"text/html"),
+            (b"accept", b"application/json"),
+            (b"cookie", b"a=1; "),
+            (b"cookie", b"b=2"),
+            (b"x-forwarded-for", b"203.0.113.9"),
+        ],
+        "client": ("198.51.100.7", 4321),
+        "server": ("inbox.example", 443),
+    }
+    result = environ(scope, body=None)
+    assert result["SCRIPT_NAME"] == "/prefix"
+    # The path's UTF-8 bytes, carried as latin-1 text.
+    assert result["PATH_INFO"].encode("latin1").decode() == "/inbox/환불"
+    assert result["QUERY_STRING"] == "q=%ED%99%98&x=1"
+    assert result["CONTENT_TYPE"] == "application/json"
+    assert result["CONTENT_LENGTH"] == "2"
+    assert "HTTP_CONTENT_TYPE" not in result
+    assert result["HTTP_ACCEPT"] == "text/html,application/json"
+    assert result["HTTP_COOKIE"] == "a=1; b=2"
+    assert result["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
+    assert result["REMOTE_ADDR"] == "198.51.100.7"
+    assert (result["SERVER_NAME"], result["SERVER_PORT"]) == ("inbox.example", "443")
+    assert result["wsgi.url_scheme"] == "https"
+    assert result["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+@pytest.mark.postgres
+def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
+    """Requests run side by side in pool threads, as under Django's own handler."""
+    import asyncio
+    import threading
+
+    from django.db import close_old_connections, transaction
+
+    from core.testing import post_webhook, session_key
+    from inbox.models import Conversation
+
+    session = session_key()
+    post_webhook(message_event(session_id=session, text="first"))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Conversation.objects.select_for_update().get(session_id=session)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(timeout=10)
+    body = encode(message_event(session_id=session, text="second"))
+    try:
+
+        async def both() -> tuple[bool, int]:
+            # Both on one event loop, as daphne serves them.
+            webhook = asyncio.ensure_future(
+                _acall(
+                    WEBHOOK_URL,
+                    method="POST",
+                    body=body,
+                    headers=[
+                        (b"content-type", b"application/json"),
+                        (b"x-openclaw-signature", sign(body).encode()),
+                    ],
+                )
+            )
+            await asyncio.sleep(0.3)  # the webhook is now waiting on the lock
+            status, _, _ = await asyncio.wait_for(_acall("/healthz"), timeout=10)
+            waiting = not webhook.done()
+            release.set()
+            await webhook
+            return waiting, status
+
+        waiting, health = asyncio.run(both())
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert health == 200
+    assert waiting, "the webhook should still have been waiting on the lock"
+    assert Message.objects.filter(text="second").count() == 1
