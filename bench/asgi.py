@@ -6,13 +6,10 @@ baseline differs from the app only in what the consumer does per message.
 
 import os
 
+import django
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-
-# Sets Django up. HTTP is served as the app serves it (its WSGI handler on
-# the sync thread).
-from core import asgi as app_asgi  # noqa: E402
-
-http_application = app_asgi.SyncHTTP(app_asgi.django_wsgi_app)
+django.setup()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -20,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from bench.seed.consumers import RawForwardConsumer  # noqa: E402
+from core.asgi import http_application  # noqa: E402  (HTTP as the app serves it)
 from inbox.consumers import InboxConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(

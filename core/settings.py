@@ -193,14 +193,29 @@ TEMPLATES = [
     }
 ]
 
+# HTTP requests one web process serves at once, each on its own thread
+# (core.asgi.SyncHTTP). A request waiting on a row lock holds one; the rest
+# keep answering. Each holds a pooled database connection while it runs.
+WEB_THREADS = env.int("WEB_THREADS", default=12)
+if WEB_THREADS < 1:
+    raise ImproperlyConfigured(f"WEB_THREADS must be at least 1, not {WEB_THREADS}.")
+
 if PRODUCTION:
     DATABASES = {"default": env.db("DATABASE_URL")}
     # Django's own psycopg pool: persistent connections per ASGI thread exhaust
     # PostgreSQL under load, a bounded pool does not.
+    DB_POOL_MAX = env.int("DB_POOL_MAX", default=20)
+    # Besides the HTTP threads: the reply senders (4) and the websockets' one.
+    if WEB_THREADS + 5 > DB_POOL_MAX:
+        raise ImproperlyConfigured(
+            f"WEB_THREADS ({WEB_THREADS}) needs DB_POOL_MAX of at least "
+            f"{WEB_THREADS + 5} (it is {DB_POOL_MAX}): every HTTP thread, reply "
+            "sender and the websockets' thread may hold a connection at once."
+        )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
-        "max_size": env.int("DB_POOL_MAX", default=20),
+        "max_size": DB_POOL_MAX,
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
 else:

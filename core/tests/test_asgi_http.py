@@ -5,6 +5,7 @@ the response as ``http.response.start`` and ``http.response.body``.
 """
 
 import json
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -28,6 +29,8 @@ async def _acall(
     body: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
     chunk: int = 16 * 1024,
+    content_length: bool = True,
+    app: object = application,
 ) -> tuple[int, dict[bytes, bytes], bytes]:
     scope = {
         "type": "http",
@@ -43,7 +46,7 @@ async def _acall(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    if body:  # as every client sends it with a body
+    if body and content_length:  # without it: a chunked body
         scope["headers"].append((b"content-length", str(len(body)).encode()))
     pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
     incoming = [
@@ -58,11 +61,15 @@ async def _acall(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await application(scope, receive, send)
+    await app(scope, receive, send)
     start, body_message = sent
     assert start["type"] == "http.response.start"
     assert body_message["type"] == "http.response.body"
+    _last_headers[:] = start["headers"]
     return start["status"], dict(start["headers"]), body_message["body"]
+
+
+_last_headers: list[tuple[bytes, bytes]] = []  # as sent, repeated ones too
 
 
 def test_a_webhook_larger_than_the_in_memory_buffer_arrives_whole() -> None:
@@ -83,6 +90,41 @@ def test_a_webhook_larger_than_the_in_memory_buffer_arrives_whole() -> None:
     assert headers[b"content-type"] == b"application/json"
     assert json.loads(content)["status"] == "stored"
     assert Message.objects.get().text == text[:15_000]
+
+
+def test_a_chunked_webhook_without_content_length_is_read_whole() -> None:
+    body = encode(message_event(text="청크로 보낸 메시지"))
+    status, _, content = _call(
+        WEBHOOK_URL,
+        method="POST",
+        body=body,
+        chunk=100,
+        content_length=False,
+        headers=[
+            (b"content-type", b"application/json"),
+            (b"x-openclaw-signature", sign(body).encode()),
+        ],
+    )
+    assert status == 200, content
+    assert Message.objects.get().text == "청크로 보낸 메시지"
+
+
+def test_cookies_are_set_one_header_each_without_a_leading_space() -> None:
+    status, _, _ = _call("/login/")
+    assert status == 200
+    cookies = [value for name, value in _last_headers if name == b"set-cookie"]
+    assert cookies and all(c.startswith(b"csrftoken=") for c in cookies), cookies
+
+
+def test_a_failure_outside_the_view_answers_500_at_once() -> None:
+    from core.asgi import SyncHTTP
+
+    def broken(environ: dict, start_response: object) -> list[bytes]:
+        raise RuntimeError("a request_started receiver failed")
+
+    status, headers, content = _call("/", app=SyncHTTP(broken, threads=1))
+    assert status == 500 and content == b"Internal Server Error"
+    assert headers[b"content-type"].startswith(b"text/plain")
 
 
 def test_every_request_is_closed_so_django_finishes_it() -> None:
@@ -161,6 +203,46 @@ def test_the_environ_follows_pep_3333() -> None:
     assert result["SERVER_PROTOCOL"] == "HTTP/1.1"
 
 
+def test_the_environ_drops_underscored_headers_and_fills_what_is_missing() -> None:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [
+            (b"x-forwarded-for", b"203.0.113.9"),
+            (b"x_forwarded_for", b"10.0.0.1"),  # could pose as the dashed one
+        ],
+        "server": None,  # daphne on a unix socket
+    }
+    result = environ(scope, body=None, length=120)
+    assert result["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
+    assert (result["SERVER_NAME"], result["SERVER_PORT"]) == ("unknown", "0")
+    assert "REMOTE_ADDR" not in result
+    # A chunked body: its length as read, which Django needs to read it.
+    assert result["CONTENT_LENGTH"] == "120"
+    given = environ({**scope, "headers": [(b"content-length", b"7")]}, None, 120)
+    assert given["CONTENT_LENGTH"] == "7"
+
+
+def _wait_for_a_lock_wait() -> None:
+    """Until PostgreSQL shows a session of this database waiting on a lock."""
+    from django.db import connections
+
+    try:
+        with connections["default"].cursor() as cursor:
+            for _ in range(250):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    return
+                time.sleep(0.02)
+        raise AssertionError("the webhook never waited on the row lock")
+    finally:
+        connections["default"].close()  # this thread's, before the test db goes
+
+
 @pytest.mark.postgres
 def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
     """Requests run side by side in pool threads, as under Django's own handler."""
@@ -204,7 +286,7 @@ def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
                     ],
                 )
             )
-            await asyncio.sleep(0.3)  # the webhook is now waiting on the lock
+            await asyncio.to_thread(_wait_for_a_lock_wait)
             status, _, _ = await asyncio.wait_for(_acall("/healthz"), timeout=10)
             waiting = not webhook.done()
             release.set()
