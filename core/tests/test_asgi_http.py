@@ -72,20 +72,29 @@ async def _acall(
 _last_headers: list[tuple[bytes, bytes]] = []  # as sent, repeated ones too
 
 
+async def _apost_webhook(
+    body: bytes, **options: object
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A signed webhook through the app, as the gateway would send it."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-openclaw-signature", sign(body).encode()),
+    ]
+    return await _acall(
+        WEBHOOK_URL, method="POST", body=body, headers=headers, **options
+    )
+
+
+def _post_webhook(body: bytes, **options: object) -> tuple[int, dict, bytes]:
+    return async_to_sync(_apost_webhook)(body, **options)
+
+
 def test_a_webhook_larger_than_the_in_memory_buffer_arrives_whole() -> None:
     # The signature covers every byte: one lost or reordered piece is a 401.
     text = "환불 " * (BODY_IN_MEMORY // 4)
     body = encode(message_event(text=text[:15_000], padding="x" * BODY_IN_MEMORY))
     assert len(body) > BODY_IN_MEMORY
-    status, headers, content = _call(
-        WEBHOOK_URL,
-        method="POST",
-        body=body,
-        headers=[
-            (b"content-type", b"application/json"),
-            (b"x-openclaw-signature", sign(body).encode()),
-        ],
-    )
+    status, headers, content = _post_webhook(body)
     assert status == 200, content
     assert headers[b"content-type"] == b"application/json"
     assert json.loads(content)["status"] == "stored"
@@ -94,17 +103,7 @@ def test_a_webhook_larger_than_the_in_memory_buffer_arrives_whole() -> None:
 
 def test_a_chunked_webhook_without_content_length_is_read_whole() -> None:
     body = encode(message_event(text="청크로 보낸 메시지"))
-    status, _, content = _call(
-        WEBHOOK_URL,
-        method="POST",
-        body=body,
-        chunk=100,
-        content_length=False,
-        headers=[
-            (b"content-type", b"application/json"),
-            (b"x-openclaw-signature", sign(body).encode()),
-        ],
-    )
+    status, _, content = _post_webhook(body, chunk=100, content_length=False)
     assert status == 200, content
     assert Message.objects.get().text == "청크로 보낸 메시지"
 
@@ -275,17 +274,7 @@ def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
 
         async def both() -> tuple[bool, int]:
             # Both on one event loop, as daphne serves them.
-            webhook = asyncio.ensure_future(
-                _acall(
-                    WEBHOOK_URL,
-                    method="POST",
-                    body=body,
-                    headers=[
-                        (b"content-type", b"application/json"),
-                        (b"x-openclaw-signature", sign(body).encode()),
-                    ],
-                )
-            )
+            webhook = asyncio.ensure_future(_apost_webhook(body))
             await asyncio.to_thread(_wait_for_a_lock_wait)
             status, _, _ = await asyncio.wait_for(_acall("/healthz"), timeout=10)
             waiting = not webhook.done()
