@@ -252,8 +252,15 @@ class Inbox:
         self.user = user
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.htmx_errors: list[str] = []
         page.on("dialog", self._on_dialog)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", self._on_console)
+
+    def _on_console(self, message: Any) -> None:
+        # htmx logs its errors (a fragment with no target, a bad swap) here.
+        if message.type == "error" and message.text.startswith("htmx:"):
+            self.htmx_errors.append(message.text)
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -310,6 +317,7 @@ class Inbox:
         assert self.page.evaluate("window.__notReloaded === true"), "the page reloaded"
         assert self.dialogs == [], f"a dialog fired: {self.dialogs}"
         assert self.errors == [], f"page errors: {self.errors}"
+        assert self.htmx_errors == [], f"htmx errors: {self.htmx_errors}"
 
 
 @pytest.fixture

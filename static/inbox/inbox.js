@@ -51,6 +51,34 @@
     var raw = event.detail && event.detail.event;
     return !raw || !raw.target || raw.target === current;
   }
+  // A frame deletes a row or thread item before inserting it (so a replayed
+  // frame never shows it twice) and updates rows in place; what this page
+  // does not show has nothing to delete or update, and htmx would log an
+  // error for each. Drop those fragments, unless the same frame inserts the
+  // element first. Used by #live (hx-ext="ws,inbox-live").
+  htmx.defineExtension("inbox-live", {
+    transformResponse: function (text) {
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      var incoming = new Set();
+      var dropped = 0;
+      Array.from(template.content.children).forEach(function (el) {
+        var oob = el.getAttribute("hx-swap-oob");
+        if ((oob === "true" || oob === "delete") && el.id) {
+          if (!document.getElementById(el.id) && !incoming.has(el.id)) {
+            el.remove();
+            dropped += 1;
+          }
+          return;
+        }
+        el.querySelectorAll("[id]").forEach(function (inner) {
+          incoming.add(inner.id);
+        });
+      });
+      return dropped ? template.innerHTML : text;
+    },
+  });
+
   // Back quickly after a laptop lid closes: at most 10 s between tries.
   htmx.config.wsReconnectDelay = function (retry) {
     return Math.min(500 * Math.pow(2, retry), 10000) * (0.5 + Math.random() / 2);
