@@ -276,14 +276,11 @@ class Conversation(models.Model):
         id was just made here and cannot be a duplicate, so the INSERT needs
         no savepoint to recover from one (two round trips fewer).
         """
-        if fresh_id:
-            message = Message.objects.create(conversation=self, **fields)
-        else:
-            try:
-                with transaction.atomic():
-                    message = Message.objects.create(conversation=self, **fields)
-            except IntegrityError:
-                return None
+        try:
+            with transaction.atomic(savepoint=not fresh_id):
+                message = Message.objects.create(conversation=self, **fields)
+        except IntegrityError:
+            return None
         # The row is locked, so its values in memory are current: update them
         # here and write them back, no re-read needed.
         now = message.created_at
@@ -573,7 +570,7 @@ class Conversation(models.Model):
             next_attempt_at=timezone.now() if send else None,
             **fields,
         )
-        assert message is not None
+        assert message is not None  # a fresh uuid is never a duplicate
         activity = message.activity
         transaction.on_commit(lambda: live.publish([activity]))
         if send:
