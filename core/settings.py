@@ -119,6 +119,9 @@ INBOX_REPLY_FALLBACK_SECONDS = env.float("INBOX_REPLY_FALLBACK_SECONDS", default
 # Replies the web process sends at the same time; more (a burst) go to the
 # worker at once, which runs on other cores.
 INBOX_WEB_SEND_SLOTS = env.int("INBOX_WEB_SEND_SLOTS", default=2)
+# Threads of the web process's reply sender (inbox.tasks); each may hold a
+# database connection.
+INBOX_WEB_SENDER_THREADS = 4
 # Round-robin of escalated conversations among online agents, each holding at
 # most INBOX_AUTO_ASSIGN_CAP conversations at once.
 INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)
@@ -205,11 +208,12 @@ if PRODUCTION:
     # Django's own psycopg pool: persistent connections per ASGI thread exhaust
     # PostgreSQL under load, a bounded pool does not.
     DB_POOL_MAX = env.int("DB_POOL_MAX", default=20)
-    # Besides the HTTP threads: the reply senders (4) and the websockets' one.
-    if WEB_THREADS + 5 > DB_POOL_MAX:
+    # Besides the HTTP threads: the reply senders and the websockets' thread.
+    needed = WEB_THREADS + INBOX_WEB_SENDER_THREADS + 1
+    if needed > DB_POOL_MAX:
         raise ImproperlyConfigured(
             f"WEB_THREADS ({WEB_THREADS}) needs DB_POOL_MAX of at least "
-            f"{WEB_THREADS + 5} (it is {DB_POOL_MAX}): every HTTP thread, reply "
+            f"{needed} (it is {DB_POOL_MAX}): every HTTP thread, reply "
             "sender and the websockets' thread may hold a connection at once."
         )
     DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -128,7 +128,9 @@ def _in_hand(message: Message) -> bool:
     return False
 
 
-_web_senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reply-sender")
+_web_senders = ThreadPoolExecutor(
+    max_workers=settings.INBOX_WEB_SENDER_THREADS, thread_name_prefix="reply-sender"
+)
 # Sends the web process takes on at once. Past that (a burst of replies) the
 # worker sends at once instead: it runs in other processes, on other cores,
 # while this one answers the agents and pushes their frames.

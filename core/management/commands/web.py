@@ -1,11 +1,12 @@
 """``manage.py web``: the Procfile's web process, several daphnes on one port.
 
-One daphne process runs Python on one core. This command binds the port once
-and starts ``--processes`` daphne children that all accept from that socket
-(the kernel gives each new connection to one of them), restarts a child that
-dies, and stops them all on SIGTERM. A tab's websocket stays with the child
-that accepted it; live updates reach it whichever child took the webhook,
-because the Redis channel layer carries them between processes.
+One daphne process runs Python on one core. This command opens one listening
+socket per child on the same port (``SO_REUSEPORT``: the kernel gives each
+new connection to one of them), starts ``--processes`` daphne children on
+them, restarts a child that dies, and stops them all on SIGTERM. A tab's
+websocket stays with the child that accepted it; live updates reach it
+whichever child took the webhook, because the Redis channel layer carries
+them between processes.
 """
 
 from __future__ import annotations
@@ -85,11 +86,10 @@ class Command(BaseCommand):
             raise CommandError("--host must be an IPv4 address (0.0.0.0 for all)")
         # One listening socket per child, all on the same port (SO_REUSEPORT):
         # the kernel spreads new connections over them by a hash of their
-        # addresses. With one shared
-        # socket, whichever child reached accept() first took nearly all the
-        # websockets (measured: 24 of 24). This process keeps every socket
-        # open, so connections meant for a child that died wait in its
-        # backlog for the replacement instead of being refused.
+        # addresses. With one shared socket, whichever child reached accept()
+        # first took nearly all the websockets (measured: 24 of 24). This
+        # process keeps every socket open, so connections meant for a child
+        # that died wait in its backlog for the replacement, not refused.
         try:
             # Without SO_REUSEPORT first: a second instance (or orphans of a
             # first one) must make this fail, not silently share the port.
