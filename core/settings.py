@@ -62,7 +62,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # When set, /metrics answers only requests with "Authorization: Bearer <token>".
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-OPENCLAW_GATEWAY_URL = env.str("OPENCLAW_GATEWAY_URL", default="http://127.0.0.1:18789")
+# The gateway's WebSocket RPC, e.g. ws://127.0.0.1:18789 (its default port).
+# Empty: no gateway (replies fail with that reason; no connector runs).
+OPENCLAW_GATEWAY_URL = env.str("OPENCLAW_GATEWAY_URL", default="")
 OPENCLAW_GATEWAY_TOKEN = env.str("OPENCLAW_GATEWAY_TOKEN", default="")
 
 # Webhook intake limits.

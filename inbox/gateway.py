@@ -1,90 +1,168 @@
-"""The OpenClaw gateway's HTTP API: the one module that calls it or imports requests.
+"""Calls to the OpenClaw gateway: the one module that sends it requests.
 
-Every call returns the ``result`` of the gateway's ``{"ok": true, "result": {...}}``
-envelope or raises ``GatewayError``, which knows whether a retry can help
-(``permanent``). The API is described in ``docs/gateway-api.md``.
+The real gateway is driven over its WebSocket RPC on one port (18789 by
+default); its HTTP side on the same port serves ``/healthz``, ``/readyz`` and
+``POST /tools/invoke``. Every call returns the response's payload or raises
+``GatewayError``, which knows whether a retry can help (``permanent``). The
+calls are described in ``docs/gateway-api.md``; the frames in
+``inbox/protocol.py``.
+
+Dramatiq's threads share one client. It keeps a few authenticated sockets
+open and lends each to one call at a time, so a reply costs one round trip,
+not a handshake. The live feed is ``inbox/connector.py``'s, not this.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
+from websockets.exceptions import InvalidHandshake, WebSocketException
+from websockets.protocol import State
+from websockets.sync.client import ClientConnection, connect
 
 from core.calls import CallError, find_in_chain, parse_retry_after
+from inbox import protocol
+from inbox.models import GatewayLink
 
-# Seconds per kind of call (the seed's figures). A send waits on one platform
-# API; a broadcast on several; the browser tool drives a real page.
+log = logging.getLogger(__name__)
+
+# Seconds per kind of call. A send waits on one platform API; the browser
+# tool drives a real page.
+CONNECT_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0
-BROADCAST_TIMEOUT = 30.0
 SESSION_TIMEOUT = 5.0
+HISTORY_TIMEOUT = 15.0
 BROWSER_TIMEOUT = 60.0
 HEALTH_TIMEOUT = 3.0
 TIMEOUTS: Mapping[str, float] = {
+    "connect": CONNECT_TIMEOUT,
     "send": SEND_TIMEOUT,
-    "broadcast": BROADCAST_TIMEOUT,
     "session": SESSION_TIMEOUT,
+    "history": HISTORY_TIMEOUT,
     "browser": BROWSER_TIMEOUT,
     "health": HEALTH_TIMEOUT,
 }
-# Dramatiq worker threads share one client; a pool smaller than their number
-# would open and drop a connection per call under load.
-POOL_SIZE = 32
-SEND_POLICIES = ("allow", "deny")
-# Retrying these can succeed: the request timed out or the gateway is busy.
+# Sockets kept open for the worker's threads; more are opened under load and
+# closed again once idle ones exceed this.
+POOL_SIZE = 8
+# Delivery targets remembered per session (they never change for a key).
+TARGET_CACHE_SIZE = 10_000
+# The methods the inbox's gateway plugin adds (openclaw-plugin/): with them a
+# takeover stops the agent before it calls its model, on every channel.
+PLUGIN_METHODS = frozenset({"inbox.takeover.set", "inbox.takeover.sync"})
 TRANSIENT_STATUSES = frozenset({408, 429})
-_CONFIGURATION_ERRORS = (
-    requests.exceptions.InvalidURL,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidHeader,
-)
+_MAX_FRAME = 26 * 1024 * 1024  # the gateway's own maxPayload
 
 
 class GatewayError(CallError):
     """A failed gateway call. ``permanent`` ones fail the same way when retried."""
 
 
+def _error_from_rpc(exc: protocol.RpcError) -> GatewayError:
+    # The gateway says whether a retry can help; a missing scope, a closed
+    # schema or an unknown session never heals by itself.
+    return GatewayError(
+        f"gateway refused {exc.method}: {exc.code}: {exc.message}",
+        permanent=not exc.retryable,
+        retry_after=exc.retry_after,
+    )
+
+
+class _Socket:
+    """One authenticated RPC connection. Used by one thread at a time."""
+
+    def __init__(self, connection: ClientConnection, hello: protocol.Hello) -> None:
+        self.connection = connection
+        self.hello = hello
+
+    def call(self, method: str, params: dict[str, Any], timeout: float) -> dict:
+        request_id, frame = protocol.request(method, params)
+        self.connection.send(frame)
+        while True:
+            reply = protocol.parse_frame(self.connection.recv(timeout=timeout))
+            # Events (ticks, health) also reach an operator socket: skip them.
+            if reply.get("type") == "res" and reply.get("id") == request_id:
+                return protocol.result(method, reply)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+DeviceSource = Callable[[str], tuple[protocol.DeviceIdentity | None, str]]
+
+
+def stored_device(url: str) -> tuple[protocol.DeviceIdentity | None, str]:
+    """The inbox's device identity and device token for ``url``, from the database."""
+    link = GatewayLink.for_url(url)
+    return link.identity(), link.device_token
+
+
+def handshake(
+    connection: ClientConnection,
+    *,
+    token: str,
+    device: protocol.DeviceIdentity | None,
+    timeout: float,
+) -> protocol.Hello:
+    """Answer the gateway's challenge; ``Hello`` on success, ``RpcError`` if refused."""
+    challenge = protocol.parse_frame(connection.recv(timeout=timeout))
+    if challenge.get("event") != "connect.challenge":
+        raise protocol.ProtocolError("the gateway did not open with connect.challenge")
+    params = protocol.connect_params(
+        challenge.get("payload") or {}, token=token, device=device
+    )
+    request_id, frame = protocol.request("connect", params)
+    connection.send(frame)
+    while True:
+        reply = protocol.parse_frame(connection.recv(timeout=timeout))
+        if reply.get("type") == "res" and reply.get("id") == request_id:
+            return protocol.Hello.parse(protocol.result("connect", reply))
+
+
 class OpenClawClient:
-    """One gateway, one pooled ``requests.Session``.
+    """One gateway: a small pool of RPC sockets and a ``requests`` session.
 
     URL and token default to ``settings.OPENCLAW_GATEWAY_URL`` and
-    ``OPENCLAW_GATEWAY_TOKEN``, read on every call so ``override_settings``
-    applies. The session's own state is never changed per call (auth and
-    idempotency headers travel with each request), so threads may share it.
+    ``OPENCLAW_GATEWAY_TOKEN``, read when a socket opens so
+    ``override_settings`` applies. ``device``: where the device identity comes
+    from (the database by default; ``None`` connects with the token alone, as
+    a loopback backend client may).
     """
 
     def __init__(
         self,
-        base_url: str | None = None,
+        url: str | None = None,
         token: str | None = None,
         *,
         timeouts: Mapping[str, float] | None = None,
+        device: DeviceSource | None = stored_device,
     ) -> None:
         unknown = set(timeouts or {}) - set(TIMEOUTS)
         if unknown:
             raise ValueError(f"unknown timeout kinds: {sorted(unknown)}")
-        self._base_url = base_url
+        self._url = url
         self._token = token
+        self._device = device
         self.timeouts = {**TIMEOUTS, **(timeouts or {})}
-        self.session = requests.Session()
-        # No retries inside requests: the caller (an actor) owns retry policy.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(
+        self._idle: list[_Socket] = []
+        self._lock = threading.Lock()
+        self._targets: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self.http = requests.Session()
+        self.http.headers.update(
             {"Accept": "application/json", "User-Agent": "openclaw-inbox"}
         )
+        self.last_hello: protocol.Hello | None = None
 
     @property
-    def base_url(self) -> str:
-        url = self._base_url
-        return (url if url is not None else settings.OPENCLAW_GATEWAY_URL).rstrip("/")
+    def url(self) -> str:
+        url = self._url if self._url is not None else settings.OPENCLAW_GATEWAY_URL
+        return protocol.ws_url(url)
 
     @property
     def token(self) -> str:
@@ -92,114 +170,257 @@ class OpenClawClient:
         return token if token is not None else settings.OPENCLAW_GATEWAY_TOKEN
 
     def close(self) -> None:
-        self.session.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
+        self.http.close()
 
-    # -- the API ------------------------------------------------------------------
+    # -- the calls ----------------------------------------------------------------
 
     def send_message(
         self,
         session_key: str,
         text: str,
         *,
-        attachments: Iterable[str | Mapping[str, Any]] = (),
         idempotency_key: str,
+        attachments: Iterable[str | Mapping[str, Any]] = (),
+        label: str = "",
     ) -> dict[str, Any]:
-        """Send ``text`` into a session; ``result["messageId"]`` is the gateway's id.
+        """Deliver a human reply; ``{"messageId", "via"}`` (``send`` or ``inject``).
 
-        ``idempotency_key`` (our own message id) makes retries safe: the gateway
-        answers a repeated key with the first result and sends nothing again.
+        On a channel this is ``send`` to the session's delivery target, keyed
+        by ``idempotency_key`` (our message id): a retry delivers nothing twice,
+        and the gateway mirrors it into the transcript with that key. Webchat
+        sessions cannot be sent to; ``chat.inject`` writes the reply into the
+        transcript (labelled with the agent's name), which webchat clients show.
         """
         if not idempotency_key:
             raise ValueError("idempotency_key is required")
-        return self._call(
-            "POST",
-            f"/api/sessions/{_quote(session_key)}/messages",
-            "send",
-            body={"text": text, "attachments": list(attachments)},
-            headers={"Idempotency-Key": idempotency_key},
+        urls = [a if isinstance(a, str) else str(a.get("url", "")) for a in attachments]
+        urls = [u for u in urls if u]
+        target = self.delivery_target(session_key)
+        if target.get("channel", "") not in protocol.INTERNAL_CHANNELS:
+            params: dict[str, Any] = {
+                "channel": target["channel"],
+                "to": target["to"],
+                "message": text,
+                "sessionKey": session_key,
+                "idempotencyKey": idempotency_key,
+            }
+            if target.get("accountId"):
+                params["accountId"] = target["accountId"]
+            if urls:
+                params["mediaUrls"] = urls
+            result = self.call("send", params, kind="send")
+            return {"messageId": str(result.get("messageId") or ""), "via": "send"}
+        body = "\n".join([text, *urls]) if urls else text
+        params = {"sessionKey": session_key, "message": body}
+        if label:
+            params["label"] = label[:100]
+        result = self.call("chat.inject", params, kind="send")
+        return {"messageId": str(result.get("messageId") or ""), "via": "inject"}
+
+    def delivery_target(self, session_key: str) -> dict[str, str]:
+        """``{channel, to, accountId}`` of a session, from ``sessions.describe``.
+
+        Remembered per key: a session's target is fixed by its key. A session
+        with none (webchat) gets ``{"channel": "webchat"}``.
+        """
+        with self._lock:
+            target = self._targets.get(session_key)
+            if target is not None:
+                self._targets.move_to_end(session_key)
+                return target
+        session = self.describe(session_key)
+        context = session.get("deliveryContext")
+        context = context if isinstance(context, dict) else {}
+        channel = str(context.get("channel") or session.get("channel") or "")
+        to = str(context.get("to") or "")
+        if not to:
+            channel = "webchat" if channel in protocol.INTERNAL_CHANNELS else channel
+        target = {
+            "channel": channel if to else "webchat",
+            "to": to,
+            "accountId": str(context.get("accountId") or ""),
+        }
+        with self._lock:
+            self._targets[session_key] = target
+            while len(self._targets) > TARGET_CACHE_SIZE:
+                self._targets.popitem(last=False)
+        return target
+
+    def describe(self, session_key: str) -> dict[str, Any]:
+        result = self.call("sessions.describe", {"key": session_key}, kind="session")
+        session = result.get("session")
+        return session if isinstance(session, dict) else {}
+
+    def set_send_policy(self, session_key: str, policy: str | None) -> dict[str, Any]:
+        """``"deny"``: the agent's replies are kept out of the channel (it still
+        runs); ``None`` restores the gateway's default."""
+        if policy not in ("deny", None):
+            raise ValueError(f"policy must be 'deny' or None, not {policy!r}")
+        return self.call(
+            "sessions.patch", {"key": session_key, "sendPolicy": policy}, kind="session"
         )
 
-    def broadcast(
-        self,
-        channel: str,
-        recipients: list[str],
-        text: str,
-        *,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call(
-            "POST",
-            "/api/broadcast",
-            "broadcast",
-            body={"channel": channel, "recipients": list(recipients), "text": text},
-            headers=headers,
+    def set_human_owner(self, session_key: str, owner: str | None) -> dict[str, Any]:
+        """Tell the inbox plugin that a human owns (or released) the session."""
+        return self.call(
+            "inbox.takeover.set",
+            {"sessionKey": session_key, "owner": owner},
+            kind="session",
         )
 
-    def session_info(self, session_key: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/sessions/{_quote(session_key)}", "session")
+    def has_plugin(self) -> bool:
+        """Whether the gateway runs the inbox plugin (``hello-ok`` lists it)."""
+        hello = self.hello()
+        return PLUGIN_METHODS <= hello.methods
 
     def reset_session(self, session_key: str) -> dict[str, Any]:
-        return self._call(
-            "POST", f"/api/sessions/{_quote(session_key)}/reset", "session", body={}
-        )
+        return self.call("sessions.reset", {"key": session_key}, kind="session")
 
-    def set_send_policy(self, session_key: str, policy: str) -> dict[str, Any]:
-        """Pause ("deny") or resume ("allow") the agent's replies in one session.
+    def history(
+        self, session_key: str, *, cursor: str = "", limit: int = 200
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"sessionKey": session_key}
+        if cursor:
+            params["cursor"] = cursor
+        else:
+            params["limit"] = limit
+        return self.call("chat.history", params, kind="history")
 
-        Mirrors the real gateway's ``sessions.patch {key, sendPolicy}``.
-        """
-        if policy not in SEND_POLICIES:
-            raise ValueError(f"policy must be one of {SEND_POLICIES}, not {policy!r}")
-        return self._call(
-            "PATCH",
-            f"/api/sessions/{_quote(session_key)}",
-            "session",
-            body={"sendPolicy": policy},
-        )
+    def hello(self) -> protocol.Hello:
+        """What the gateway said at the last handshake (opening a socket if none)."""
+        if self.last_hello is None:
+            sock = self._checkout()
+            self._checkin(sock)
+        assert self.last_hello is not None
+        return self.last_hello
 
     def invoke_browser(
         self, session_key: str, args: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """The real gateway's ``POST /tools/invoke`` with the browser tool."""
-        return self._call(
+        """The gateway's ``POST /tools/invoke`` with the browser tool."""
+        answer = self._http(
             "POST",
             "/tools/invoke",
             "browser",
             body={"tool": "browser", "args": dict(args), "sessionKey": session_key},
         )
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {"value": result}
 
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health", "health")
+        return self._http("GET", "/healthz", "health")
 
-    # -- transport ----------------------------------------------------------------
+    def ready(self) -> dict[str, Any]:
+        return self._http("GET", "/readyz", "health")
 
-    def _call(
+    # -- RPC transport -------------------------------------------------------------
+
+    def call(
+        self, method: str, params: dict[str, Any], *, kind: str = "session"
+    ) -> dict[str, Any]:
+        """One RPC on a pooled socket; ``GatewayError`` on any failure."""
+        sock = self._checkout()
+        try:
+            payload = sock.call(method, params, self.timeouts[kind])
+        except protocol.RpcError as exc:
+            self._checkin(sock)  # a refusal leaves the socket usable
+            raise _error_from_rpc(exc) from exc
+        except TimeoutError as exc:
+            sock.close()  # a late answer would be read as the next call's
+            raise GatewayError(
+                f"gateway timed out after {self.timeouts[kind]:g} s on {method}",
+                permanent=False,
+            ) from exc
+        except (OSError, WebSocketException, protocol.ProtocolError) as exc:
+            sock.close()
+            raise GatewayError(
+                f"gateway connection lost during {method}: {exc}", permanent=False
+            ) from exc
+        self._checkin(sock)
+        return payload
+
+    def _checkout(self) -> _Socket:
+        while True:
+            with self._lock:
+                sock = self._idle.pop() if self._idle else None
+            if sock is None:
+                return self._open()
+            if sock.connection.protocol.state is State.OPEN:
+                return sock
+            sock.close()  # the gateway closed it while idle (a restart, say)
+
+    def _checkin(self, sock: _Socket) -> None:
+        with self._lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(sock)
+                return
+        sock.close()
+
+    def _open(self) -> _Socket:
+        url, token = self.url, self.token
+        if not protocol.is_ws_url(url):
+            raise GatewayError(
+                "no gateway is configured (OPENCLAW_GATEWAY_URL)", permanent=True
+            )
+        timeout = self.timeouts["connect"]
+        device, device_token = self._device(url) if self._device else (None, "")
+        try:
+            connection = connect(
+                url,
+                open_timeout=timeout,
+                max_size=_MAX_FRAME,
+                compression=None,  # the gateway never negotiates it
+                user_agent_header="openclaw-inbox",
+            )
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise GatewayError(
+                f"gateway unreachable: {_unreachable_reason(exc)}", permanent=False
+            ) from exc
+        except (ValueError, WebSocketException) as exc:  # a bad URL
+            raise GatewayError(f"gateway URL {url!r}: {exc}", permanent=True) from exc
+        try:
+            hello = handshake(
+                connection,
+                token=token or device_token,
+                device=device,
+                timeout=timeout,
+            )
+        except protocol.RpcError as exc:
+            connection.close()
+            # A wrong token or an unpaired device: retrying will not help until
+            # an operator acts, but a gateway restarting says UNAVAILABLE.
+            raise _error_from_rpc(exc) from exc
+        except (OSError, TimeoutError, WebSocketException, protocol.ProtocolError) as e:
+            connection.close()
+            raise GatewayError(f"gateway handshake failed: {e}", permanent=False) from e
+        self.last_hello = hello
+        return _Socket(connection, hello)
+
+    # -- HTTP transport ------------------------------------------------------------
+
+    def _http(
         self,
         method: str,
         path: str,
         kind: str,
         *,
         body: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         timeout = self.timeouts[kind]
-        all_headers = dict(headers or {})
-        token = self.token
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = self.session.request(
+            response = self.http.request(
                 method,
-                self.base_url + path,
+                protocol.http_base(self.url) + path,
                 json=body,
-                headers=all_headers,
+                headers=headers,
                 timeout=timeout,
-                # A redirect from an API is a misconfiguration, and following
-                # one would turn a POST into a GET.
-                allow_redirects=False,
+                allow_redirects=False,  # a redirect would turn a POST into a GET
             )
-        # Timeout first: ConnectTimeout is a ConnectionError as well.
         except requests.Timeout as exc:
             raise GatewayError(
                 f"gateway timed out after {timeout:g} s", permanent=False
@@ -208,17 +429,14 @@ class OpenClawClient:
             raise GatewayError(
                 f"gateway unreachable: {_unreachable_reason(exc)}", permanent=False
             ) from exc
-        except _CONFIGURATION_ERRORS as exc:  # a bad URL: retrying will not fix it
-            msg = f"gateway request failed: {exc}"
-            raise GatewayError(msg, permanent=True) from exc
-        except requests.RequestException as exc:  # a truncated answer, say
-            msg = f"gateway request failed: {exc}"
-            raise GatewayError(msg, permanent=False) from exc
-        return _result(response)
+        except requests.RequestException as exc:
+            raise GatewayError(
+                f"gateway request failed: {exc}", permanent=False
+            ) from exc
+        return _http_result(response)
 
 
-def _result(response: requests.Response) -> dict[str, Any]:
-    """Classify an answer, in one place: the decoded result or a GatewayError."""
+def _http_result(response: requests.Response) -> dict[str, Any]:
     status = response.status_code
     try:
         body = response.json()
@@ -231,23 +449,16 @@ def _result(response: requests.Response) -> dict[str, Any]:
                 permanent=True,
                 status=status,
             )
-        if body.get("ok") is not True:
-            raise GatewayError(
-                f"gateway answered {status} but not ok: {_detail(body, response)}",
-                permanent=True,
-                status=status,
-            )
-        result = body.get("result", {})
-        if not isinstance(result, dict):
-            raise GatewayError(
-                f"gateway answered {status} with a result that is not an object",
-                permanent=True,
-                status=status,
-            )
-        return result
+        return body
+    error = body.get("error") if isinstance(body, dict) else None
+    detail = (
+        str(error.get("message") or error.get("type") or "")
+        if isinstance(error, dict)
+        else str(error or response.text.strip()[:200] or response.reason)
+    )
     transient = status >= 500 or status in TRANSIENT_STATUSES
     raise GatewayError(
-        f"gateway answered {status}: {_detail(body, response)}",
+        f"gateway answered {status}: {detail}",
         permanent=not transient,
         status=status,
         retry_after=parse_retry_after(response.headers.get("Retry-After"))
@@ -256,33 +467,15 @@ def _result(response: requests.Response) -> dict[str, Any]:
     )
 
 
-def _detail(body: Any, response: requests.Response) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        message = str(error.get("message") or "")
-        kind = str(error.get("type") or "")
-        if kind and message:
-            return f"{kind}: {message}"
-        if message or kind:
-            return message or kind
-    elif isinstance(error, str) and error:
-        return error
-    text = response.text.strip()
-    return text[:200] if text else response.reason or "no detail"
-
-
 def _unreachable_reason(exc: BaseException) -> str:
-    """A short reason from the exception chain requests/urllib3 wrap errors in."""
+    """A short reason from the exception chain the libraries wrap errors in."""
     if find_in_chain(exc, ConnectionRefusedError):
         return "connection refused"
     if find_in_chain(exc, ConnectionResetError):
         return "connection reset"
+    if find_in_chain(exc, TimeoutError):
+        return "timed out"
     return str(exc) or type(exc).__name__
-
-
-def _quote(session_key: str) -> str:
-    # Keys look like agent:main:telegram:dm:123; quote every reserved character.
-    return quote(session_key, safe="")
 
 
 _shared: OpenClawClient | None = None
@@ -290,10 +483,19 @@ _shared_lock = threading.Lock()
 
 
 def client() -> OpenClawClient:
-    """The process's shared client (one connection pool), created on first use."""
+    """The process's shared client (one socket pool), created on first use."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:  # another thread may have won the race
                 _shared = OpenClawClient()
     return _shared
+
+
+def reset_client() -> None:
+    """Forget the shared client (tests and a changed setting open a new one)."""
+    global _shared
+    with _shared_lock:
+        shared, _shared = _shared, None
+    if shared is not None:
+        shared.close()

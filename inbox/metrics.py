@@ -28,6 +28,30 @@ REJECTIONS = Counter(
     "Webhook deliveries refused, by reason.",
     ["reason"],
 )
+CONNECTOR_CONNECTED = Gauge(
+    "openclaw_connector_connected",
+    "1 while this process's connector holds an authenticated gateway socket.",
+    multiprocess_mode="livemax",
+)
+CONNECTOR_EVENTS = Counter(
+    "openclaw_connector_events_total",
+    "Transcript rows read from the gateway, by role and outcome.",
+    ["role", "outcome"],
+)
+CONNECTOR_LAG = Histogram(
+    "openclaw_connector_lag_seconds",
+    "From the gateway recording a row to the inbox storing it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 300.0),
+)
+CONNECTOR_RECONNECTS = Counter(
+    "openclaw_connector_reconnects_total",
+    "Connections to the gateway opened after the first, by why the last one ended.",
+    ["reason"],
+)
+CONNECTOR_RECOVERED = Counter(
+    "openclaw_connector_recovered_total",
+    "Messages stored from chat.history catch-up rather than the live feed.",
+)
 WEBSOCKET_CLIENTS = Gauge(
     "openclaw_websocket_clients",
     "Staff websockets connected now.",
@@ -39,6 +63,11 @@ def record_delivery(
     outcome: str, platform: str, message: object, seconds: float
 ) -> None:
     DELIVERIES.labels(outcome=outcome).inc()
+    record_stored(platform, message, seconds)
+
+
+def record_stored(platform: str, message: object, seconds: float) -> None:
+    """One event stored (from a webhook or the connector)."""
     PROCESSING_SECONDS.observe(seconds)
     if message is not None:
         MESSAGES_RECEIVED.labels(platform=platform, direction=message.direction).inc()

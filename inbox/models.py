@@ -11,6 +11,8 @@ from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from inbox.protocol import DeviceIdentity
+
 PREVIEW_CHARS = 160
 
 
@@ -219,6 +221,13 @@ class Conversation(models.Model):
     is_active = models.BooleanField(default=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Where the connector stands in the gateway's transcript of this session:
+    # the last messageSeq stored, in the session generation it belongs to
+    # (the gateway's sessionId; a reset starts a new one at 1), and the
+    # chat.history cursor that fetches what came after.
+    gateway_seq = models.PositiveIntegerField(default=0)
+    gateway_generation = models.CharField(max_length=64, blank=True)
+    gateway_cursor = models.CharField(max_length=1024, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -267,7 +276,13 @@ class Conversation(models.Model):
         except IntegrityError:
             return locked.get(session_id=session_id), False
 
-    def add_message(self, *, fresh_id: bool = False, **fields: Any) -> Message | None:
+    def add_message(
+        self,
+        *,
+        fresh_id: bool = False,
+        also_save: list[str] | None = None,
+        **fields: Any,
+    ) -> Message | None:
         """Store one message and its activity row; ``None`` if it is a duplicate.
 
         Needs the row lock from ``lock_for_session``. Uniqueness is the database's
@@ -275,6 +290,7 @@ class Conversation(models.Model):
         or arrive a day later both end here as duplicates. ``fresh_id``: the
         id was just made here and cannot be a duplicate, so the INSERT needs
         no savepoint to recover from one (two round trips fewer).
+        ``also_save``: fields the caller changed, written in the same UPDATE.
         """
         try:
             with transaction.atomic(savepoint=not fresh_id):
@@ -286,7 +302,7 @@ class Conversation(models.Model):
         now = message.created_at
         self.message_count += 1
         self.updated_at = now
-        changed = ["message_count", "updated_at"]
+        changed = ["message_count", "updated_at", *(also_save or ())]
         if message.kind not in (Message.Kind.RESET, Message.Kind.NOTE):
             self.last_message_at = now
             self.last_message_preview = message.preview
@@ -634,6 +650,9 @@ class Message(models.Model):
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
+        # A bot reply the gateway wrote while its send policy was "deny": the
+        # customer never got it.
+        SUPPRESSED = "suppressed", "Suppressed draft"
 
     class Author(models.TextChoices):
         CUSTOMER = "customer", "Customer"
@@ -1020,6 +1039,51 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         stamp = f"{self.received_at:%Y-%m-%d %H:%M:%S}"
         return f"{self.event_type or '?'} {self.outcome} @ {stamp}"
+
+
+class GatewayLink(models.Model):
+    """This inbox as one gateway knows it: its device identity and what the
+    connector last saw. One row per gateway URL.
+
+    ``device_seed`` is the Ed25519 private key (the gateway pairs the device
+    by its public half) and ``device_token`` what pairing returned: both are
+    credentials, kept out of ``__str__``, the admin and every log line.
+    """
+
+    url = models.CharField(max_length=500, unique=True)
+    device_seed = models.CharField(max_length=64)
+    device_token = models.CharField(max_length=500, blank=True)
+    server_version = models.CharField(max_length=64, blank=True)
+    has_plugin = models.BooleanField(
+        default=False, help_text="The inbox plugin's methods were offered at connect."
+    )
+    is_connected = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    # The newest transcript record stored from this gateway: after a
+    # disconnect, sessions that moved since (less a margin) are caught up.
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+    @classmethod
+    def for_url(cls, url: str) -> GatewayLink:
+        """The row for ``url``, made with a fresh device key the first time."""
+        link = cls.objects.filter(url=url).first()
+        if link is not None:
+            return link
+        try:
+            with transaction.atomic():
+                return cls.objects.create(
+                    url=url, device_seed=DeviceIdentity.generate().seed_b64
+                )
+        except IntegrityError:  # another process made it first
+            return cls.objects.get(url=url)
+
+    def identity(self) -> DeviceIdentity:
+        return DeviceIdentity.from_seed(self.device_seed)
 
 
 class CannedResponse(models.Model):

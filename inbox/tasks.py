@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from dramatiq_crontab import cron
 
-from inbox import gateway
+from inbox import gateway, protocol
 from inbox.models import AgentStatus, Conversation, Message, WebhookDelivery
 from inbox.signals import message_stored
 
@@ -91,6 +91,7 @@ def deliver_reply(message_id: int) -> None:
             message.text,
             attachments=message.attachments,
             idempotency_key=message.gateway_message_id,
+            label=message.sender,
         )
     except gateway.GatewayError as exc:
         age = (timezone.now() - message.created_at).total_seconds()
@@ -214,22 +215,48 @@ def resume_stalled_replies() -> None:
     queue_name="replies", max_retries=5, min_backoff=1_000, time_limit=30_000
 )
 def sync_send_policy(conversation_id: int) -> None:
-    """Tell the gateway to pause (or resume) its agent for one session.
+    """Tell the gateway to stop (or restart) its agent for one session.
 
-    Reads the conversation's state when it runs, so jobs that arrive late or
-    twice still leave the gateway matching what the inbox shows.
+    With the inbox plugin on the gateway, the plugin skips the agent for a
+    human-owned session on every channel: no model call, the customer's
+    messages still recorded. Without it, channel sessions fall back to
+    ``sendPolicy: deny`` (the agent still runs, its replies are held back);
+    on webchat that would refuse the customer's own messages, so nothing is
+    sent and the conversation header says so. Reads the conversation's state
+    when it runs, so jobs that arrive late or twice still leave the gateway
+    matching what the inbox shows.
     """
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    conversation = (
+        Conversation.objects.select_related("assignee")
+        .filter(pk=conversation_id)
+        .first()
+    )
     if conversation is None:
         return
-    policy = "deny" if conversation.is_bot_paused else "allow"
+    client = gateway.client()
+    paused = conversation.is_bot_paused
     try:
-        gateway.client().set_send_policy(conversation.session_id, policy)
+        if client.has_plugin():
+            owner = conversation.assignee.get_username() if paused else None
+            client.set_human_owner(conversation.session_id, owner or None)
+        elif pause_mode(conversation.session_id, plugin=False) == "deny":
+            client.set_send_policy(conversation.session_id, "deny" if paused else None)
     except gateway.GatewayError as exc:
         if exc.permanent:
-            log.warning("gateway refused sendPolicy=%s: %s", policy, exc)
+            log.warning("gateway refused to pause the agent: %s", exc)
             return
         raise  # Dramatiq retries with backoff
+
+
+def pause_mode(session_key: str, *, plugin: bool) -> str:
+    """How a takeover stops the bot in this session: ``plugin`` (no model call),
+    ``deny`` (the agent runs, its replies are held back) or ``none`` (webchat
+    without the plugin: the bot cannot be stopped)."""
+    if plugin:
+        return "plugin"
+    if protocol.channel_of(session_key) in protocol.INTERNAL_CHANNELS:
+        return "none"
+    return "deny"
 
 
 @cron("* * * * *")

@@ -15,7 +15,7 @@ from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
 from core.roles import Role, role_of, role_required, staff_users
-from inbox import live, metrics, webhooks
+from inbox import ingest, live, metrics, webhooks
 from inbox.forms import (
     AssignForm,
     ConversationFilterForm,
@@ -142,7 +142,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
         event = webhooks.validate(payload, body)
     except webhooks.PayloadError as exc:
         return _reject(request, 400, "payload", exc.field, exc.reason, body)
-    outcome = webhooks.store(event, delivery)
+    outcome = ingest.store(event, delivery)
     answer: dict[str, Any] = {"status": outcome.status}
     if outcome.message is not None:
         answer["messageId"] = outcome.message.gateway_message_id

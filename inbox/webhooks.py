@@ -1,4 +1,6 @@
-"""Gateway webhooks: verify the signature, validate the payload, store it once.
+"""Signed webhooks from other senders: verify the signature, validate the payload
+into an ``inbox.ingest.Event``. Storing is ``inbox.ingest.store``, which the
+gateway connector uses as well.
 
 The contract is documented in ``docs/webhook-contract.md``. Two signature
 schemes are accepted, each against every configured secret (rotation):
@@ -6,9 +8,6 @@ schemes are accepted, each against every configured secret (rotation):
 * ``X-OpenClaw-Signature``: lowercase hex HMAC-SHA256 of the raw body.
 * Standard Webhooks: ``webhook-id``, ``webhook-timestamp`` and
   ``webhook-signature: v1,<base64>`` over ``"{id}.{timestamp}.{body}"``.
-
-Storing is one transaction (conversation, message, activity row and delivery
-log); the live push and the background job run only after it commits.
 """
 
 from __future__ import annotations
@@ -19,17 +18,14 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from inbox import live, metrics
-from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
+from inbox.ingest import Event
+from inbox.models import Message, Platform, WebhookDelivery
 
 KNOWN_EVENTS = {"message", "status", "media", "error"}
 # "ended" and "reset" are about the session; "delivered" and "failed" are the
@@ -124,16 +120,6 @@ def _verify_standard(
 
 
 # --- payload --------------------------------------------------------------------
-
-
-@dataclass
-class Event:
-    type: str
-    data: dict[str, Any]
-    session_id: str = ""
-    platform: str = Platform.OTHER
-    message_id: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -367,152 +353,3 @@ def validate(payload: dict[str, Any], body: bytes) -> Event:
 def _fallback_id(kind: str, body: bytes) -> str:
     # Events without their own id dedupe on the exact body: a redelivery is identical.
     return f"{kind}:{hashlib.sha256(body).hexdigest()[:40]}"
-
-
-# --- storing --------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    status: str  # a WebhookDelivery.Outcome value
-    conversation: Conversation | None = None
-    message: Message | None = None
-
-
-def store(event: Event, delivery: WebhookDelivery) -> Outcome:
-    """Store ``event`` and its delivery row in one transaction.
-
-    After commit: publish the new activity rows live, and enqueue the inbound
-    message for background work. Both run outside the transaction so neither
-    the browser nor the worker can see a row that might still roll back.
-    """
-    started = time.perf_counter()
-    with transaction.atomic():
-        conversation, created = Conversation.lock_for_session(
-            event.session_id, defaults=event.fields["conversation"]
-        )
-        activities: list[Activity] = []
-        if created:
-            activities.append(
-                Activity.objects.create(
-                    conversation=conversation, kind=Activity.Kind.CONVERSATION_CREATED
-                )
-            )
-        else:
-            _fill_customer(conversation, event.fields["conversation"])
-        message = None
-        receipt = False
-        if event.type in ("message", "media"):
-            message = conversation.add_message(**event.fields["message"])
-            if message is not None and message.status_activity is not None:
-                activities.append(message.status_activity)
-        elif event.type == "status" and event.fields["status"] in (
-            "delivered",
-            "failed",
-        ):
-            receipt = _apply_receipt(conversation, event)
-        elif event.type == "status" and event.fields["status"] == "ended":
-            if closed := conversation.close():
-                activities.append(closed)
-        elif event.type == "status":
-            message = conversation.add_message(
-                gateway_message_id=event.message_id,
-                direction=Message.Direction.INBOUND,
-                kind=Message.Kind.RESET,
-                author=Message.Author.SYSTEM,
-                text="Session reset",
-            )
-        elif event.type == "error":
-            message = conversation.add_message(
-                gateway_message_id=event.message_id,
-                direction=Message.Direction.OUTBOUND,
-                kind=Message.Kind.ERROR,
-                author=Message.Author.SYSTEM,
-                text=event.fields["error"],
-                delivery_state=Message.DeliveryState.FAILED,
-            )
-            if message is not None:
-                activities.append(conversation.record_error(event.fields["error"]))
-        if message is not None:
-            # The message comes before the error note it caused.
-            activities.insert(1 if created else 0, message.activity)
-        # A redelivery adds no message and changes no status: nothing new to show.
-        changed = (
-            message is not None
-            or receipt
-            or (event.type == "status" and bool(activities))
-        )
-        outcome = (
-            WebhookDelivery.Outcome.STORED
-            if changed
-            else WebhookDelivery.Outcome.DUPLICATE
-        )
-        delivery.outcome = outcome
-        delivery.status_code = 200
-        delivery.conversation = conversation
-        delivery.message = message
-        delivery.processed_at = timezone.now()
-        delivery.save()
-        if activities:
-            transaction.on_commit(lambda: live.publish(activities))
-        if (
-            message is not None
-            and message.is_from_customer
-            and message.kind
-            in (
-                Message.Kind.TEXT,
-                Message.Kind.MEDIA,
-            )
-        ):
-            transaction.on_commit(lambda: _enqueue_followup(message.pk))
-    if (
-        message is not None
-        and event.fields.get("escalate")
-        and message.is_from_customer
-    ):
-        # After the message's own transaction: escalate() takes its own lock.
-        conversation.escalate(reason="the gateway asked for a human")
-    metrics.record_delivery(
-        outcome, event.platform, message, time.perf_counter() - started
-    )
-    return Outcome(outcome, conversation, message)
-
-
-def _apply_receipt(conversation: Conversation, event: Event) -> bool:
-    """Mark one of our replies delivered or failed; ``False`` if nothing changed.
-
-    Needs the conversation's row lock. A receipt for an unknown id (another
-    system's message) is kept in the delivery log and changes nothing.
-    """
-    message = conversation.messages.filter(
-        gateway_message_id=event.message_id,
-        author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
-    ).first()
-    if message is None:
-        return False
-    if event.fields["status"] == "delivered":
-        return message.mark_delivered()
-    return message.mark_failed(
-        event.fields["error"] or "the gateway could not deliver it"
-    )
-
-
-def _fill_customer(conversation: Conversation, fields: dict[str, Any]) -> None:
-    """Keep the first customer details we learn; a bot reply carries none."""
-    updates = {
-        name: fields[name]
-        for name in ("customer_id", "customer_name")
-        if fields[name] and not getattr(conversation, name)
-    }
-    if fields["metadata"] and fields["metadata"] != conversation.metadata:
-        updates["metadata"] = {**conversation.metadata, **fields["metadata"]}
-    if updates:
-        for name, value in updates.items():
-            setattr(conversation, name, value)
-        conversation.save(update_fields=[*updates, "updated_at"])
-
-
-def _enqueue_followup(message_id: int) -> None:
-    from inbox.tasks import process_inbound_message
-
-    process_inbound_message.send(message_id)

@@ -1,15 +1,16 @@
 """``manage.py serve``: the whole product in one process (embedded mode).
 
 Migrates, makes the demo login, starts a Dramatiq worker thread on the
-in-process broker, optionally starts the gateway simulator, and runs daphne.
-In production mode the Procfile runs these as separate processes instead.
+in-process broker, optionally a simulated gateway with demo customers, the
+gateway connector when ``OPENCLAW_GATEWAY_URL`` is a ``ws://`` or ``wss://``
+URL, and runs daphne. In production mode the Procfile runs these as separate
+processes instead.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--demo",
             action="store_true",
-            help="also start the gateway simulator posting live demo traffic",
+            help="also start a simulated gateway with customers writing to it",
         )
         parser.add_argument(
             "--rate", type=float, default=0.5, help="demo messages per second"
@@ -49,7 +50,8 @@ class Command(BaseCommand):
         self._ensure_demo_user()
         worker = self._start_worker()
         if options["demo"]:
-            self._start_simulator(options["host"], options["port"], options["rate"])
+            self._start_simulator(options["rate"])
+        connector = self._start_connector()
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(
             self.style.SUCCESS(
@@ -73,6 +75,8 @@ class Command(BaseCommand):
                 ]
             )
         finally:
+            if connector is not None:
+                connector.stop()
             if worker is not None:
                 worker.stop()
 
@@ -111,40 +115,40 @@ class Command(BaseCommand):
         threading.Thread(target=scheduler.start, name="scheduler", daemon=True).start()
         return worker
 
-    def _start_simulator(self, host: str, port: int, rate: float) -> None:
+    def _start_simulator(self, rate: float) -> None:
+        """The simulated gateway on 127.0.0.1 (the real one's port when free),
+        with demo customers writing to it; the connector below reads it."""
         import secrets
 
-        from inbox.simulator import GatewayServer, Simulator
+        from inbox.simulated_gateway import DemoTraffic, GatewayServer
 
-        # Wildcard binds are reachable on loopback; post there.
-        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        webhook_url = f"http://{local}:{port}/api/openclaw/webhook/"
-        webhook_secret = settings.OPENCLAW_WEBHOOK_SECRETS[0]
         token = settings.OPENCLAW_GATEWAY_TOKEN or secrets.token_urlsafe(16)
-        options = {
-            "token": token,
-            "webhook_url": webhook_url,
-            "secret": webhook_secret,
-            "quiet": True,
-        }
+        # As with the inbox plugin installed: a takeover stops the bot.
+        options = {"token": token, "plugin": True}
         try:  # the real gateway's port, so the demo looks like the real thing
             gateway = GatewayServer(port=DEMO_GATEWAY_PORT, **options).start()
         except OSError:
             gateway = GatewayServer(port=0, **options).start()
-        # Replies sent from this process (the worker thread) go to the simulator.
         settings.OPENCLAW_GATEWAY_URL = gateway.url
         settings.OPENCLAW_GATEWAY_TOKEN = token
+        traffic = DemoTraffic(gateway, rate=rate)
+        threading.Thread(target=traffic.run, name="demo-traffic", daemon=True).start()
+        self.stdout.write(
+            f"Simulated gateway on {gateway.url}, demo customers writing about "
+            f"{rate} messages/s."
+        )
 
-        def run() -> None:
-            time.sleep(1.5)  # let daphne bind first
-            Simulator(
-                webhook_url, secret=webhook_secret, seed=None, gateway=gateway
-            ).run(rate=rate, duration=None, quiet=True)
+    def _start_connector(self) -> Any:
+        """The gateway connector as a thread, when a ws:// gateway is configured."""
+        from inbox import protocol
+        from inbox.connector import Connector, ConnectorThread
 
-        threading.Thread(target=run, name="gateway-simulator", daemon=True).start()
-        self.stdout.write(f"Gateway simulator posting about {rate} messages/s.")
-        self.stdout.write(f"Gateway API (simulated) on {gateway.url}.")
+        if not protocol.is_ws_url(settings.OPENCLAW_GATEWAY_URL):
+            return None
         if settings.PRODUCTION:
-            self.stdout.write(
-                "A separate worker process still sends to OPENCLAW_GATEWAY_URL."
-            )
+            self.stdout.write("Production mode: run the Procfile's connector process.")
+            return None
+        thread = ConnectorThread(Connector())
+        thread.start()
+        self.stdout.write(f"Connector reading {settings.OPENCLAW_GATEWAY_URL}.")
+        return thread

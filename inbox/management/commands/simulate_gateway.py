@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inbox.simulator import GatewayServer, Simulator
+from inbox.simulator import Simulator
 
 
 class Command(BaseCommand):
@@ -29,45 +29,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--secret", default=None, help="defaults to the first configured secret"
         )
-        parser.add_argument(
-            "--serve-port",
-            type=int,
-            default=None,
-            metavar="N",
-            help="also serve the gateway's HTTP API on 127.0.0.1:N (0: any free "
-            "port) for the run, posting 'delivered' webhooks to --url",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         secret = options["secret"] or settings.OPENCLAW_WEBHOOK_SECRETS[0]
-        server: GatewayServer | None = None
-        if options["serve_port"] is not None:
-            server = GatewayServer(
-                port=options["serve_port"],
-                token=settings.OPENCLAW_GATEWAY_TOKEN,
-                webhook_url=options["url"],
-                secret=secret,
-            ).start()
-            self.stdout.write(
-                f"Gateway API on {server.url} (point OPENCLAW_GATEWAY_URL at it)."
-            )
+        self.stdout.write(f"Posting signed webhooks to {options['url']}")
         simulator = Simulator(
             options["url"],
             secret=secret,
             seed=options["seed"],
             scheme=options["scheme"],
-            gateway=server,
         )
-        try:
-            answers = simulator.run(
-                rate=options["rate"],
-                duration=options["duration"],
-                count=options["count"],
-            )
-        finally:
-            if server is not None:
-                server.stop()
-        summary = ", ".join(f"{status}: {n}" for status, n in sorted(answers.items()))
+        answers = simulator.run(
+            rate=options["rate"],
+            duration=options["duration"],
+            count=options["count"],
+        )
+        summary = ", ".join(
+            f"{status or 'no answer'}: {n}" for status, n in sorted(answers.items())
+        )
+        refused = sum(n for status, n in answers.items() if not 200 <= status < 300)
         self.stdout.write(f"Sent {simulator.sent} deliveries ({summary}).")
-        if server is not None:
-            self.stdout.write(f"Gateway accepted {len(server.received)} replies.")
+        if refused:
+            raise CommandError(
+                f"{refused} of {simulator.sent} deliveries were not accepted: check"
+                " --url (the server's address and port) and --secret."
+            )

@@ -1,0 +1,256 @@
+"""Where a message from the gateway is stored: one function, two adapters.
+
+``inbox/webhooks.py`` (signed webhooks from other senders) and
+``inbox/connector.py`` (the gateway's live transcript feed) each turn what they
+received into an ``Event`` and call ``store()``. Storing is one transaction:
+conversation, message, activity rows, the gateway transcript position and the
+webhook's delivery row; the live push and the background job run only after it
+commits, so neither the browser nor the worker sees a row that might roll back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from inbox import live, metrics
+from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
+from inbox.tasks import process_inbound_message
+
+
+@dataclass
+class Event:
+    """One thing the gateway told us, already validated.
+
+    ``type``: ``message`` / ``media`` (a customer or bot message), ``status``,
+    ``error``, or ``echo`` (one of our own replies written back into the
+    gateway's transcript: it confirms delivery and is never stored twice).
+    """
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    session_id: str = ""
+    platform: str = Platform.OTHER
+    message_id: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+    # The gateway transcript's position (connector only): messageSeq and the
+    # session generation it counts in.
+    seq: int | None = None
+    generation: str = ""
+    recorded_at: datetime | None = None
+
+
+@dataclass
+class Outcome:
+    status: str  # a WebhookDelivery.Outcome value
+    conversation: Conversation | None = None
+    message: Message | None = None
+    # The transcript skipped a seq (connector only): fetch what is missing.
+    gap: bool = False
+
+
+def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
+    """Store ``event`` (and the webhook's ``delivery`` row) in one transaction."""
+    started = time.perf_counter()
+    with transaction.atomic():
+        conversation, created = Conversation.lock_for_session(
+            event.session_id, defaults=event.fields["conversation"]
+        )
+        activities: list[Activity] = []
+        if created:
+            activities.append(
+                Activity.objects.create(
+                    conversation=conversation, kind=Activity.Kind.CONVERSATION_CREATED
+                )
+            )
+        else:
+            _fill_customer(conversation, event.fields["conversation"])
+        gap, moved = _track_transcript(conversation, event)
+        message = None
+        receipt = False
+        if event.type in ("message", "media"):
+            message = conversation.add_message(
+                also_save=moved, **event.fields["message"]
+            )
+            moved = [] if message is not None else moved
+            if message is not None and message.status_activity is not None:
+                activities.append(message.status_activity)
+        elif event.type == "echo":
+            receipt = _apply_echo(conversation, event)
+            if not receipt and "message" in event.fields:
+                # Sent by another operator client, not from this inbox.
+                message = conversation.add_message(
+                    also_save=moved, **event.fields["message"]
+                )
+                moved = [] if message is not None else moved
+        elif event.type == "status" and event.fields["status"] in (
+            "delivered",
+            "failed",
+        ):
+            receipt = _apply_receipt(conversation, event)
+        elif event.type == "status" and event.fields["status"] == "ended":
+            if closed := conversation.close():
+                activities.append(closed)
+        elif event.type == "status":
+            message = conversation.add_message(
+                gateway_message_id=event.message_id,
+                direction=Message.Direction.INBOUND,
+                kind=Message.Kind.RESET,
+                author=Message.Author.SYSTEM,
+                text="Session reset",
+            )
+        elif event.type == "error":
+            message = conversation.add_message(
+                gateway_message_id=event.message_id,
+                direction=Message.Direction.OUTBOUND,
+                kind=Message.Kind.ERROR,
+                author=Message.Author.SYSTEM,
+                text=event.fields["error"],
+                delivery_state=Message.DeliveryState.FAILED,
+            )
+            if message is not None:
+                activities.append(conversation.record_error(event.fields["error"]))
+        if moved:
+            conversation.save(update_fields=moved)
+        if message is not None:
+            # The message comes before the error note it caused.
+            activities.insert(1 if created else 0, message.activity)
+        # A redelivery adds no message and changes no status: nothing new to show.
+        changed = (
+            message is not None
+            or receipt
+            or (event.type == "status" and bool(activities))
+        )
+        outcome = (
+            WebhookDelivery.Outcome.STORED
+            if changed
+            else WebhookDelivery.Outcome.DUPLICATE
+        )
+        if delivery is not None:
+            delivery.outcome = outcome
+            delivery.status_code = 200
+            delivery.conversation = conversation
+            delivery.message = message
+            delivery.processed_at = timezone.now()
+            delivery.save()
+        if activities:
+            transaction.on_commit(lambda: live.publish(activities))
+        if (
+            message is not None
+            and message.is_from_customer
+            and message.kind in (Message.Kind.TEXT, Message.Kind.MEDIA)
+        ):
+            transaction.on_commit(lambda: process_inbound_message.send(message.pk))
+    if (
+        message is not None
+        and event.fields.get("escalate")
+        and message.is_from_customer
+    ):
+        # After the message's own transaction: escalate() takes its own lock.
+        conversation.escalate(reason="the gateway asked for a human")
+    seconds = time.perf_counter() - started
+    if delivery is not None:
+        metrics.record_delivery(outcome, event.platform, message, seconds)
+    else:
+        metrics.record_stored(event.platform, message, seconds)
+    return Outcome(outcome, conversation, message, gap=gap)
+
+
+def _track_transcript(conversation: Conversation, event: Event) -> tuple[bool, list]:
+    """Move the conversation's transcript position to ``event``'s seq.
+
+    Needs the row lock. Returns whether seqs are missing before this one and
+    the fields changed (saved with the message). A new generation (the
+    session was reset) starts counting again; an old seq arriving late (a
+    catch-up overlapping the live feed) never moves the position back.
+    """
+    if event.seq is None:
+        return False, []
+    if event.generation and event.generation != conversation.gateway_generation:
+        gap = event.seq > 1
+        conversation.gateway_generation = event.generation
+        conversation.gateway_seq = event.seq
+        return gap, ["gateway_generation", "gateway_seq"]
+    if event.seq <= conversation.gateway_seq:
+        return False, []
+    gap = event.seq > conversation.gateway_seq + 1
+    conversation.gateway_seq = event.seq
+    return gap, ["gateway_seq"]
+
+
+def _apply_echo(conversation: Conversation, event: Event) -> bool:
+    """Mark the reply ``event`` echoes delivered; ``False`` if it is not ours.
+
+    Needs the row lock. A ``send`` comes back with our message id as its
+    idempotency key. A ``chat.inject`` has none: it comes back under the id
+    the RPC answered with, which the sender may not have written down yet
+    (the feed can be faster than the answer), so a reply still in flight
+    with the same text is it too.
+    """
+    ours = conversation.messages.filter(
+        author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
+        direction=Message.Direction.OUTBOUND,
+    ).exclude(kind=Message.Kind.NOTE)
+    key = event.fields["echo_key"]
+    message = ours.filter(gateway_message_id=key).first() if key else None
+    if message is None:
+        message = ours.filter(metadata__gateway_id=event.message_id).first()
+    if message is None and event.fields["echo_text"]:
+        message = (
+            ours.filter(
+                delivery_state__in=[
+                    Message.DeliveryState.SENDING,
+                    Message.DeliveryState.SENT,
+                    Message.DeliveryState.RETRYING,
+                ],
+                text=event.fields["echo_text"],
+            )
+            .order_by("pk")
+            .first()
+        )
+    if message is None:
+        return False
+    if message.mark_delivered():
+        if message.metadata.get("gateway_id") != event.message_id:
+            message.remember_gateway_id(event.message_id)
+        return True
+    return False
+
+
+def _apply_receipt(conversation: Conversation, event: Event) -> bool:
+    """Mark one of our replies delivered or failed; ``False`` if nothing changed.
+
+    Needs the conversation's row lock. A receipt for an unknown id (another
+    system's message) is kept in the delivery log and changes nothing.
+    """
+    message = conversation.messages.filter(
+        gateway_message_id=event.message_id,
+        author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
+    ).first()
+    if message is None:
+        return False
+    if event.fields["status"] == "delivered":
+        return message.mark_delivered()
+    return message.mark_failed(
+        event.fields["error"] or "the gateway could not deliver it"
+    )
+
+
+def _fill_customer(conversation: Conversation, fields: dict[str, Any]) -> None:
+    """Keep the first customer details we learn; a bot reply carries none."""
+    updates = {
+        name: fields[name]
+        for name in ("customer_id", "customer_name")
+        if fields[name] and not getattr(conversation, name)
+    }
+    if fields["metadata"] and fields["metadata"] != conversation.metadata:
+        updates["metadata"] = {**conversation.metadata, **fields["metadata"]}
+    if updates:
+        for name, value in updates.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=[*updates, "updated_at"])
