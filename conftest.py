@@ -168,15 +168,36 @@ def _close_database_pools(django_db_setup, django_db_blocker):  # noqa: ANN001, 
 
 
 # -- OpenClaw gateway -------------------------------------------------------------
-# A real HTTP gateway (inbox.simulator.GatewayServer) on 127.0.0.1, never a mock of
-# requests: the client's timeouts, pooling and error classes meet real sockets.
+# The simulated gateway (inbox.simulated_gateway) on 127.0.0.1, speaking the real
+# one's WebSocket RPC: the client's pool, timeouts and error classes meet real
+# sockets, never a mock.
 
 
 @pytest.fixture
 def gateway(settings):
-    from inbox.simulator import GatewayServer
+    from inbox import gateway as gateway_module
+    from inbox.simulated_gateway import GatewayServer
 
-    with GatewayServer(token="test-gateway-token", webhook_url=None) as server:
+    with GatewayServer(token="test-gateway-token") as server:
         settings.OPENCLAW_GATEWAY_URL = server.url
         settings.OPENCLAW_GATEWAY_TOKEN = server.token
+        gateway_module.reset_client()  # no socket left from another test's gateway
         yield server
+    gateway_module.reset_client()
+
+
+@pytest.fixture
+def connector(gateway, transactional_db):
+    """The connector reading ``gateway`` into the test database, on its own thread."""
+    import time
+
+    from inbox.connector import Connector, ConnectorThread
+
+    thread = ConnectorThread(Connector(gateway.url, gateway.token))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.connector.state != "live" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert thread.connector.state == "live", thread.connector.state
+    yield thread.connector
+    thread.stop()

@@ -91,7 +91,7 @@ def session_cookie(user: Any) -> str:
 
 
 def session_key(*, chat: str = "telegram", peer: str | None = None) -> str:
-    return f"agent:main:{chat}:dm:{peer or next(_counter) + 100_000_000}"
+    return f"agent:main:{chat}:direct:{peer or next(_counter) + 100_000_000}"
 
 
 def message_event(

@@ -153,6 +153,7 @@ class OpenClawClient:
         self._idle: list[_Socket] = []
         self._lock = threading.Lock()
         self._targets: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._devices: dict[str, tuple[protocol.DeviceIdentity | None, str]] = {}
         self.http = requests.Session()
         self.http.headers.update(
             {"Accept": "application/json", "User-Agent": "openclaw-inbox"}
@@ -367,7 +368,7 @@ class OpenClawClient:
                 "no gateway is configured (OPENCLAW_GATEWAY_URL)", permanent=True
             )
         timeout = self.timeouts["connect"]
-        device, device_token = self._device(url) if self._device else (None, "")
+        device, device_token = self._device_for(url)
         try:
             connection = connect(
                 url,
@@ -375,6 +376,7 @@ class OpenClawClient:
                 max_size=_MAX_FRAME,
                 compression=None,  # the gateway never negotiates it
                 user_agent_header="openclaw-inbox",
+                legacy=True,  # a pooled socket outlives any one ``with`` block
             )
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise GatewayError(
@@ -399,6 +401,18 @@ class OpenClawClient:
             raise GatewayError(f"gateway handshake failed: {e}", permanent=False) from e
         self.last_hello = hello
         return _Socket(connection, hello)
+
+    def _device_for(self, url: str) -> tuple[protocol.DeviceIdentity | None, str]:
+        """The device identity, read from its source once per URL."""
+        if self._device is None:
+            return None, ""
+        with self._lock:
+            known = self._devices.get(url)
+        if known is None:
+            known = self._device(url)
+            with self._lock:
+                self._devices[url] = known
+        return known
 
     # -- HTTP transport ------------------------------------------------------------
 

@@ -1,101 +1,93 @@
-"""inbox.gateway against the simulator's gateway API, over real HTTP on 127.0.0.1."""
+"""inbox.gateway against the simulated gateway's WebSocket RPC on 127.0.0.1."""
 
 import json
 import threading
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from inbox import gateway as gateway_module
+from inbox import protocol
 from inbox.gateway import GatewayError, OpenClawClient
-from inbox.simulator import GatewayServer, Simulator
-from inbox.webhooks import sign_openclaw
+from inbox.simulated_gateway import GatewayServer
 
-KEY = "agent:main:telegram:dm:123456789"
+KEY = "agent:main:telegram:direct:123456789"
+WEB = "agent:main:web-4821"
+FRAMES = Path(__file__).parent / "frames"
 
-
-@contextmanager
-def stub_server(status: int = 200, body: bytes = b"", content_type: str = "text/html"):
-    """A tiny loopback server answering every request alike and recording POSTs."""
-    posts: list[tuple[str, dict[str, str], bytes]] = []
-    arrived = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self._answer()
-
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            posts.append((self.path, dict(self.headers), raw))
-            arrived.set()
-            self._answer()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", posts, arrived
-    finally:
-        server.shutdown()
-        server.server_close()
+pytestmark = pytest.mark.django_db
 
 
-def fast_client(server: GatewayServer, **timeouts: float) -> OpenClawClient:
+def client_for(server: GatewayServer, **timeouts: float) -> OpenClawClient:
     return OpenClawClient(server.url, server.token, timeouts=timeouts)
 
 
-# -- sending --------------------------------------------------------------------------
+# -- replies ----------------------------------------------------------------------------
 
 
-def test_send_carries_bearer_token_and_idempotency_key(gateway) -> None:
+def test_a_channel_reply_is_a_send_to_the_sessions_delivery_target(gateway) -> None:
+    gateway.customer_writes(KEY, "안녕하세요", name="김민준")
     result = OpenClawClient().send_message(
         KEY,
         "안녕하세요, 상담원입니다.",
         attachments=["https://files.example.com/a.pdf"],
         idempotency_key="inbox-msg-1",
+        label="alice",
     )
-    assert result["status"] == "sent"
+    assert result["via"] == "send"
     [sent] = gateway.received
     assert result["messageId"] == sent.message_id
-    assert sent.headers["Authorization"] == "Bearer test-gateway-token"
-    assert sent.headers["Idempotency-Key"] == "inbox-msg-1"
-    assert sent.headers["Content-Type"] == "application/json"
-    assert sent.session_key == KEY
+    assert (sent.kind, sent.session_key, sent.channel) == ("send", KEY, "telegram")
+    assert sent.idempotency_key == "inbox-msg-1"
     assert sent.text == "안녕하세요, 상담원입니다."
     assert sent.attachments == ["https://files.example.com/a.pdf"]
-    assert sent.channel == "telegram"
+    # Mirrored into the transcript under our key, as the real gateway does.
+    mirror = gateway.transcript(KEY)[-1]["message"]
+    assert mirror["model"] == "delivery-mirror"
+    assert mirror["idempotencyKey"] == "inbox-msg-1"
 
 
-def test_repeated_idempotency_key_is_received_once(gateway) -> None:
+def test_a_repeated_idempotency_key_is_delivered_once(gateway) -> None:
     client = OpenClawClient()
     first = client.send_message(KEY, "hello", idempotency_key="inbox-msg-2")
     again = client.send_message(KEY, "hello", idempotency_key="inbox-msg-2")
     assert again == first
-    assert len(gateway.received) == 1
-    assert gateway.attempts == 2
+    assert len(gateway.received) == 1 and gateway.attempts == 2
+    assert gateway.delivered.count((KEY, "hello")) == 1
 
 
-def test_concurrent_sends_share_the_client_and_a_racing_retry_is_received_once(
+def test_a_webchat_reply_is_injected_with_the_agents_name(gateway) -> None:
+    gateway.customer_writes(WEB, "hello?")
+    result = OpenClawClient().send_message(
+        WEB, "Hi, I'm here", idempotency_key="inbox-msg-3", label="alice"
+    )
+    assert result["via"] == "inject"
+    [sent] = gateway.received
+    assert sent.kind == "inject" and sent.text == "Hi, I'm here"
+    row = gateway.transcript(WEB)[-1]
+    assert row["messageId"] == result["messageId"]
+    assert row["message"]["model"] == "gateway-injected"
+    assert row["message"]["content"][0]["text"] == "[alice]\n\nHi, I'm here"
+    assert (WEB, "[alice]\n\nHi, I'm here") in gateway.delivered
+
+
+def test_the_delivery_target_is_asked_once_per_session(gateway) -> None:
+    client = OpenClawClient()
+    for n in range(3):
+        client.send_message(KEY, f"reply {n}", idempotency_key=f"k{n}")
+    assert client.delivery_target(KEY) == {
+        "channel": "telegram",
+        "to": "telegram:123456789",
+        "accountId": "default",
+    }
+    assert len(gateway.received) == 3
+
+
+def test_concurrent_sends_share_the_pool_and_a_racing_retry_is_delivered_once(
     gateway,
 ) -> None:
     shared = gateway_module.client()
+    shared.hello()  # the device identity, read here, inside the test's transaction
     keys = [f"k{n}" for n in range(12)] + ["same"] * 8
     errors: list[BaseException] = []
 
@@ -115,275 +107,308 @@ def test_concurrent_sends_share_the_client_and_a_racing_retry_is_received_once(
     assert sorted(s.idempotency_key for s in gateway.received) == sorted(
         [f"k{n}" for n in range(12)] + ["same"]
     )
+    # A socket per thread at most, reused: not a handshake per call.
+    assert gateway.connections_opened <= len(keys)
+    assert gateway.connections_opened <= gateway.attempts
 
 
-def test_session_key_with_reserved_characters_round_trips(gateway) -> None:
-    client = OpenClawClient()
-    odd = "agent:main:webchat:dm:a/b?c#d %e"
-    client.send_message(KEY, "one", idempotency_key="k1")
-    client.send_message(odd, "two", idempotency_key="k2")
-    assert [sent.session_key for sent in gateway.received] == [KEY, odd]
-    assert client.session_info(odd) == {
-        "key": odd,
-        "sendPolicy": "allow",
-        "messages": 1,
-    }
-
-
-def test_shared_client_is_one_and_reads_settings_at_call_time(
-    gateway, settings
-) -> None:
-    shared = gateway_module.client()
-    assert gateway_module.client() is shared
-    assert shared.health() == {"status": "ok"}
-    settings.OPENCLAW_GATEWAY_TOKEN = "rotated-elsewhere"
-    with pytest.raises(GatewayError) as caught:
-        shared.health()
-    assert caught.value.status == 401
-
-
-def test_calls_reuse_one_connection(gateway) -> None:
+def test_sockets_are_reused_between_calls(gateway) -> None:
     client = OpenClawClient()
     for n in range(5):
-        client.send_message(KEY, f"reply {n}", idempotency_key=f"k{n}")
-    assert len(gateway.received) == 5
+        client.send_message(KEY, f"reply {n}", idempotency_key=f"r{n}")
     assert gateway.connections_opened == 1
 
 
-def test_default_timeouts_are_the_seeds_and_can_be_overridden() -> None:
-    assert OpenClawClient("http://127.0.0.1:9").timeouts == {
-        "send": 10.0,
-        "broadcast": 30.0,
-        "session": 5.0,
-        "browser": 60.0,
-        "health": 3.0,
-    }
-    assert (
-        OpenClawClient("http://127.0.0.1:9", timeouts={"send": 0.5}).timeouts["send"]
-        == 0.5
-    )
-    with pytest.raises(ValueError, match="unknown timeout"):
-        OpenClawClient("http://127.0.0.1:9", timeouts={"sned": 1})
+# -- failures ---------------------------------------------------------------------------
 
 
-# -- error classification -----------------------------------------------------------
-
-
-def test_503_is_transient_and_the_retry_succeeds(gateway) -> None:
-    client = OpenClawClient()
-    gateway.fail_next(1, status=503)
-    with pytest.raises(GatewayError) as caught:
-        client.send_message(KEY, "hi", idempotency_key="k")
-    error = caught.value
-    assert (error.permanent, error.status) == (False, 503)
-    assert str(error).startswith("gateway answered 503:")
-    assert gateway.received == []
-    assert client.send_message(KEY, "hi", idempotency_key="k")["status"] == "sent"
-    assert (len(gateway.received), gateway.attempts) == (1, 2)
-
-
-def test_429_is_transient_with_retry_after_seconds(gateway) -> None:
-    gateway.fail_next(1, status=429, retry_after=7)
+def test_a_busy_gateway_is_transient_with_its_retry_hint(gateway) -> None:
+    gateway.fail_next(1, status=503, retry_after=2.5)
     with pytest.raises(GatewayError) as caught:
         OpenClawClient().send_message(KEY, "hi", idempotency_key="k")
-    assert caught.value.permanent is False
-    assert caught.value.status == 429
-    assert caught.value.retry_after == 7
+    assert not caught.value.permanent
+    assert caught.value.retry_after == 2.5
+    assert "UNAVAILABLE" in str(caught.value)
+    # The refusal left the socket usable: the retry needs no new handshake.
+    assert OpenClawClient().send_message(KEY, "hi", idempotency_key="k")["messageId"]
 
 
-def test_408_retry_after_as_http_date(gateway) -> None:
-    gateway.fail_next(
-        1, status=408, retry_after=formatdate(time.time() + 30, usegmt=True)
-    )
-    with pytest.raises(GatewayError) as caught:
-        OpenClawClient().send_message(KEY, "hi", idempotency_key="k")
-    assert caught.value.permanent is False
-    assert 25 <= caught.value.retry_after <= 30
-
-
-def test_400_is_permanent_and_names_the_gateways_reason(gateway) -> None:
-    client = OpenClawClient()
-    with pytest.raises(GatewayError) as caught:
-        client.send_message(KEY, "   ", idempotency_key="k")
-    assert (caught.value.permanent, caught.value.status) == (True, 400)
-    assert "text or attachments required" in str(caught.value)
+def test_an_invalid_request_is_permanent(gateway) -> None:
     gateway.fail_next(1, status=400)
     with pytest.raises(GatewayError) as caught:
-        client.send_message(KEY, "fine text", idempotency_key="k")
-    assert caught.value.permanent is True
-    assert caught.value.retry_after is None
+        OpenClawClient().send_message(KEY, "hi", idempotency_key="k")
+    assert caught.value.permanent
+    assert "INVALID_REQUEST" in str(caught.value)
 
 
-def test_wrong_token_is_permanent_401(gateway) -> None:
+def test_an_empty_reply_is_refused_by_the_gateway(gateway) -> None:
+    with pytest.raises(GatewayError) as caught:
+        OpenClawClient().send_message(KEY, "   ", idempotency_key="k")
+    assert caught.value.permanent
+    assert gateway.received == []
+
+
+def test_a_wrong_token_is_permanent_and_named(gateway) -> None:
     with pytest.raises(GatewayError) as caught:
         OpenClawClient(gateway.url, "not-the-token").send_message(
             KEY, "hi", idempotency_key="k"
         )
-    assert (caught.value.permanent, caught.value.status) == (True, 401)
-    assert "unauthorized" in str(caught.value)
+    assert caught.value.permanent
+    assert "token mismatch" in str(caught.value)
     assert gateway.received == []
-    assert gateway.attempts == 1
 
 
-def test_slow_gateway_times_out_as_transient_and_the_retry_sends_once(gateway) -> None:
-    client = fast_client(gateway, send=0.2)
-    gateway.slow(0.6)
-    with pytest.raises(GatewayError) as caught:
-        client.send_message(KEY, "hi", idempotency_key="k")
-    assert caught.value.permanent is False
-    assert str(caught.value) == "gateway timed out after 0.2 s"
-    gateway.slow(0)
-    # The gateway did send before answering late; the retry must not send again.
-    assert client.send_message(KEY, "hi", idempotency_key="k")["status"] == "sent"
-    assert (len(gateway.received), gateway.attempts) == (1, 2)
-
-
-def test_gateway_down_is_transient_and_back_up_works(gateway) -> None:
+def test_a_gateway_that_is_down_is_transient_and_reachable_again_later(
+    gateway,
+) -> None:
     client = OpenClawClient()
-    client.health()  # leaves a pooled keep-alive connection behind
-    url = gateway.url
+    client.send_message(KEY, "one", idempotency_key="k1")
     gateway.go_down()
     with pytest.raises(GatewayError) as caught:
-        client.send_message(KEY, "hi", idempotency_key="k")
-    assert caught.value.permanent is False
-    assert str(caught.value).startswith("gateway unreachable: ")
-    with pytest.raises(
-        GatewayError, match=r"^gateway unreachable: connection refused$"
-    ):
-        OpenClawClient().health()  # a fresh pool: nothing stale to try first
+        client.send_message(KEY, "two", idempotency_key="k2")
+    assert not caught.value.permanent
     gateway.come_up()
-    assert gateway.url == url
-    assert client.send_message(KEY, "hi", idempotency_key="k")["status"] == "sent"
-    assert len(gateway.received) == 1
+    # The pooled socket died with the old process: a fresh one is opened.
+    assert client.send_message(KEY, "two", idempotency_key="k2")["via"] == "send"
+    assert [s.text for s in gateway.received] == ["one", "two"]
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "reason"),
-    [
-        (b"<html>proxy login</html>", "text/html", "not a JSON object"),
-        (
-            b'{"ok": false, "error": {"type": "busy", "message": "try later"}}',
-            "application/json",
-            "not ok: busy: try later",
-        ),
-    ],
-)
-def test_2xx_without_an_ok_envelope_is_permanent(body, content_type, reason) -> None:
-    with stub_server(200, body, content_type) as (url, _, _):
-        with pytest.raises(GatewayError) as caught:
-            OpenClawClient(url, "").health()
-    assert caught.value.permanent is True
-    assert reason in str(caught.value)
+def test_a_slow_answer_times_out_as_transient_and_the_socket_is_dropped(
+    gateway,
+) -> None:
+    client = client_for(gateway, send=0.3)
+    client.delivery_target(KEY)
+    gateway.slow(1.0)
+    with pytest.raises(GatewayError) as caught:
+        client.send_message(KEY, "hi", idempotency_key="k")
+    assert not caught.value.permanent and "timed out" in str(caught.value)
+    gateway.slow(0)
+    # The late answer must not be read as the next call's: a new socket.
+    assert client.send_message(KEY, "hi", idempotency_key="k2")["via"] == "send"
 
 
-# -- sessions, broadcast, tools -----------------------------------------------------
+def test_no_gateway_configured_is_permanent(settings) -> None:
+    settings.OPENCLAW_GATEWAY_URL = ""
+    with pytest.raises(GatewayError) as caught:
+        OpenClawClient().send_message(KEY, "hi", idempotency_key="k")
+    assert caught.value.permanent and "OPENCLAW_GATEWAY_URL" in str(caught.value)
 
 
-def test_send_policy_deny_shows_in_session_info(gateway) -> None:
+def test_nothing_listening_is_transient() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(GatewayError) as caught:
+        OpenClawClient(f"ws://127.0.0.1:{port}", "t").describe(KEY)
+    assert not caught.value.permanent
+    assert "connection refused" in str(caught.value)
+
+
+# -- sessions, takeover, history, HTTP --------------------------------------------------
+
+
+def test_send_policy_deny_and_back(gateway) -> None:
     client = OpenClawClient()
-    assert client.set_send_policy(KEY, "deny")["sendPolicy"] == "deny"
-    assert client.session_info(KEY) == {"key": KEY, "sendPolicy": "deny", "messages": 0}
-    assert gateway.policies == {KEY: "deny"}
-    client.set_send_policy(KEY, "allow")
-    assert client.session_info(KEY)["sendPolicy"] == "allow"
+    client.set_send_policy(KEY, "deny")
+    assert gateway.policy(KEY) == "deny"
+    client.set_send_policy(KEY, None)
+    assert gateway.policy(KEY) == "allow"
     with pytest.raises(ValueError):
         client.set_send_policy(KEY, "pause")
-    assert gateway.policies == {KEY: "allow"}
 
 
-def test_reset_session(gateway) -> None:
-    assert OpenClawClient().reset_session(KEY) == {"key": KEY, "status": "reset"}
+def test_the_plugin_is_found_in_hello_and_takes_the_owner(settings) -> None:
+    with GatewayServer(token="t", plugin=True) as server:
+        client = OpenClawClient(server.url, "t")
+        assert client.has_plugin()
+        client.set_human_owner(KEY, "alice")
+        assert server.owners == {KEY: "alice"}
+        client.set_human_owner(KEY, None)
+        assert server.owners == {}
+    with GatewayServer(token="t") as server:
+        assert not OpenClawClient(server.url, "t").has_plugin()
+
+
+def test_history_tail_then_delta_then_reset(gateway) -> None:
+    gateway.customer_writes(KEY, "one")
+    client = OpenClawClient()
+    tail = client.history(KEY)
+    assert [m["content"] for m in tail["messages"]][0] == "one"
+    gateway.customer_writes(KEY, "two")
+    delta = client.history(KEY, cursor=tail["deltaCursor"])
+    assert delta["kind"] == "delta"
+    assert [m["message"]["content"] for m in delta["messages"]][0] == "two"
+    client.reset_session(KEY)
+    assert client.history(KEY, cursor=delta["deltaCursor"])["kind"] == "reset"
     assert gateway.resets == [KEY]
 
 
-def test_broadcast_records_each_recipient_once(gateway) -> None:
+def test_browser_tool_and_health_over_http(gateway) -> None:
     client = OpenClawClient()
-    recipients = ["agent:main:telegram:dm:1", "agent:main:telegram:dm:2"]
-    result = client.broadcast("telegram", recipients, "공지", idempotency_key="b1")
-    assert result["sent"] == 2
-    assert [r["recipient"] for r in result["results"]] == recipients
+    args = {"action": "snapshot", "url": "https://shop.example.com/item/7"}
+    assert client.invoke_browser(KEY, args) == {"tool": "browser", "echo": args}
+    assert client.health() == {"ok": True, "status": "live"}
+    assert client.ready() == {"ready": True}
+
+
+# -- the handshake ------------------------------------------------------------------------
+
+
+def test_the_device_signature_covers_the_exact_v3_string() -> None:
+    device = protocol.DeviceIdentity.generate()
+    challenge = {"nonce": "n-1", "ts": 1796456108270}
+    params = protocol.connect_params(challenge, token="tok", device=device)
+    expected = (
+        f"v3|{device.id}|gateway-client|backend|operator|"
+        "operator.read,operator.write,operator.admin|1796456108270|tok|n-1|linux|"
+    )
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    signature = params["device"]["signature"]
+    raw = __import__("base64").urlsafe_b64decode(
+        signature + "=" * (-len(signature) % 4)
+    )
+    Ed25519PublicKey.from_public_bytes(device.public_key_raw).verify(
+        raw, expected.encode()
+    )
+    assert params["device"]["signedAt"] == 1796456108270
+    assert params["device"]["id"] == device.id
+    assert params["auth"] == {"token": "tok"}
+    assert "signature" not in repr(device) and device.seed_b64 not in repr(device)
+
+
+def test_the_device_key_round_trips_and_derives_the_gateways_id() -> None:
+    device = protocol.DeviceIdentity.generate()
+    again = protocol.DeviceIdentity.from_seed(device.seed_b64)
     assert (
-        client.broadcast("telegram", recipients, "공지", idempotency_key="b1") == result
+        again.id
+        == device.id
+        == __import__("hashlib").sha256(device.public_key_raw).hexdigest()
     )
-    assert [(s.kind, s.session_key, s.channel) for s in gateway.received] == [
-        ("broadcast", recipients[0], "telegram"),
-        ("broadcast", recipients[1], "telegram"),
-    ]
 
 
-def test_browser_tool_goes_through_tools_invoke(gateway) -> None:
-    args = {"action": "open", "url": "https://example.com/order/4471"}
-    assert OpenClawClient().invoke_browser(KEY, args) == {
-        "tool": "browser",
-        "echo": args,
+def test_connect_without_a_device_is_the_loopback_backend_path() -> None:
+    params = protocol.connect_params({"nonce": "n", "ts": 1}, token="tok")
+    assert "device" not in params
+    assert params["client"] == {
+        "id": "gateway-client",
+        "version": protocol.CLIENT_VERSION,
+        "platform": "linux",
+        "mode": "backend",
     }
-    # Other tools are refused as the real gateway refuses them.
-    request = urllib.request.Request(
-        f"{gateway.url}/tools/invoke",
-        data=json.dumps({"tool": "exec", "args": {}}).encode(),
-        headers={"Authorization": "Bearer test-gateway-token"},
-        method="POST",
+    assert params["minProtocol"] == params["maxProtocol"] == 4
+
+
+def test_a_signed_device_is_paired_and_its_token_is_kept(gateway) -> None:
+    from inbox.models import GatewayLink
+
+    OpenClawClient().describe(KEY)  # the database's device identity
+    link = GatewayLink.objects.get()
+    assert link.identity().id in gateway.devices
+    assert gateway.devices[link.identity().id]
+    # The device token alone (no shared token) is accepted next time.
+    device = link.identity()
+    with_device_token = OpenClawClient(
+        gateway.url,
+        gateway.devices[device.id],
+        device=lambda url: (device, ""),
     )
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=5)
-    assert caught.value.code == 404
+    assert with_device_token.describe(KEY)["key"] == KEY
 
 
-def test_health(gateway) -> None:
-    assert OpenClawClient().health() == {"status": "ok"}
+def test_a_forged_device_signature_is_refused(gateway) -> None:
+    real = protocol.DeviceIdentity.generate()
+    other = protocol.DeviceIdentity.generate()
+
+    class Forged(protocol.DeviceIdentity):
+        def sign(self, payload: str) -> str:
+            return other.sign(payload)
+
+    client = OpenClawClient(
+        gateway.url, gateway.token, device=lambda url: (Forged(real.private_key), "")
+    )
+    with pytest.raises(GatewayError) as caught:
+        client.describe(KEY)
+    assert caught.value.permanent and "signature" in str(caught.value)
 
 
-# -- delivered webhooks and the demo bot ----------------------------------------------
+# -- frames observed on the real gateway ---------------------------------------------------
 
 
-def test_accepted_send_is_reported_delivered_by_a_signed_webhook() -> None:
-    with (
-        stub_server(200, b'{"status": "stored"}', "application/json") as (
-            url,
-            posts,
-            arrived,
-        ),
-        GatewayServer(
-            token="t",
-            webhook_url=f"{url}/api/openclaw/webhook/",
-            secret="hook-secret",
-            delivery_delay=0.01,
-        ) as server,
-    ):
-        client = fast_client(server)
-        client.send_message(KEY, "hi", idempotency_key="inbox-msg-9")
-        client.send_message(KEY, "hi", idempotency_key="inbox-msg-9")  # a retry
-        assert arrived.wait(5)
-        time.sleep(0.2)  # room for a wrong second post to arrive
-    [(path, headers, raw)] = posts
-    assert path == "/api/openclaw/webhook/"
-    assert headers["X-OpenClaw-Signature"] == sign_openclaw(raw, "hook-secret")
-    payload = json.loads(raw)
-    assert payload["event"] == "status"
-    assert payload["data"] | {"timestamp": 0} == {
-        "sessionId": KEY,
-        "channel": "telegram",
-        "messageId": "inbox-msg-9",
-        "status": "delivered",
-        "timestamp": 0,
-    }
+def load(name: str) -> dict:
+    return json.loads((FRAMES / f"{name}.json").read_text())
 
 
-def test_demo_bot_stays_quiet_where_send_policy_is_deny(gateway) -> None:
-    simulator = Simulator("http://127.0.0.1:9/", seed=11, gateway=gateway)
-    quiet, talking = simulator.chats[0], simulator.chats[1]
-    gateway.policies[quiet.session_id] = "deny"
-    last_inbound: dict[str, bool] = {}
-    replies: dict[str, int] = {}
-    for _ in range(600):
-        data = simulator.next_payload()["data"]
-        session = data["sessionId"]
-        if data.get("direction") == "outbound":
-            # A bot reply follows a customer message of the same chat.
-            assert last_inbound.get(session) is True
-            replies[session] = replies.get(session, 0) + 1
-            last_inbound[session] = False
-        elif "senderId" in data:
-            last_inbound[session] = True
-    assert quiet.session_id not in replies
-    assert replies.get(talking.session_id, 0) > 0
+def test_a_telegram_customer_frame_reads_as_a_customer_row() -> None:
+    row = protocol.transcript_message(load("telegram_user_session_message")["payload"])
+    assert row is not None and row.is_customer
+    assert row.session_key == "agent:main:telegram:direct:888247"
+    assert (row.sender_id, row.sender_name) == ("888247", "Carol")
+    assert row.text == "hi, my parcel never arrived"
+    assert row.seq == 1 and row.channel == "telegram"
+    assert row.message_id == "859b786a-cd26-4e64-9eb5-ee70733e7b4f"
+
+
+def test_a_bot_frame_carries_model_and_tokens() -> None:
+    row = protocol.transcript_message(load("telegram_bot_session_message")["payload"])
+    assert row is not None and row.role == "assistant" and not row.is_our_echo
+    assert (row.model, row.tokens) == ("stub-model", 15)
+    assert row.text == "bot: hi, my parcel never arrived"
+    assert row.generation == "ce0a13c2-36a7-4bf8-9782-896e77d86ee6"
+
+
+def test_a_denied_bot_frame_knows_its_send_policy() -> None:
+    row = protocol.transcript_message(load("denied_bot_session_message")["payload"])
+    assert row is not None and row.send_policy == "deny"
+
+
+def test_our_echoes_are_recognised() -> None:
+    mirror = protocol.transcript_message(load("send_mirror_session_message")["payload"])
+    inject = protocol.transcript_message(load("chat_inject_session_message")["payload"])
+    assert mirror.is_our_echo and mirror.idempotency_key == "human-e38723-1"
+    assert inject.is_our_echo and inject.text.startswith("[Alice]\n\n")
+
+
+def test_a_history_delta_row_and_a_tail_row_read_alike() -> None:
+    delta = load("chat_history_delta")["payload"]
+    rows = [protocol.transcript_message(m) for m in delta["messages"]]
+    assert rows[0].text == "offline one" and rows[0].seq == 9
+    tail = load("chat_history_tail_first_message")
+    row = protocol.transcript_message(
+        tail["messages[0]"], session_key=tail["sessionKey"]
+    )
+    assert row.session_key == tail["sessionKey"] and row.seq == 1
+    assert row.sender_name == "Carol"
+
+
+def test_an_error_response_keeps_code_and_retry_hints() -> None:
+    error = protocol.RpcError.from_error(
+        "send",
+        {
+            "code": "UNAVAILABLE",
+            "message": "busy",
+            "retryable": True,
+            "retryAfterMs": 1500,
+        },
+    )
+    assert error.retryable and error.retry_after == 1.5
+    denied = load("webchat_chat_send_denied")
+    with pytest.raises(protocol.RpcError) as caught:
+        protocol.result("chat.send", denied)
+    assert caught.value.code == "INVALID_REQUEST" and not caught.value.retryable
+
+
+def test_hello_ok_gives_methods_and_tick_interval() -> None:
+    hello = protocol.Hello.parse(load("hello_ok")["payload"])
+    assert hello.server_version == "2026.9.6"
+    assert {"send", "sessions.subscribe", "chat.history"} <= hello.methods
+    assert hello.tick_interval == 30.0
+    assert not gateway_module.PLUGIN_METHODS <= hello.methods
+
+
+def test_frames_that_are_not_the_protocol_are_refused() -> None:
+    for text in ("not json", "[]", '{"type": "other"}'):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_frame(text)
