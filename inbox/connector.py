@@ -702,6 +702,11 @@ class ConnectorThread(threading.Thread):
 
     def stop(self, timeout: float = 10.0) -> None:
         self._ready.wait(timeout)
+        if not self.is_alive():
+            return
         if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:
+                return  # the loop ended meanwhile
         self.join(timeout)

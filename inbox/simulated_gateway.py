@@ -199,6 +199,8 @@ class GatewayServer:
         # Set: our replies' echoes (the transcript rows that confirm delivery)
         # wait for it before they are pushed, as a slow channel would.
         self.echo_gate: threading.Event | None = None
+        # Set: no ticks go out (a gateway whose socket went silent).
+        self.ticks_paused = False
         self._lock = threading.RLock()
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
@@ -294,7 +296,8 @@ class GatewayServer:
             self._failures = [dict(error) for _ in range(n)]
 
     def slow(self, seconds: float) -> None:
-        """Delay every RPC answer by ``seconds`` (0 restores); the work is done."""
+        """Delay the answer to every reply (``send``, ``chat.inject``) by
+        ``seconds`` (0 restores); the reply itself is delivered at once."""
         with self._lock:
             self._delay = max(0.0, seconds)
 
@@ -511,6 +514,8 @@ class GatewayServer:
 
     def _tick_loop(self) -> None:
         while not self._stopping.wait(self.tick_interval):
+            if self.ticks_paused:
+                continue
             with self._lock:
                 self._event_seq += 1
                 frame = json.dumps(
@@ -676,13 +681,15 @@ class GatewayServer:
                 raise _Refusal("INVALID_REQUEST", f"unknown method: {method}")
             payload = handler(connection, params)
         except _Refusal as refusal:
-            self._delayed()
+            self._delayed(method)
             self._reply(connection, frame, error=refusal.error)
             return
-        self._delayed()
+        self._delayed(method)
         self._reply(connection, frame, payload=payload)
 
-    def _delayed(self) -> None:
+    def _delayed(self, method: str) -> None:
+        if method not in ("send", "chat.inject"):
+            return
         with self._lock:
             delay = self._delay
         if delay:

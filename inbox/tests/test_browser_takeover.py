@@ -3,8 +3,8 @@
 Alice and Bob log in through the login form in two browser contexts (two
 cookie jars) and open the conversation a customer's signed webhook started.
 Alice takes over; Bob's page follows live and the server refuses him. Alice's
-reply goes through a real Dramatiq worker to the gateway simulator over HTTP,
-and the simulator posts its signed "delivered" receipt back to the live server.
+reply goes through a real Dramatiq worker to the simulated gateway's RPC, and
+the connector reads its echo in the transcript as "delivered".
 The shared fixtures (server, browser, tabs, webhook poster) are in
 ``core/tests/browser.py``.
 """
@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
-from core.testing import WEBHOOK_URL, create_user, drain, session_key
+from core.testing import create_user, drain, session_key
 from core.tests.browser import BROWSER_TEST, WAIT_MS, Inbox, LiveServer, expect
+from inbox import gateway as gateway_module
+from inbox.connector import Connector, ConnectorThread
 from inbox.models import Message
-from inbox.simulator import GatewaySend, GatewayServer
+from inbox.simulated_gateway import GatewayServer
 
 pytestmark = BROWSER_TEST
 
@@ -56,38 +58,36 @@ RECORD_REPLY_STATES = """() => {
 
 
 class ReceiptsOnCue(GatewayServer):
-    """The gateway simulator, holding its "delivered" receipts until ``release``.
+    """The simulated gateway, holding the echoes of our replies until ``release``.
 
-    Left alone it posts the receipt 50 ms after accepting a send: "Sent" would
-    be on screen too briefly to look at, and a receipt that beats the worker's
-    own bookkeeping skips "Sent" altogether.
+    The echo (the reply written back into the transcript) is what the
+    connector reads as "delivered"; left alone it arrives within milliseconds,
+    and "Sent" would be on screen too briefly to look at.
     """
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.release = threading.Event()
-
-    def _post_delivered(self, record: GatewaySend) -> None:
-        self.release.wait(timeout=60)
-        if self.running:  # stopped meanwhile: the test is over, post nothing
-            super()._post_delivered(record)
+        self.echo_gate = self.release
 
 
 @pytest.fixture
 def gateway(settings: Any, daphne_server: LiveServer) -> Iterator[ReceiptsOnCue]:
-    """The root conftest's gateway, but its receipts reach the live server."""
-    server = ReceiptsOnCue(
-        token="test-gateway-token",
-        webhook_url=f"{daphne_server.url}{WEBHOOK_URL}",
-        secret=settings.OPENCLAW_WEBHOOK_SECRETS[0],
-    ).start()
+    """A simulated gateway and its connector, storing into the live server's
+    database."""
+    server = ReceiptsOnCue(token="test-gateway-token").start()
     settings.OPENCLAW_GATEWAY_URL = server.url
     settings.OPENCLAW_GATEWAY_TOKEN = server.token
+    gateway_module.reset_client()
+    connector = ConnectorThread(Connector(server.url, server.token))
+    connector.start()
     try:
         yield server
     finally:
+        server.release.set()  # an echo still held ends without a push
+        connector.stop()
         server.stop()
-        server.release.set()  # a receipt still held ends without posting
+        gateway_module.reset_client()
 
 
 # Made before Chromium starts: see ``browser``. Request these before ``open_inbox``.
@@ -209,7 +209,7 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
     expect(mine.locator(".state")).to_have_text(State.SENT.label)
     expect(mine).to_have_class(re.compile(r"\bstate-sent\b"))
     a.page.screenshot(path=screenshots / "takeover-3-alice-reply-sent.png")
-    # ... then the gateway's signed receipt says delivered.
+    # ... then the gateway's echo of it says delivered.
     gateway.release.set()
     expect(mine.locator(".state")).to_have_text(State.DELIVERED.label)
     expect(mine).to_have_class(re.compile(r"\bstate-delivered\b"))

@@ -1,7 +1,7 @@
 """Agents' replies: queued at once, sent through the gateway exactly once.
 
-The gateway here is the simulator's HTTP server (``gateway`` fixture): real
-HTTP on 127.0.0.1, never a mock of ``requests``.
+The gateway here is the simulated gateway (``gateway`` fixture): its real
+WebSocket RPC on 127.0.0.1, never a mock.
 """
 
 import os
@@ -122,7 +122,6 @@ def test_a_reply_is_queued_then_sent_once_and_the_bot_is_paused(
     assert sent.text == "환불 도와드릴게요, {not a placeholder}"
     assert sent.session_key == conversation.session_id
     assert sent.idempotency_key == message.gateway_message_id
-    assert sent.headers["Authorization"] == "Bearer test-gateway-token"
     assert _states(message) == ["sending", "sent"]
     # The gateway was told to stop the bot for this session only.
     assert gateway.policy(conversation.session_id) == "deny"
@@ -202,7 +201,7 @@ def test_a_permanent_refusal_fails_at_once_and_retry_sends_it(
     _drain(worker)
     message.refresh_from_db()
     assert message.delivery_state == "failed" and message.attempts == 1
-    assert "400" in message.failure_reason
+    assert "INVALID_REQUEST" in message.failure_reason
     assert gateway.received == []
 
     client = Client()

@@ -1,0 +1,353 @@
+"""The gateway connector against the simulated gateway's real WebSocket RPC.
+
+Customers write on the simulated gateway; the connector (its own thread and
+event loop, as inside ``manage.py serve``) stores what it reads into the test
+database. Nothing here is mocked: sockets, the database and the worker are
+real. The same flows against the real gateway are in ``test_real_gateway.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from core.testing import create_user, drain
+from inbox import gateway as gateway_module
+from inbox.connector import Connector, ConnectorThread, event_from
+from inbox.models import Conversation, GatewayLink, Message
+from inbox.protocol import TranscriptMessage
+from inbox.simulated_gateway import GatewayServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = "agent:main:telegram:direct:881580"
+WEB = "agent:main:web-e38723"
+
+
+def wait_for(check: Callable[[], Any], seconds: float = 10, what: str = "") -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def texts(key: str = KEY) -> list[str]:
+    return list(
+        Message.objects.filter(conversation__session_id=key)
+        .order_by("pk")
+        .values_list("text", flat=True)
+    )
+
+
+def start_connector(server: GatewayServer) -> ConnectorThread:
+    thread = ConnectorThread(Connector(server.url, server.token))
+    thread.start()
+    return thread
+
+
+# -- the live feed ---------------------------------------------------------------------
+
+
+def test_a_customer_and_the_bot_are_stored_live_with_name_model_and_tokens(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "hi, my parcel never arrived", name="Carol")
+    wait_for(lambda: Message.objects.count() == 2, what="both rows")
+    conversation = Conversation.objects.get(session_id=KEY)
+    assert (conversation.platform, conversation.customer_name) == ("telegram", "Carol")
+    assert conversation.customer_id == "881580"
+    customer, bot = conversation.messages.order_by("pk")
+    assert (customer.author, customer.sender) == ("customer", "Carol")
+    assert customer.text == "hi, my parcel never arrived"
+    assert (bot.author, bot.text) == ("bot", "bot: hi, my parcel never arrived")
+    assert (bot.ai_model, bot.tokens_used, bot.delivery_state) == (
+        "stub-model",
+        15,
+        "sent",
+    )
+    assert conversation.gateway_seq == 2
+
+
+def test_a_bot_reply_written_under_deny_is_a_suppressed_draft(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "first")
+    gateway_module.client().set_send_policy(KEY, "deny")
+    gateway.customer_writes(KEY, "hello? is anyone there")
+    bot = wait_for(
+        lambda: Message.objects.filter(text="bot: hello? is anyone there").first()
+    )
+    assert bot.delivery_state == Message.DeliveryState.SUPPRESSED
+    assert (KEY, "bot: hello? is anyone there") not in gateway.delivered
+
+
+def test_text_the_database_cannot_hold_is_stored_readably() -> None:
+    row = TranscriptMessage(
+        session_key=KEY, message_id="m1", seq=1, role="user", text="a\x00b\ud800c"
+    )
+    event = event_from(row)
+    assert event is not None
+    assert event.fields["message"]["text"] == "a\ufffdb\ufffdc"
+
+
+def test_tool_rows_and_empty_rows_are_not_shown() -> None:
+    for role, text in (("toolResult", "{}"), ("user", "")):
+        row = TranscriptMessage(
+            session_key=KEY, message_id="m", seq=1, role=role, text=text
+        )
+        assert event_from(row) is None
+
+
+# -- our replies come back ---------------------------------------------------------------
+
+
+def reply(user: Any, conversation: Conversation, text: str) -> Message:
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        f"/inbox/c/{conversation.pk}/reply/",
+        {"text": text},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.content
+    return Message.objects.filter(author="agent").latest("pk")
+
+
+@pytest.mark.parametrize("key", [KEY, WEB], ids=["telegram-send", "webchat-inject"])
+def test_an_agents_reply_is_delivered_by_its_echo_and_stored_once(
+    gateway: GatewayServer, connector: Connector, worker: Any, key: str
+) -> None:
+    gateway.customer_writes(key, "I need a human", name="Carol")
+    conversation = wait_for(lambda: Conversation.objects.filter(session_id=key).first())
+    alice = create_user(role="agent", username="alice")
+    message = reply(alice, conversation, "Refund issued, 3-5 days.")
+    drain(worker, "replies")
+    wait_for(
+        lambda: Message.objects.get(pk=message.pk).delivery_state == "delivered",
+        what="delivered",
+    )
+    # The echo confirmed it; it is not a second message in the thread.
+    assert texts(key).count("Refund issued, 3-5 days.") == 1
+    [sent] = gateway.received
+    assert sent.kind == ("send" if key == KEY else "inject")
+    if key == WEB:
+        assert (WEB, "[alice]\n\nRefund issued, 3-5 days.") in gateway.delivered
+
+
+def test_an_echo_that_beats_the_rpc_answer_still_matches_the_reply(
+    gateway: GatewayServer, connector: Connector, worker: Any
+) -> None:
+    """chat.inject's echo carries no key: it can arrive before the sender wrote
+    down the id the RPC answered with, and must match by the reply in flight."""
+    gateway.customer_writes(WEB, "hello")
+    conversation = wait_for(lambda: Conversation.objects.filter(session_id=WEB).first())
+    alice = create_user(role="agent", username="alice")
+    gateway.slow(0.5)  # the answer comes half a second after the echo
+    message = reply(alice, conversation, "right here")
+    drain(worker, "replies")
+    gateway.slow(0)
+    message.refresh_from_db()
+    wait_for(lambda: Message.objects.get(pk=message.pk).delivery_state == "delivered")
+    message.refresh_from_db()
+    assert message.metadata["gateway_id"] == gateway.received[0].message_id
+    assert texts(WEB).count("right here") == 1
+
+
+def test_a_reply_sent_by_another_operator_client_is_shown_once(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "hi")
+    gateway_module.client().send_message(KEY, "from the CLI", idempotency_key="cli-1")
+    other = wait_for(lambda: Message.objects.filter(text="from the CLI").first())
+    assert (other.author, other.delivery_state) == ("agent", "delivered")
+    assert other.sender == "gateway operator"
+
+
+# -- nothing lost --------------------------------------------------------------------------
+
+
+def test_a_seq_gap_seen_live_fetches_the_missing_rows(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "one", bot=False)
+    wait_for(lambda: texts() == ["one"])
+    gateway.mute(KEY, 2)  # written, never pushed
+    gateway.customer_writes(KEY, "two", bot=False)
+    gateway.customer_writes(KEY, "three", bot=False)
+    gateway.customer_writes(KEY, "four", bot=False)
+    wait_for(lambda: sorted(texts()) == sorted(["one", "two", "three", "four"]))
+    assert connector.recovered == 2
+    assert Conversation.objects.get(session_id=KEY).gateway_seq == 4
+
+
+def test_a_reset_session_starts_counting_again_and_loses_nothing(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "before reset", bot=False)
+    wait_for(lambda: texts() == ["before reset"])
+    gateway_module.client().reset_session(KEY)
+    gateway.mute(KEY, 1)
+    gateway.customer_writes(KEY, "first of the new session", bot=False)
+    gateway.customer_writes(KEY, "second of the new session", bot=False)
+    wait_for(lambda: len(texts()) == 3, what="three rows")
+    conversation = Conversation.objects.get(session_id=KEY)
+    assert conversation.gateway_seq == 2
+    assert set(texts()) == {
+        "before reset",
+        "first of the new session",
+        "second of the new session",
+    }
+
+
+def test_messages_written_while_disconnected_are_caught_up_once(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    gateway.customer_writes(KEY, "before", name="Carol")
+    wait_for(lambda: len(texts()) == 2)
+    gateway.go_down()
+    gateway.come_up()  # the socket is gone; the transcript is not
+    for n in range(3):
+        gateway.customer_writes(KEY, f"while away {n}", bot=False)
+    gateway.customer_writes(WEB, "a new webchat customer", bot=False)
+    wait_for(lambda: len(texts()) == 5 and texts(WEB), seconds=15, what="catch-up")
+    assert connector.connections >= 2
+    assert connector.recovered >= 4
+    # Every row once: the transcript's ids are unique in the thread.
+    ids = list(Message.objects.values_list("gateway_message_id", flat=True))
+    assert len(ids) == len(set(ids)) == 6
+
+
+def test_a_gateway_that_falls_silent_is_left_and_reconnected(
+    settings: Any, transactional_db: None
+) -> None:
+    with GatewayServer(token="t", tick_interval=0.2) as server:
+        thread = start_connector(server)
+        try:
+            wait_for(lambda: thread.connector.state == "live")
+            server.ticks_paused = True
+            wait_for(lambda: thread.connector.connections >= 2, seconds=10)
+            server.ticks_paused = False
+            server.customer_writes(KEY, "after the silence", bot=False)
+            wait_for(lambda: texts() == ["after the silence"])
+        finally:
+            thread.stop()
+
+
+def test_one_connector_leads_and_a_standby_takes_over(
+    gateway: GatewayServer, transactional_db: None
+) -> None:
+    first, second = start_connector(gateway), start_connector(gateway)
+    try:
+        wait_for(
+            lambda: (
+                {first.connector.state, second.connector.state} == {"live", "standby"}
+            ),
+            what="one leader, one standby",
+        )
+        leader, standby = (
+            (first, second) if first.connector.state == "live" else (second, first)
+        )
+        gateway.customer_writes(KEY, "one", bot=False)
+        wait_for(lambda: texts() == ["one"])
+        assert gateway.subscribers == 1  # the standby holds no feed
+        leader.stop()
+        started = time.monotonic()
+        wait_for(lambda: standby.connector.state == "live", seconds=10)
+        assert time.monotonic() - started < 10
+        gateway.customer_writes(KEY, "two", bot=False)
+        wait_for(lambda: texts() == ["one", "two"])
+        assert leader.connector.stored + standby.connector.stored == 2
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_the_connector_records_the_link_and_keeps_the_device_token(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    link = GatewayLink.objects.get()
+    assert link.is_connected and link.server_version == "2026.9.6-sim"
+    assert link.device_token == gateway.devices[link.identity().id]
+    assert not link.has_plugin
+    gateway.customer_writes(KEY, "hi", bot=False)
+    wait_for(lambda: GatewayLink.objects.get().last_event_at is not None)
+
+
+# -- takeover ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def plugin_gateway(settings: Any, transactional_db: None) -> Iterator[GatewayServer]:
+    with GatewayServer(token="t", plugin=True) as server:
+        settings.OPENCLAW_GATEWAY_URL = server.url
+        settings.OPENCLAW_GATEWAY_TOKEN = server.token
+        gateway_module.reset_client()
+        thread = start_connector(server)
+        wait_for(lambda: thread.connector.state == "live")
+        yield server
+        thread.stop()
+    gateway_module.reset_client()
+
+
+@pytest.mark.parametrize("key", [KEY, WEB], ids=["telegram", "webchat"])
+def test_with_the_plugin_a_takeover_stops_the_bot_before_its_model_call(
+    plugin_gateway: GatewayServer, worker: Any, key: str
+) -> None:
+    gateway = plugin_gateway
+    gateway.customer_writes(key, "need a person")
+    conversation = wait_for(lambda: Conversation.objects.filter(session_id=key).first())
+    alice = create_user(role="agent", username="alice")
+    conversation.take_over(alice)
+    drain(worker, "replies")
+    assert gateway.owners == {key: "alice"}
+    calls = len(gateway.model_calls)
+    gateway.customer_writes(key, "are you there?")
+    gateway.customer_writes(key, "hello??")
+    wait_for(lambda: {"are you there?", "hello??"} <= set(texts(key)))
+    assert len(gateway.model_calls) == calls  # no model call for this session
+    assert gateway.policy(key) == "allow"  # and no send policy needed
+    conversation.hand_back(alice)
+    drain(worker, "replies")
+    assert gateway.owners == {}
+    gateway.customer_writes(key, "thanks")
+    wait_for(lambda: "bot: thanks" in texts(key))
+
+
+def test_the_plugin_learns_every_human_owned_session_when_the_connector_connects(
+    settings: Any, transactional_db: None
+) -> None:
+    alice = create_user(role="agent", username="alice")
+    owned = Conversation.objects.create(session_id=KEY, status="human", assignee=alice)
+    Conversation.objects.create(session_id=WEB)
+    with GatewayServer(token="t", plugin=True) as server:
+        server.owners = {"agent:main:telegram:direct:1": "stale"}
+        thread = start_connector(server)
+        try:
+            wait_for(lambda: thread.connector.state == "live")
+            assert server.owners == {owned.session_id: "alice"}
+        finally:
+            thread.stop()
+
+
+def test_without_the_plugin_a_channel_falls_back_to_deny_and_webchat_to_nothing(
+    gateway: GatewayServer, connector: Connector, worker: Any
+) -> None:
+    alice = create_user(role="agent", username="alice")
+    for key in (KEY, WEB):
+        gateway.customer_writes(key, "hi", bot=False)
+    wait_for(lambda: Conversation.objects.count() == 2)
+    for conversation in Conversation.objects.all():
+        conversation.take_over(alice)
+    drain(worker, "replies")
+    assert gateway.policy(KEY) == "deny"
+    # Deny on webchat would refuse the customer's own messages: left alone.
+    assert gateway.policy(WEB) == "allow"
+    gateway.customer_writes(WEB, "still heard")
+    wait_for(lambda: "still heard" in texts(WEB))
