@@ -199,6 +199,7 @@ def _apply_echo(conversation: Conversation, event: Event) -> bool:
     key = event.fields["echo_key"]
     message = ours.filter(gateway_message_id=key).first() if key else None
     if message is None:
+        # chat.inject answers with the transcript row's id.
         message = ours.filter(metadata__gateway_id=event.message_id).first()
     if message is None and event.fields["echo_text"]:
         message = (
@@ -216,8 +217,7 @@ def _apply_echo(conversation: Conversation, event: Event) -> bool:
     if message is None:
         return False
     if message.mark_delivered():
-        if message.metadata.get("gateway_id") != event.message_id:
-            message.remember_gateway_id(event.message_id)
+        message.remember_gateway_id(event.message_id, key="transcript_id")
         return True
     return False
 

@@ -765,10 +765,12 @@ class Message(models.Model):
             clear_failure=True,
         )
 
-    def remember_gateway_id(self, gateway_id: str) -> None:
+    def remember_gateway_id(self, gateway_id: str, *, key: str = "gateway_id") -> None:
+        """Note an id the gateway gave this reply: ``gateway_id`` the channel's
+        message id from the send, ``transcript_id`` the transcript row's."""
         with transaction.atomic():
             row = Message.objects.select_for_update().get(pk=self.pk)
-            row.metadata = {**row.metadata, "gateway_id": gateway_id}
+            row.metadata = {**row.metadata, key: gateway_id}
             row.save(update_fields=["metadata"])
         self.metadata = row.metadata
 
