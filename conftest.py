@@ -201,3 +201,43 @@ def connector(gateway, transactional_db):
     assert thread.connector.state == "live", thread.connector.state
     yield thread.connector
     thread.stop()
+
+
+@pytest.fixture(scope="session")
+def real_gateway():
+    """The real OpenClaw gateway (npm openclaw, Node 24) with a stub model, a fake
+    Telegram and the inbox plugin, once per test session: it takes ~10 s to start.
+
+    Installed into .cache/openclaw on first use. Without npm it skips, except
+    under CI, where it fails.
+    """
+    import os
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+
+    from inbox.devgateway import InstallError, RealGateway, ensure_installed
+
+    try:
+        ensure_installed()
+    except InstallError as exc:
+        if exc.unreachable and not os.environ.get("CI"):
+            pytest.skip(f"npm unreachable, no real gateway ({exc.summary})")
+        pytest.fail(f"cannot install Node 24 + openclaw: {exc}")
+    plugin = Path(django_settings.BASE_DIR) / "openclaw-plugin"
+    gateway = RealGateway(
+        plugin_paths=[plugin],
+        # The plugin's hook reads the conversation: a plugin that is not
+        # bundled needs this said, or the gateway drops the hook.
+        extra_config={
+            "plugins": {
+                "entries": {
+                    "inbox-takeover": {"hooks": {"allowConversationAccess": True}}
+                }
+            }
+        },
+    ).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

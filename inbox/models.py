@@ -6,14 +6,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from inbox.protocol import DeviceIdentity
+from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
 
 PREVIEW_CHARS = 160
+PLUGIN_CACHE_SECONDS = 10
 
 
 class Platform(models.TextChoices):
@@ -614,6 +616,17 @@ class Conversation(models.Model):
         """The gateway is told to stop the agent while a human owns the chat."""
         return self.status == self.Status.HUMAN
 
+    @property
+    def pause_mode(self) -> str:
+        """How the gateway stops the bot here while a human owns it: ``plugin``
+        (no model call), ``deny`` (it still drafts, nothing is sent) or
+        ``none`` (webchat without the plugin: it cannot be stopped)."""
+        if GatewayLink.plugin_active():
+            return "plugin"
+        if channel_of(self.session_id) in INTERNAL_CHANNELS:
+            return "none"
+        return "deny"
+
     def owned_by_other(self, user: Any) -> bool:
         return self.assignee_id is not None and self.assignee_id != user.pk
 
@@ -1086,6 +1099,19 @@ class GatewayLink(models.Model):
 
     def identity(self) -> DeviceIdentity:
         return DeviceIdentity.from_seed(self.device_seed)
+
+    @classmethod
+    def plugin_active(cls) -> bool:
+        """Whether the configured gateway offered the inbox plugin at its last
+        connect (cached a few seconds: every conversation header asks)."""
+        url = ws_url(settings.OPENCLAW_GATEWAY_URL)
+        if not url:
+            return False
+        return cache.get_or_set(
+            f"gateway-plugin:{url}",
+            lambda: cls.objects.filter(url=url, has_plugin=True).exists(),
+            PLUGIN_CACHE_SECONDS,
+        )
 
 
 class CannedResponse(models.Model):

@@ -1,7 +1,8 @@
 """The inbox against the real OpenClaw gateway (``openclaw@2026.9.6`` from npm).
 
-One real gateway for the module (``inbox.devgateway.RealGateway``: stub model,
-fake Telegram, the inbox plugin loaded), the product's own connector and
+One real gateway for the test session (the root conftest's ``real_gateway``:
+``inbox.devgateway.RealGateway`` with a stub model, a fake Telegram and the inbox
+plugin loaded), the product's own connector and
 client, a real database and Dramatiq worker. Customers write through the fake
 Telegram API or as webchat clients (``chat.send``); what the bot "thinks" is
 counted at the stub model, what customers receive at the fake Telegram.
@@ -33,12 +34,11 @@ from core.testing import create_user, drain
 from inbox import gateway as gateway_module
 from inbox import protocol
 from inbox.connector import Connector, ConnectorThread
-from inbox.devgateway import InstallError, RealGateway, ensure_installed
+from inbox.devgateway import RealGateway
 from inbox.models import Conversation, Message
 
 pytestmark = [pytest.mark.gateway, pytest.mark.django_db(transaction=True)]
 
-PLUGIN = Path(django_settings.BASE_DIR) / "openclaw-plugin"
 TURN = 60.0  # the first agent turn on a fresh workspace takes ~6 s
 
 
@@ -50,32 +50,6 @@ def wait_for(check: Callable[[], Any], seconds: float = TURN, what: str = "") ->
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {seconds:g} s waiting for {what or check}")
-
-
-@pytest.fixture(scope="module")
-def real_gateway(tmp_path_factory: Any) -> Iterator[RealGateway]:
-    try:
-        ensure_installed()
-    except InstallError as exc:
-        if exc.unreachable and not os.environ.get("CI"):
-            pytest.skip(f"npm unreachable, no real gateway ({exc.summary})")
-        pytest.fail(f"cannot install Node 24 + openclaw: {exc}")
-    gateway = RealGateway(
-        plugin_paths=[PLUGIN],
-        # The plugin's hook reads the conversation: a non-bundled plugin needs
-        # this said explicitly, or the gateway drops the hook.
-        extra_config={
-            "plugins": {
-                "entries": {
-                    "inbox-takeover": {"hooks": {"allowConversationAccess": True}}
-                }
-            }
-        },
-    ).start()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
 
 
 @pytest.fixture
