@@ -84,7 +84,9 @@ def call_webhook(call_id: int) -> None:
 def tag_conversation(conversation_id: int, tag: str) -> None:
     with transaction.atomic():
         conversation = (
-            Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+            Conversation.objects.select_for_update(no_key=True)
+            .filter(pk=conversation_id)
+            .first()
         )
         if conversation is None:
             return

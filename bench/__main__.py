@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|live|scale|replies|takeover|triggers ...] [--quick]``.
+"""``python -m bench [NAME ...] [--quick]``: ingest, live, scale, replies, takeover,
+triggers, gateway (default: all).
 
 Production mode on a dedicated PostgreSQL database (``openclaw_bench``) and
 Redis db (9), both re-created per benchmark and the database dropped at the
@@ -16,7 +17,7 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover", "triggers")
+BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover", "triggers", "gateway")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        help="which to run: ingest, live, scale, replies, takeover, triggers "
+        help="which to run: ingest, live, scale, replies, takeover, triggers, gateway "
         "(default: all, in that order)",
     )
     parser.add_argument(
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARKS
     )
 
-    from bench import ingest, live, replies, scale, takeover, triggers
+    from bench import gateway, ingest, live, replies, scale, takeover, triggers
 
     modules: dict[str, Any] = {
         "ingest": ingest,
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "replies": replies,
         "takeover": takeover,
         "triggers": triggers,
+        "gateway": gateway,
     }
     report = common.Report(quick=args.quick)
     m = report.machine

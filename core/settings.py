@@ -66,6 +66,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Empty: no gateway (replies fail with that reason; no connector runs).
 OPENCLAW_GATEWAY_URL = env.str("OPENCLAW_GATEWAY_URL", default="")
 OPENCLAW_GATEWAY_TOKEN = env.str("OPENCLAW_GATEWAY_TOKEN", default="")
+# Sessions the connector stores at once (PostgreSQL; SQLite takes one writer).
+OPENCLAW_CONNECTOR_SHARDS = env.int("OPENCLAW_CONNECTOR_SHARDS", default=4)
 
 # Webhook intake limits.
 OPENCLAW_WEBHOOK_MAX_BYTES = env.int("OPENCLAW_WEBHOOK_MAX_BYTES", default=1_048_576)

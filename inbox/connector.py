@@ -20,12 +20,14 @@ polls and takes over within seconds when the active one dies. The connection
 is watched with the gateway's ticks (silence for two intervals → reconnect)
 and reopened with jittered exponential backoff.
 
-Database work runs on one thread of its own, in order.
+Database work runs on a few threads of its own (``OPENCLAW_CONNECTOR_SHARDS``,
+one on SQLite); each session always on the same one, so in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -35,13 +37,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.db import close_old_connections as django_close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
@@ -59,6 +62,7 @@ BACKOFF_MAX = 30.0
 # the backoff from the beginning again.
 HEALTHY_AFTER = 30.0
 STANDBY_POLL = 2.0
+LEADERSHIP_CHECK = 3.0
 CALL_TIMEOUT = 20.0
 # Sessions that moved this long before the last row we stored are caught up
 # too: clocks and the order of writes are not exact.
@@ -181,36 +185,39 @@ class PostgresLeadership(Leadership):
 
     PostgreSQL drops the lock the moment the holder's connection closes (the
     process died, the machine went away), so a standby gets it on its next
-    poll. The holder checks its connection before each batch of work.
+    poll. The holder checks its connection every few seconds while it
+    ingests (``still_held``) and stops if it is gone.
     """
 
     def __init__(self, url: str) -> None:
         self.key = _lock_key(url)
         self._connection: Any = None
+        self._held = False
 
     def try_acquire(self) -> bool:
         import psycopg
 
-        if self._connection is not None and self.still_held():
-            return True  # held since an earlier connection
-        if self._connection is None:
-            params = connections["default"].get_connection_params()
-            params.pop("cursor_factory", None)
-            params.pop("context", None)
-            self._connection = psycopg.connect(**params, autocommit=True)
+        if self._held:
+            return self.still_held()  # held since an earlier gateway connection
         try:
+            if self._connection is None:
+                params = connections["default"].get_connection_params()
+                params.pop("cursor_factory", None)
+                params.pop("context", None)
+                self._connection = psycopg.connect(**params, autocommit=True)
             row = self._connection.execute(
                 "SELECT pg_try_advisory_lock(%s)", [self.key]
             ).fetchone()
         except psycopg.Error:
             self.release()
             return False
-        return bool(row and row[0])
+        self._held = bool(row and row[0])
+        return self._held
 
     def still_held(self) -> bool:
         import psycopg
 
-        if self._connection is None:
+        if not self._held or self._connection is None:
             return False
         try:
             self._connection.execute("SELECT 1")
@@ -221,6 +228,7 @@ class PostgresLeadership(Leadership):
 
     def release(self) -> None:
         connection, self._connection = self._connection, None
+        self._held = False
         if connection is not None:
             try:
                 connection.close()  # closing the session releases the lock
@@ -295,7 +303,13 @@ class Connector:
         self.stored = 0
         self.recovered = 0
         self.connections = 0
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connector-db")
+        # Shard 0 also does the connector's own bookkeeping.
+        self._db = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"connector-db-{n}")
+            for n in range(store_shards())
+        ]
+        self._newest: datetime | None = None  # the newest row stored, not yet saved
+        self._newest_saved_at = 0.0
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._ws: ClientConnection | None = None
@@ -354,6 +368,8 @@ class Connector:
                     self._ws = None
                     metrics.CONNECTOR_CONNECTED.set(0)
                     await self._in_db(self._record_disconnected, reason)
+                    with contextlib.suppress(DatabaseError):
+                        await self._save_newest(force=True)
                 if stop.is_set():
                     break
                 metrics.CONNECTOR_RECONNECTS.labels(reason=reason).inc()
@@ -364,8 +380,10 @@ class Connector:
                 await _sleep(stop, random.uniform(cap / 2, cap))
         finally:
             await self._in_db(self.leadership.release)
-            await self._in_db(connections.close_all)
-            self._db.shutdown(wait=True)
+            for shard in range(len(self._db)):
+                await self._in_db(connections.close_all, shard=shard)
+            for executor in self._db:
+                executor.shutdown(wait=True)
             self._set_state("stopped")
 
     async def _connect_and_ingest(self, stop: asyncio.Event) -> None:
@@ -382,20 +400,23 @@ class Connector:
             hello = await self._handshake(ws, device, device_token)
             self._hello = hello
             self.connections += 1
-            reader = asyncio.create_task(self._read(ws, hello.tick_interval))
+            tasks = [
+                asyncio.create_task(self._read(ws, hello.tick_interval)),
+                asyncio.create_task(self._work(hello)),
+                asyncio.create_task(self._keep_leading()),
+            ]
             stopper = asyncio.create_task(stop.wait())
-            worker = asyncio.create_task(self._work(hello))
             try:
                 done, _ = await asyncio.wait(
-                    {reader, stopper, worker}, return_when=asyncio.FIRST_COMPLETED
+                    {*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
                     if task is not stopper:
                         task.result()  # raises why it ended
             finally:
-                for task in (reader, stopper, worker):
+                for task in (*tasks, stopper):
                     task.cancel()
-                await asyncio.gather(reader, stopper, worker, return_exceptions=True)
+                await asyncio.gather(*tasks, stopper, return_exceptions=True)
                 for future in self._pending.values():
                     future.cancel()
                 self._pending.clear()
@@ -443,6 +464,15 @@ class Connector:
         )
         return hello
 
+    async def _keep_leading(self) -> None:
+        """End the connection if the lock is lost (its database connection
+        died): another connector may lead by now."""
+        assert self.leadership is not None
+        while True:
+            await asyncio.sleep(LEADERSHIP_CHECK)
+            if not await self._in_db(self.leadership.still_held):
+                raise _Disconnect("leadership", "lost the connector lock")
+
     async def _read(self, ws: ClientConnection, tick_interval: float) -> None:
         """Route answers to their calls and events to the worker; watch ticks."""
         silence = tick_interval * protocol.TICK_MISSES
@@ -486,23 +516,46 @@ class Connector:
     # -- the work ---------------------------------------------------------------------
 
     async def _work(self, hello: protocol.Hello) -> None:
+        """Subscribe, catch up, then store the live feed until the socket ends.
+
+        Rows are stored by ``store_shards()`` tasks, each with a database
+        thread of its own; a session always goes to the same one, so its rows
+        are stored in the order the gateway sent them.
+        """
         await self.call("sessions.subscribe", {})
         if gateway_has_plugin(hello):
             owned = await self._in_db(_human_owned_sessions)
             await self.call("inbox.takeover.sync", {"sessions": owned})
         await self.catch_up()
         self._set_state("live")
+        queues: list[asyncio.Queue[protocol.TranscriptMessage]] = [
+            asyncio.Queue() for _ in self._db
+        ]
+        async with asyncio.TaskGroup() as group:
+            for shard, queue in enumerate(queues):
+                group.create_task(self._store_live(queue, shard))
+            while True:
+                frame = await self._events.get()
+                payload = frame.get("payload")
+                row = protocol.transcript_message(
+                    payload if isinstance(payload, dict) else {}
+                )
+                if row is not None:
+                    queues[self._shard_of(row.session_key)].put_nowait(row)
+
+    async def _store_live(
+        self, queue: asyncio.Queue[protocol.TranscriptMessage], shard: int
+    ) -> None:
         while True:
-            frame = await self._events.get()
-            payload = frame.get("payload")
-            row = protocol.transcript_message(
-                payload if isinstance(payload, dict) else {}
-            )
-            if row is None:
-                continue
-            outcome = await self._store(row, source="live")
+            row = await queue.get()
+            outcome = await self._store(row, source="live", shard=shard)
             if outcome is not None and outcome.gap:
-                await self.fetch_missed(row.session_key)
+                await self.fetch_missed(row.session_key, shard=shard)
+            await self._save_newest()
+
+    def _shard_of(self, session_key: str) -> int:
+        digest = hashlib.blake2b(session_key.encode(), digest_size=2).digest()
+        return int.from_bytes(digest, "big") % len(self._db)
 
     async def catch_up(self) -> None:
         """Fetch what every session that moved since the last stored row missed."""
@@ -510,6 +563,7 @@ class Connector:
         listing = await self.call(
             "sessions.list", {"sortBy": "activity", "limit": CATCH_UP_SESSIONS}
         )
+        moved: list[list[str]] = [[] for _ in self._db]
         rows = listing.get("sessions")
         for session in rows if isinstance(rows, list) else ():
             if not isinstance(session, dict) or not isinstance(session.get("key"), str):
@@ -517,11 +571,20 @@ class Connector:
             updated = protocol.millis(session.get("updatedAt"))
             if since is not None and updated is not None and updated < since:
                 break  # sorted by activity: every later one is older still
-            await self.fetch_missed(session["key"])
+            moved[self._shard_of(session["key"])].append(session["key"])
 
-    async def fetch_missed(self, session_key: str) -> None:
+        async def fetch(keys: list[str], shard: int) -> None:
+            for key in keys:
+                await self.fetch_missed(key, shard=shard)
+
+        async with asyncio.TaskGroup() as group:
+            for shard, keys in enumerate(moved):
+                group.create_task(fetch(keys, shard))
+        await self._save_newest(force=True)
+
+    async def fetch_missed(self, session_key: str, *, shard: int = 0) -> None:
         """Store the rows of one session the inbox has not seen (``chat.history``)."""
-        cursor = await self._in_db(_cursor_of, session_key)
+        cursor = await self._in_db(_cursor_of, session_key, shard=shard)
         rows: list[protocol.TranscriptMessage] = []
         next_cursor = ""
         if cursor:
@@ -547,9 +610,9 @@ class Connector:
                     rows.append(row)
         for row in rows:
             # Rows stored already come back as duplicates (their messageId).
-            await self._store(row, source="history")
+            await self._store(row, source="history", shard=shard)
         if next_cursor:
-            await self._in_db(_save_cursor, session_key, next_cursor)
+            await self._in_db(_save_cursor, session_key, next_cursor, shard=shard)
 
     async def _history(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -559,14 +622,14 @@ class Connector:
             return {}
 
     async def _store(
-        self, row: protocol.TranscriptMessage, *, source: str
+        self, row: protocol.TranscriptMessage, *, source: str, shard: int = 0
     ) -> ingest.Outcome | None:
         event = event_from(row)
         if event is None:
             metrics.CONNECTOR_EVENTS.labels(role=row.role, outcome="skipped").inc()
             return None
         try:
-            outcome = await self._in_db(_store_event, event, self.url)
+            outcome = await self._in_db(ingest.store, event, shard=shard)
         except (OperationalError, InterfaceError):
             raise  # the database is away: reconnect and catch up later
         except DatabaseError:
@@ -579,6 +642,8 @@ class Connector:
         if row.recorded_at is not None:
             lag = (timezone.now() - row.recorded_at).total_seconds()
             metrics.CONNECTOR_LAG.observe(max(lag, 0.0))
+            if self._newest is None or row.recorded_at > self._newest:
+                self._newest = row.recorded_at
         if outcome.status == "stored":
             self.stored += 1
             if source == "history":
@@ -588,9 +653,21 @@ class Connector:
 
     # -- database (always on the connector's own thread) ----------------------------
 
-    async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
+    async def _in_db(self, function: Callable[..., T], *args: Any, shard: int = 0) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, _with_connection, function, args)
+        return await loop.run_in_executor(
+            self._db[shard], _with_connection, function, args
+        )
+
+    async def _save_newest(self, *, force: bool = False) -> None:
+        """Write the newest row's record time (catch-up starts there), at most
+        once a second: a crash loses less than the catch-up margin."""
+        now = time.monotonic()
+        newest = self._newest
+        if newest is None or (not force and now - self._newest_saved_at < 1.0):
+            return
+        self._newest_saved_at = now
+        await self._in_db(_save_last_event_at, self.url, newest)
 
     def _device(self) -> tuple[protocol.DeviceIdentity, str]:
         link = GatewayLink.for_url(self.url)
@@ -628,16 +705,17 @@ def _with_connection(function: Callable[..., T], args: tuple) -> T:
     return function(*args)
 
 
-def _store_event(event: ingest.Event, url: str) -> ingest.Outcome:
-    outcome = ingest.store(event)
-    if event.recorded_at is not None:
-        GatewayLink.objects.filter(url=url).filter(
-            last_event_at__lt=event.recorded_at
-        ).update(last_event_at=event.recorded_at)
-        GatewayLink.objects.filter(url=url, last_event_at=None).update(
-            last_event_at=event.recorded_at
-        )
-    return outcome
+def _save_last_event_at(url: str, recorded_at: datetime) -> None:
+    GatewayLink.objects.filter(url=url).filter(
+        Q(last_event_at__lt=recorded_at) | Q(last_event_at=None)
+    ).update(last_event_at=recorded_at)
+
+
+def store_shards() -> int:
+    """How many sessions the connector stores at once. SQLite takes one writer."""
+    if connections["default"].vendor != "postgresql":
+        return 1
+    return max(1, settings.OPENCLAW_CONNECTOR_SHARDS)
 
 
 def _last_event_at(url: str) -> Any:

@@ -267,8 +267,15 @@ class Conversation(models.Model):
         conversation, so the locking read comes first. Concurrent first
         deliveries for one session race on the unique ``session_id``: the
         loser's insert fails in its savepoint and it locks the winner's row.
+
+        ``no_key``: FOR NO KEY UPDATE still queues every other writer of the
+        row, but lets rows that merely point at it (a reply's activity row,
+        written by a worker holding that reply's lock) be inserted meanwhile.
+        With FOR UPDATE, a reply's echo arriving while its worker marks it
+        "sent" deadlocked: conversation → message here, message →
+        conversation there.
         """
-        locked = cls.objects.select_for_update()
+        locked = cls.objects.select_for_update(no_key=True)
         conversation = locked.filter(session_id=session_id).first()
         if conversation is not None:
             return conversation, False
@@ -465,7 +472,7 @@ class Conversation(models.Model):
             # No select_related: a join in a locking read that waited gives
             # the re-checked row with the joined user as it was before the
             # wait (PostgreSQL), so the owner is read after the lock.
-            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            row = Conversation.objects.select_for_update(no_key=True).get(pk=self.pk)
             updates = change(row)
             if updates is None:
                 self._copy_state(row)
@@ -529,7 +536,7 @@ class Conversation(models.Model):
         if not note and not owner:
             self.take_over(agent)
         with transaction.atomic():
-            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            row = Conversation.objects.select_for_update(no_key=True).get(pk=self.pk)
             if not note and row.owned_by_other(agent):
                 raise AlreadyTaken(row.assignee)
             if not note and row.status != self.Status.HUMAN:
@@ -558,7 +565,7 @@ class Conversation(models.Model):
         loop guard of whoever reads the thread later.
         """
         with transaction.atomic():
-            row = Conversation.objects.select_for_update().get(pk=self.pk)
+            row = Conversation.objects.select_for_update(no_key=True).get(pk=self.pk)
             message = row._write_outbound(
                 send=True,
                 author=Message.Author.AUTOMATION,

@@ -16,6 +16,7 @@ import pytest
 from django.test import Client
 
 from core.testing import create_user, drain
+from inbox import connector as connector_module
 from inbox import gateway as gateway_module
 from inbox.connector import Connector, ConnectorThread, event_from
 from inbox.models import Conversation, GatewayLink, Message
@@ -183,7 +184,8 @@ def test_a_seq_gap_seen_live_fetches_the_missing_rows(
     gateway.customer_writes(KEY, "three", bot=False)
     gateway.customer_writes(KEY, "four", bot=False)
     wait_for(lambda: sorted(texts()) == sorted(["one", "two", "three", "four"]))
-    assert connector.recovered == 2
+    # The counter moves just after the commit the test sees.
+    wait_for(lambda: connector.recovered == 2, 5, "the recovered count")
     assert Conversation.objects.get(session_id=KEY).gateway_seq == 4
 
 
@@ -211,14 +213,14 @@ def test_messages_written_while_disconnected_are_caught_up_once(
 ) -> None:
     gateway.customer_writes(KEY, "before", name="Carol")
     wait_for(lambda: len(texts()) == 2)
-    gateway.go_down()
-    gateway.come_up()  # the socket is gone; the transcript is not
+    gateway.go_down()  # the socket is gone; the transcript is not
     for n in range(3):
         gateway.customer_writes(KEY, f"while away {n}", bot=False)
     gateway.customer_writes(WEB, "a new webchat customer", bot=False)
+    gateway.come_up()
     wait_for(lambda: len(texts()) == 5 and texts(WEB), seconds=15, what="catch-up")
     assert connector.connections >= 2
-    assert connector.recovered >= 4
+    wait_for(lambda: connector.recovered == 4, 5, "the recovered count")
     # Every row once: the transcript's ids are unique in the thread.
     ids = list(Message.objects.values_list("gateway_message_id", flat=True))
     assert len(ids) == len(set(ids)) == 6
@@ -254,16 +256,23 @@ def test_one_connector_leads_and_a_standby_takes_over(
         leader, standby = (
             (first, second) if first.connector.state == "live" else (second, first)
         )
+        # Several polls later the standby still stands by: it holds no feed.
+        time.sleep(connector_module.STANDBY_POLL * 2.5)
+        assert standby.connector.state == "standby"
+        assert gateway.subscribers == 1
         gateway.customer_writes(KEY, "one", bot=False)
         wait_for(lambda: texts() == ["one"])
-        assert gateway.subscribers == 1  # the standby holds no feed
         leader.stop()
         started = time.monotonic()
         wait_for(lambda: standby.connector.state == "live", seconds=10)
         assert time.monotonic() - started < 10
         gateway.customer_writes(KEY, "two", bot=False)
         wait_for(lambda: texts() == ["one", "two"])
-        assert leader.connector.stored + standby.connector.stored == 2
+        wait_for(lambda: leader.connector.stored + standby.connector.stored == 2, 5)
+        # The new leader holds the feed alone: the old one never comes back.
+        time.sleep(connector_module.STANDBY_POLL * 2)
+        assert gateway.subscribers == 1
+        assert standby.connector.state == "live"
     finally:
         first.stop()
         second.stop()

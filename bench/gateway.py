@@ -1,0 +1,298 @@
+"""Benchmark: the gateway connector, in production mode (PostgreSQL + Redis).
+
+1. **Throughput, same run, same machine.** The connector process
+   (``manage.py openclaw_connect``) reads a simulated gateway's live feed:
+   ``N`` customer rows pushed as fast as the gateway can write them; timed
+   until every one is in the database. The baseline is the signed-webhook path
+   (one daphne, the same storing function) at concurrency 16, through the
+   ingest benchmark's load generator.
+2. **Record → screen over the real gateway.** ``openclaw@2026.9.6`` (stub
+   model, fake Telegram) with the inbox plugin's absence irrelevant here;
+   customers write at 20 messages/s over 200 chats, the bot answers each.
+   One logged-in staff websocket on ``/ws/inbox/`` notes when each message's
+   marker first reaches it. Latency = that time minus the gateway's own
+   ``recordTimestampMs`` for the row (read back with ``chat.history``), and,
+   end to end, minus the moment the customer wrote.
+
+Only 127.0.0.1 is contacted; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from typing import Any
+
+import psycopg
+import websockets
+from websockets.sync.client import connect as sync_connect
+
+from bench import common
+from bench.common import fmt, latency_stats, log, ratio
+from inbox import protocol
+
+TOKEN = "bench-gateway-token"
+RATE = 20.0
+CHATS = 200
+MARKER = re.compile(r"bm(\d{6})x")
+
+
+def run(quick: bool) -> dict[str, Any]:
+    throughput = _throughput(quick)
+    latency = _latency(quick)
+    summary = {
+        "connector_events_per_s": throughput["connector_eps"],
+        "webhook_events_per_s_c16": throughput["webhook_eps"],
+        "connector_vs_webhook": ratio(
+            throughput["connector_eps"], throughput["webhook_eps"]
+        ),
+        "record_to_screen": latency["record_to_screen"],
+        "write_to_screen": latency["write_to_screen"],
+    }
+    _print(summary, latency)
+    result = {"throughput": throughput, "latency": latency, "summary": summary}
+    if latency["missing"]:
+        result["error"] = f"{latency['missing']} messages never reached the screen"
+    return result
+
+
+# --- 1. throughput -------------------------------------------------------------------
+
+
+def _count(table: str = "inbox_message") -> int:
+    url = f"postgres://postgres@127.0.0.1:5432/{common.DB_NAME}"
+    with psycopg.connect(url) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _throughput(quick: bool) -> dict[str, Any]:
+    from inbox.simulated_gateway import GatewayServer
+
+    count = 600 if quick else 6_000
+    common.reset_database()
+    gateway = GatewayServer(port=common.free_port(), token=TOKEN).start()
+    env = common.bench_env(
+        OPENCLAW_GATEWAY_URL=gateway.url, OPENCLAW_GATEWAY_TOKEN=TOKEN
+    )
+    try:
+        with common.service(
+            "connector", [common.PYTHON, "manage.py", "openclaw_connect"], env=env
+        ):
+            _wait(lambda: gateway.subscribers == 1, 60, "the connector")
+            started = time.perf_counter()
+            for n in range(count):
+                gateway.customer_writes(
+                    f"agent:main:telegram:direct:{500_000 + n % 500}",
+                    f"throughput {n}",
+                    name=f"Customer {n % 500}",
+                    bot=False,
+                )
+            written = time.perf_counter() - started
+            _wait(lambda: _count() >= count, 600, f"{count} rows stored")
+            elapsed = time.perf_counter() - started
+    finally:
+        gateway.stop()
+    connector_eps = count / elapsed
+    log(
+        f"gateway: connector stored {count} rows in {elapsed:.1f} s "
+        f"({fmt(connector_eps)}/s; the simulator wrote them in {written:.1f} s)"
+    )
+    common.flush_redis()
+    duration = 2.0 if quick else 10.0
+    with common.daphne("gateway-webhook") as server:
+        config = {
+            "url": server.url + "/api/openclaw/webhook/",
+            "server_pid": server.pid,
+            "secret": common.WEBHOOK_SECRET,
+            "seed": 4242,
+            "run": "gw",
+            "chats": 500,
+            "count": 8_000 if quick else 40_000,
+            "concurrencies": [16],
+            "warmup": 1.0 if quick else 3.0,
+            "settle": 0.5,
+            "duration": duration,
+        }
+        step = common.load("load_ingest", config, timeout=300)["steps"][0]
+    log(
+        f"gateway: webhook path at c=16 {fmt(step['rps'])} req/s "
+        f"(p50 {fmt(step['p50_ms'])} ms, statuses {step['statuses']})"
+    )
+    return {
+        "rows": count,
+        "connector_s": round(elapsed, 2),
+        "connector_eps": round(connector_eps, 1),
+        "webhook_eps": step["rps"],
+        "webhook_step": step,
+    }
+
+
+# --- 2. record → screen over the real gateway ----------------------------------------
+
+
+class Screen:
+    """One staff websocket on /ws/inbox/: when each marker first arrived."""
+
+    def __init__(self, url: str, origin: str, session: str) -> None:
+        self.url, self.origin, self.session = url, origin, session
+        self.seen: dict[int, float] = {}
+        self.frames = 0
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._read())
+
+    async def _read(self) -> None:
+        headers = {"Origin": self.origin, "Cookie": f"sessionid={self.session}"}
+        async with websockets.connect(
+            self.url, additional_headers=headers, max_size=None, compression=None
+        ) as ws:
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    text = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                self.frames += 1
+                for marker in {int(m) for m in MARKER.findall(str(text))}:
+                    self.seen.setdefault(marker, now)
+
+
+def _record_times(gateway: Any, keys: list[str]) -> dict[int, float]:
+    """``recordTimestampMs`` of each marked customer row, from ``chat.history``."""
+    times: dict[int, float] = {}
+    with sync_connect(gateway.ws_url, compression=None, max_size=None) as ws:
+        challenge = protocol.parse_frame(ws.recv(timeout=10))
+        request_id, frame = protocol.request(
+            "connect",
+            protocol.connect_params(challenge["payload"], token=gateway.token),
+        )
+        ws.send(frame)
+        while protocol.parse_frame(ws.recv(timeout=10)).get("id") != request_id:
+            pass
+        for key in keys:
+            request_id, frame = protocol.request(
+                "chat.history", {"sessionKey": key, "limit": 1000}
+            )
+            ws.send(frame)
+            while True:
+                answer = protocol.parse_frame(ws.recv(timeout=30))
+                if answer.get("id") == request_id:
+                    break
+            for message in (answer.get("payload") or {}).get("messages") or ():
+                if message.get("role") != "user":
+                    continue
+                text, _ = protocol.content_text(message.get("content"))
+                stamp = (message.get("__openclaw") or {}).get("recordTimestampMs")
+                for marker in MARKER.findall(text):
+                    if isinstance(stamp, (int, float)):
+                        times[int(marker)] = stamp / 1000
+    return times
+
+
+def _latency(quick: bool) -> dict[str, Any]:
+    from inbox.devgateway import RealGateway
+
+    duration = 5.0 if quick else 30.0
+    messages = int(RATE * duration)
+    common.reset_database()
+    gateway = RealGateway(token=TOKEN, log=lambda line: None).start()
+    try:
+        env = common.bench_env(
+            OPENCLAW_GATEWAY_URL=gateway.ws_url, OPENCLAW_GATEWAY_TOKEN=TOKEN
+        )
+        session = common.task("staff_sessions", "1")["sessions"][0]
+        extra = {
+            "OPENCLAW_GATEWAY_URL": gateway.ws_url,
+            "OPENCLAW_GATEWAY_TOKEN": TOKEN,
+        }
+        with (
+            common.daphne("gateway-app", **extra) as server,
+            common.service(
+                "connector", [common.PYTHON, "manage.py", "openclaw_connect"], env=env
+            ),
+        ):
+            _wait(
+                lambda: _count("inbox_gatewaylink WHERE is_connected") == 1,
+                60,
+                "the connector",
+            )
+            screen = Screen(
+                f"ws://{common.HOST}:{server.port}/ws/inbox/", server.url, session
+            )
+            screen.thread.start()
+            if not screen.ready.wait(30):
+                raise RuntimeError("the staff websocket did not connect")
+            time.sleep(1.0)
+            base = 700_000_000
+            written: dict[int, float] = {}
+            log(f"gateway: real gateway, {RATE:.0f} msg/s for {duration:.0f} s")
+            started = time.monotonic()
+            for n in range(messages):
+                due = started + n / RATE
+                time.sleep(max(0.0, due - time.monotonic()))
+                written[n] = time.time()
+                gateway.telegram.customer(
+                    base + n % CHATS, f"bench bm{n:06d}x", name=f"Bench {n % CHATS}"
+                )
+            lateness = time.monotonic() - (started + messages / RATE)
+            deadline = time.monotonic() + 60
+            while len(screen.seen) < messages and time.monotonic() < deadline:
+                time.sleep(0.2)
+            screen.stop.set()
+            screen.thread.join(5)
+            model_calls = len(gateway.model.calls)
+        keys = [f"agent:main:telegram:direct:{base + c}" for c in range(CHATS)]
+        recorded = _record_times(gateway, keys)
+    finally:
+        gateway.stop()
+    seen = screen.seen
+    record_to_screen = [(seen[m] - recorded[m]) * 1000 for m in seen if m in recorded]
+    write_to_screen = [(seen[m] - written[m]) * 1000 for m in seen if m in written]
+    missing = messages - len(seen)
+    log(
+        f"gateway: {len(seen)}/{messages} on screen, {len(recorded)} with a record"
+        f" time, {model_calls} model calls, writer late by {lateness:.2f} s"
+    )
+    return {
+        "rate": RATE,
+        "duration_s": duration,
+        "messages": messages,
+        "missing": missing,
+        "frames": screen.frames,
+        "model_calls": model_calls,
+        "record_to_screen": latency_stats(record_to_screen),
+        "write_to_screen": latency_stats(write_to_screen),
+    }
+
+
+def _print(summary: dict[str, Any], latency: dict[str, Any]) -> None:
+    print("\n== gateway connector ==")
+    print(
+        f"throughput: connector {fmt(summary['connector_events_per_s'])} rows/s, "
+        f"webhook path at c=16 {fmt(summary['webhook_events_per_s_c16'])} req/s, "
+        f"ratio {fmt(summary['connector_vs_webhook'], 2)}x"
+    )
+    for name in ("record_to_screen", "write_to_screen"):
+        stats = summary[name]
+        print(
+            f"{name.replace('_', ' ')} at {fmt(latency['rate'], 0)} msg/s: "
+            f"p50 {fmt(stats['p50_ms'])} ms, p99 {fmt(stats['p99_ms'])} ms "
+            f"(n={stats['samples']})"
+        )
+    print(json.dumps({"missing": latency["missing"]}))
