@@ -189,16 +189,9 @@ def gateway(settings):
 @pytest.fixture
 def connector(gateway, transactional_db):
     """The connector reading ``gateway`` into the test database, on its own thread."""
-    import time
+    from core.testing import start_connector
 
-    from inbox.connector import Connector, ConnectorThread
-
-    thread = ConnectorThread(Connector(gateway.url, gateway.token))
-    thread.start()
-    deadline = time.monotonic() + 10
-    while thread.connector.state != "live" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert thread.connector.state == "live", thread.connector.state
+    thread = start_connector(gateway.url, gateway.token)
     yield thread.connector
     thread.stop()
 

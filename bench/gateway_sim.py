@@ -1,7 +1,8 @@
-"""The gateway simulator's HTTP API as its own process, for the replies benchmark.
+"""The simulated gateway as its own process, for the replies benchmark.
 
-``python -m bench.gateway_sim PORT TOKEN OUT``: serves ``inbox.simulator``'s
-``GatewayServer`` on 127.0.0.1:PORT until SIGTERM (at most an hour), then
+``python -m bench.gateway_sim PORT TOKEN OUT``: serves
+``inbox.simulated_gateway.GatewayServer`` (the gateway's WebSocket RPC) on
+127.0.0.1:PORT until SIGTERM (at most an hour), then
 writes every send it accepted, with the time it took it (``time.time()``, the
 clock the load process stamps its clicks with), to OUT as JSON.
 
@@ -26,7 +27,7 @@ MAX_LIFETIME_S = 3600.0
 
 def main(port: int, token: str, out: Path) -> None:
     django.setup()
-    from inbox.simulator import GatewayServer
+    from inbox.simulated_gateway import GatewayServer
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -53,7 +54,7 @@ def main(port: int, token: str, out: Path) -> None:
                 "sends": sends,
                 "attempts": server.attempts,
                 "connections_opened": server.connections_opened,
-                "policies": server.policies,
+                "owners": server.owners,
             }
         )
     )

@@ -176,3 +176,47 @@ def drain(worker: Any, *queues: str, rounds: int = 1, timeout_ms: int = 20_000) 
             if queue in broker.get_declared_queues():
                 broker.join(queue, timeout=timeout_ms)
         worker.join()
+
+
+def wait_for(check: Any, seconds: float = 10, what: str = "") -> Any:
+    """Poll ``check()`` until it is truthy (returned) or ``seconds`` pass (fail)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds:g} s waiting for {what or check}")
+
+
+def post_reply(user: Any, conversation: Any, text: str) -> Any:
+    """An agent's reply through the view, as the composer posts it; the message."""
+    from inbox.models import Message
+
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        f"/inbox/c/{conversation.pk}/reply/",
+        {"text": text},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.content
+    return Message.objects.filter(author="agent").latest("pk")
+
+
+def start_connector(url: str | None = None, token: str | None = None) -> Any:
+    """The gateway connector on a thread of its own, once it reads the live feed."""
+    from inbox.connector import Connector, ConnectorThread
+
+    thread = ConnectorThread(Connector(url, token))
+    thread.start()
+    wait_for(lambda: thread.connector.state == "live", 30, "the connector")
+    return thread
+
+
+def metric(text: str, line_start: str) -> float:
+    """The value of the first ``/metrics`` line starting with ``line_start`` (0)."""
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

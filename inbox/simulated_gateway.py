@@ -517,20 +517,7 @@ class GatewayServer:
             if self.ticks_paused:
                 continue
             with self._lock:
-                self._event_seq += 1
-                frame = json.dumps(
-                    {
-                        "type": "event",
-                        "event": "tick",
-                        "payload": {"ts": int(time.time() * 1000)},
-                        "seq": self._event_seq,
-                    }
-                )
-                for connection in list(self._subscribers):
-                    try:
-                        connection.send(frame)
-                    except (ConnectionClosed, OSError):
-                        self._subscribers.remove(connection)
+                self._broadcast("tick", {"ts": int(time.time() * 1000)})
 
     # -- the RPC connection ------------------------------------------------------------
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from core.testing import create_user
+from core.testing import create_user, start_connector
 from core.tests.browser import BROWSER_TEST, Inbox, LiveServer, expect
 from inbox import gateway as gateway_module
-from inbox.connector import Connector, ConnectorThread
+from inbox.connector import Connector
 from inbox.devgateway import RealGateway
 
 pytestmark = [*BROWSER_TEST, pytest.mark.gateway]
@@ -42,12 +42,7 @@ def wired(
     settings.OPENCLAW_GATEWAY_URL = real_gateway.ws_url
     settings.OPENCLAW_GATEWAY_TOKEN = real_gateway.token
     gateway_module.reset_client()
-    thread = ConnectorThread(Connector())
-    thread.start()
-    deadline = time.monotonic() + 30
-    while thread.connector.state != "live" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert thread.connector.state == "live", thread.connector.state
+    thread = start_connector()
     yield thread.connector
     thread.stop()
     gateway_module.reset_client()

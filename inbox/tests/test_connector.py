@@ -9,13 +9,13 @@ real. The same flows against the real gateway are in ``test_real_gateway.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from core.testing import create_user, drain
+from core.testing import create_user, drain, metric, post_reply, wait_for
 from inbox import connector as connector_module
 from inbox import gateway as gateway_module
 from inbox.connector import Connector, ConnectorThread, event_from
@@ -29,16 +29,6 @@ KEY = "agent:main:telegram:direct:881580"
 WEB = "agent:main:web-e38723"
 
 
-def wait_for(check: Callable[[], Any], seconds: float = 10, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or check}")
-
-
 def texts(key: str = KEY) -> list[str]:
     return list(
         Message.objects.filter(conversation__session_id=key)
@@ -48,6 +38,7 @@ def texts(key: str = KEY) -> list[str]:
 
 
 def start_connector(server: GatewayServer) -> ConnectorThread:
+    """A connector that may have to stand by: not waited for."""
     thread = ConnectorThread(Connector(server.url, server.token))
     thread.start()
     return thread
@@ -109,18 +100,6 @@ def test_tool_rows_and_empty_rows_are_not_shown() -> None:
 # -- our replies come back ---------------------------------------------------------------
 
 
-def reply(user: Any, conversation: Conversation, text: str) -> Message:
-    client = Client()
-    client.force_login(user)
-    response = client.post(
-        f"/inbox/c/{conversation.pk}/reply/",
-        {"text": text},
-        headers={"HX-Request": "true"},
-    )
-    assert response.status_code == 200, response.content
-    return Message.objects.filter(author="agent").latest("pk")
-
-
 @pytest.mark.parametrize("key", [KEY, WEB], ids=["telegram-send", "webchat-inject"])
 def test_an_agents_reply_is_delivered_by_its_echo_and_stored_once(
     gateway: GatewayServer, connector: Connector, worker: Any, key: str
@@ -128,7 +107,7 @@ def test_an_agents_reply_is_delivered_by_its_echo_and_stored_once(
     gateway.customer_writes(key, "I need a human", name="Carol")
     conversation = wait_for(lambda: Conversation.objects.filter(session_id=key).first())
     alice = create_user(role="agent", username="alice")
-    message = reply(alice, conversation, "Refund issued, 3-5 days.")
+    message = post_reply(alice, conversation, "Refund issued, 3-5 days.")
     drain(worker, "replies")
     wait_for(
         lambda: Message.objects.get(pk=message.pk).delivery_state == "delivered",
@@ -151,7 +130,7 @@ def test_an_echo_that_beats_the_rpc_answer_still_matches_the_reply(
     conversation = wait_for(lambda: Conversation.objects.filter(session_id=WEB).first())
     alice = create_user(role="agent", username="alice")
     gateway.slow(0.5)  # the answer comes half a second after the echo
-    message = reply(alice, conversation, "right here")
+    message = post_reply(alice, conversation, "right here")
     drain(worker, "replies")
     gateway.slow(0)
     message.refresh_from_db()
@@ -360,3 +339,23 @@ def test_without_the_plugin_a_channel_falls_back_to_deny_and_webchat_to_nothing(
     assert gateway.policy(WEB) == "allow"
     gateway.customer_writes(WEB, "still heard")
     wait_for(lambda: "still heard" in texts(WEB))
+
+
+def test_metrics_show_the_connector(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    before = Client().get("/metrics").content.decode()
+    gateway.customer_writes(KEY, "counted", bot=False)
+    gateway.mute(KEY, 1)
+    gateway.customer_writes(KEY, "recovered", bot=False)
+    gateway.customer_writes(KEY, "after the gap", bot=False)
+    wait_for(lambda: connector.recovered == 1, what="the gap refetched")
+    text = Client().get("/metrics").content.decode()
+    events = 'openclaw_connector_events_total{outcome="stored",role="user"}'
+    assert metric(text, events) == metric(before, events) + 3
+    assert metric(text, "openclaw_connector_recovered_total") == (
+        metric(before, "openclaw_connector_recovered_total") + 1
+    )
+    assert metric(text, "openclaw_connector_connected") == 1
+    assert "openclaw_connector_lag_seconds_bucket" in text
+    assert "openclaw_connector_reconnects_total" in text

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from django.test import Client
 from websockets.sync.client import connect
 
-from core.testing import create_user, drain
+from core import testing as core_testing
+from core.testing import create_user, drain, post_reply, start_connector
 from inbox import gateway as gateway_module
 from inbox import protocol
-from inbox.connector import Connector, ConnectorThread
+from inbox.connector import Connector
 from inbox.devgateway import RealGateway
 from inbox.models import Conversation, Message
 
@@ -43,13 +43,7 @@ TURN = 60.0  # the first agent turn on a fresh workspace takes ~6 s
 
 
 def wait_for(check: Callable[[], Any], seconds: float = TURN, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds:g} s waiting for {what or check}")
+    return core_testing.wait_for(check, seconds, what)
 
 
 @pytest.fixture
@@ -58,9 +52,7 @@ def inbox(real_gateway: RealGateway, settings: Any, transactional_db: None) -> I
     settings.OPENCLAW_GATEWAY_URL = real_gateway.ws_url
     settings.OPENCLAW_GATEWAY_TOKEN = real_gateway.token
     gateway_module.reset_client()
-    thread = ConnectorThread(Connector())
-    thread.start()
-    wait_for(lambda: thread.connector.state == "live", 30, "the connector")
+    thread = start_connector()
     yield thread.connector
     thread.stop()
     gateway_module.reset_client()
@@ -80,18 +72,6 @@ def thread_of(key: str) -> list[tuple[str, str]]:
         .order_by("pk")
         .values_list("author", "text")
     )
-
-
-def reply(user: Any, conversation: Conversation, text: str) -> Message:
-    client = Client()
-    client.force_login(user)
-    response = client.post(
-        f"/inbox/c/{conversation.pk}/reply/",
-        {"text": text},
-        headers={"HX-Request": "true"},
-    )
-    assert response.status_code == 200, response.content
-    return Message.objects.filter(author="agent").latest("pk")
 
 
 def webchat_send(gateway: RealGateway, key: str, text: str) -> dict[str, Any]:
@@ -147,7 +127,7 @@ def test_an_agents_reply_reaches_telegram_once_and_shows_delivered(
     )
     alice = create_user(role="agent", username="alice")
     text = f"Alice here, refund issued {uuid.uuid4().hex[:6]}"
-    message = reply(alice, conversation, text)
+    message = post_reply(alice, conversation, text)
     drain(worker, "replies")
     wait_for(
         lambda: Message.objects.get(pk=message.pk).delivery_state == "delivered",
@@ -177,7 +157,7 @@ def test_a_webchat_customer_gets_the_agents_reply_by_inject(
         lambda: Conversation.objects.filter(session_id=key).first(), what="the chat"
     )
     alice = create_user(role="agent", username="alice")
-    message = reply(alice, conversation, "Alice here: order 42 ships today")
+    message = post_reply(alice, conversation, "Alice here: order 42 ships today")
     drain(worker, "replies")
     wait_for(
         lambda: Message.objects.get(pk=message.pk).delivery_state == "delivered",
@@ -226,7 +206,7 @@ def test_a_takeover_stops_the_bot_before_its_model_call_and_hand_back_restarts_i
         conversation__session_id=key, author="bot", text__contains=marker
     ).exists()
     # The agent still answers through the gateway.
-    message = reply(alice, conversation, f"Alice here {marker}")
+    message = post_reply(alice, conversation, f"Alice here {marker}")
     drain(worker, "replies")
     real_gateway.telegram.wait_for_sent(chat, f"Alice here {marker}", timeout=30)
     # Hand back: the bot answers the next message.
