@@ -367,8 +367,8 @@ class Connector:
                 finally:
                     self._ws = None
                     metrics.CONNECTOR_CONNECTED.set(0)
-                    await self._in_db(self._record_disconnected, reason)
-                    with contextlib.suppress(DatabaseError):
+                    with contextlib.suppress(DatabaseError):  # it may be the cause
+                        await self._in_db(self._record_disconnected, reason)
                         await self._save_newest(force=True)
                 if stop.is_set():
                     break
@@ -411,8 +411,8 @@ class Connector:
                     {*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
-                    if task is not stopper:
-                        task.result()  # raises why it ended
+                    if task is not stopper and task.exception() is not None:
+                        raise _first_cause(task.exception())  # why it ended
             finally:
                 for task in (*tasks, stopper):
                     task.cancel()
@@ -693,6 +693,13 @@ class Connector:
         GatewayLink.objects.filter(url=self.url).update(
             last_error=error[:500], is_connected=False, updated_at=timezone.now()
         )
+
+
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first error inside task groups' exception groups, or ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def gateway_has_plugin(hello: protocol.Hello) -> bool:

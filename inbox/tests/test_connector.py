@@ -359,3 +359,28 @@ def test_metrics_show_the_connector(
     assert metric(text, "openclaw_connector_connected") == 1
     assert "openclaw_connector_lag_seconds_bucket" in text
     assert "openclaw_connector_reconnects_total" in text
+
+
+def test_a_database_outage_ends_the_connection_and_the_row_is_caught_up(
+    gateway: GatewayServer, connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store raises as an unreachable database does: nothing is skipped;
+    the connector reconnects and catch-up stores the row it could not."""
+    from django.db import OperationalError
+
+    from inbox import ingest
+
+    real_store = ingest.store
+    failures = []
+
+    def flaky_store(event, delivery=None):  # noqa: ANN001, ANN202
+        if not failures:
+            failures.append(event.message_id)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_store(event, delivery)
+
+    monkeypatch.setattr(ingest, "store", flaky_store)
+    gateway.customer_writes(KEY, "during the outage", bot=False)
+    wait_for(lambda: texts() == ["during the outage"], what="the row, caught up")
+    assert connector.connections >= 2
+    assert failures and Message.objects.get().gateway_message_id == failures[0]
