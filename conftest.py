@@ -218,18 +218,7 @@ def real_gateway():
             pytest.skip(f"npm unreachable, no real gateway ({exc.summary})")
         pytest.fail(f"cannot install Node 24 + openclaw: {exc}")
     plugin = Path(django_settings.BASE_DIR) / "openclaw-plugin"
-    gateway = RealGateway(
-        plugin_paths=[plugin],
-        # The plugin's hook reads the conversation: a plugin that is not
-        # bundled needs this said, or the gateway drops the hook.
-        extra_config={
-            "plugins": {
-                "entries": {
-                    "inbox-takeover": {"hooks": {"allowConversationAccess": True}}
-                }
-            }
-        },
-    ).start()
+    gateway = RealGateway(plugin_paths=[plugin]).start()
     try:
         yield gateway
     finally:

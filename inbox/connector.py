@@ -103,6 +103,7 @@ def event_from(row: protocol.TranscriptMessage) -> ingest.Event | None:
     customer = row.role == "user"
     event = ingest.Event(
         type="message",
+        source="gateway",
         session_id=row.session_key,
         platform=platform,
         message_id=row.message_id,
@@ -525,7 +526,15 @@ class Connector:
         await self.call("sessions.subscribe", {})
         if gateway_has_plugin(hello):
             owned = await self._in_db(_human_owned_sessions)
-            await self.call("inbox.takeover.sync", {"sessions": owned})
+            answer = await self.call("inbox.takeover.sync", {"sessions": owned})
+            enforcing = answer.get("enforcing") is not False
+            await self._in_db(GatewayLink.note_enforcing, self.url, enforcing)
+            if not enforcing:
+                log.warning(
+                    "the gateway's inbox plugin cannot stop the bot: set "
+                    "plugins.entries.inbox-takeover.hooks.allowConversationAccess"
+                    " true on the gateway"
+                )
         await self.catch_up()
         self._set_state("live")
         queues: list[asyncio.Queue[protocol.TranscriptMessage]] = [

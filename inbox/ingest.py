@@ -34,6 +34,8 @@ class Event:
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    # "webhook" (another sender) or "gateway" (the connector's feed).
+    source: str = "webhook"
     session_id: str = ""
     platform: str = Platform.OTHER
     message_id: str = ""
@@ -74,9 +76,17 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
         message = None
         receipt = False
         if event.type in ("message", "media"):
-            message = conversation.add_message(
-                also_save=moved, **event.fields["message"]
-            )
+            fields = event.fields["message"]
+            if (
+                event.source == "gateway"
+                and fields["author"] == Message.Author.BOT
+                and conversation.is_bot_paused
+            ):
+                # Written while an agent owned the chat (a run already under
+                # way at the takeover, or a plugin that could not stop it):
+                # the gateway held it back, the customer never got it.
+                fields = {**fields, "delivery_state": Message.DeliveryState.SUPPRESSED}
+            message = conversation.add_message(also_save=moved, **fields)
             moved = [] if message is not None else moved
             if message is not None and message.status_activity is not None:
                 activities.append(message.status_activity)

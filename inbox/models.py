@@ -1079,6 +1079,9 @@ class GatewayLink(models.Model):
     has_plugin = models.BooleanField(
         default=False, help_text="The inbox plugin's methods were offered at connect."
     )
+    # The plugin said its hook runs (``enforcing``): without the gateway's
+    # allowConversationAccess for it, it is loaded but cannot stop the bot.
+    plugin_enforcing = models.BooleanField(default=False)
     is_connected = models.BooleanField(default=False)
     connected_at = models.DateTimeField(null=True, blank=True)
     # The newest transcript record stored from this gateway: after a
@@ -1108,15 +1111,26 @@ class GatewayLink(models.Model):
         return DeviceIdentity.from_seed(self.device_seed)
 
     @classmethod
+    def note_enforcing(cls, url: str, enforcing: bool) -> None:
+        """Remember what the plugin last said of its hook."""
+        cls.objects.filter(url=url).exclude(plugin_enforcing=enforcing).update(
+            plugin_enforcing=enforcing
+        )
+        cache.delete(f"gateway-plugin:{url}")
+
+    @classmethod
     def plugin_active(cls) -> bool:
-        """Whether the configured gateway offered the inbox plugin at its last
-        connect (cached a few seconds: every conversation header asks)."""
+        """Whether the configured gateway runs the inbox plugin and it said it
+        can stop the bot (cached a few seconds: every conversation header
+        asks)."""
         url = ws_url(settings.OPENCLAW_GATEWAY_URL)
         if not url:
             return False
         return cache.get_or_set(
             f"gateway-plugin:{url}",
-            lambda: cls.objects.filter(url=url, has_plugin=True).exists(),
+            lambda: cls.objects.filter(
+                url=url, has_plugin=True, plugin_enforcing=True
+            ).exists(),
             PLUGIN_CACHE_SECONDS,
         )
 

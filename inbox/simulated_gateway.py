@@ -169,6 +169,7 @@ class GatewayServer:
         port: int = 0,
         token: str = "",
         plugin: bool = False,
+        enforcing: bool = True,
         tick_interval: float = 30.0,
         bot_texts: list[str] | None = None,
         quiet: bool = True,
@@ -176,6 +177,9 @@ class GatewayServer:
         self.port = port
         self.token = token
         self.plugin = plugin
+        # False: the plugin is loaded but the gateway withholds its hook
+        # (no allowConversationAccess): it cannot stop the agent.
+        self.enforcing = enforcing
         self.tick_interval = tick_interval
         self.bot_texts = bot_texts
         self.quiet = quiet
@@ -382,7 +386,7 @@ class GatewayServer:
                 },
                 meta,
             )
-            if bot and session_key not in self.owners:
+            if bot and not self._held(session_key):
                 self.bot_replies(session_key, customer_text=text)
             return row
 
@@ -397,7 +401,7 @@ class GatewayServer:
         """
         with self._lock:
             session = self._session(session_key)
-            if session_key in self.owners:
+            if self._held(session_key):
                 return None
             self.model_calls.append((session_key, customer_text))
             if text is None:
@@ -419,9 +423,14 @@ class GatewayServer:
                 },
                 {"runId": str(uuid.uuid4())},
             )
-            if session.send_policy != "deny":
+            # The plugin cancels what the agent sends in an owned session.
+            if session.send_policy != "deny" and session_key not in self.owners:
                 self.delivered.append((session_key, text))
             return row
+
+    def _held(self, session_key: str) -> bool:
+        """The plugin claims this session's turns: no agent run. Needs the lock."""
+        return self.enforcing and session_key in self.owners
 
     def _session(
         self, key: str, *, channel: str | None = None, name: str = ""
@@ -895,7 +904,12 @@ class GatewayServer:
                 self.owners[key] = owner
             else:
                 self.owners.pop(key, None)
-        return {"ok": True, "sessionKey": key, "owner": owner or None}
+        return {
+            "ok": True,
+            "sessionKey": key,
+            "owner": owner or None,
+            "enforcing": self.enforcing,
+        }
 
     def _rpc_inbox_takeover_sync(
         self, connection: ServerConnection, params: dict
@@ -913,7 +927,7 @@ class GatewayServer:
         }
         with self._lock:
             self.owners = owners
-        return {"ok": True, "count": len(owners)}
+        return {"ok": True, "total": len(owners), "enforcing": self.enforcing}
 
     def _rpc_inbox_takeover_list(
         self, connection: ServerConnection, params: dict

@@ -18,7 +18,13 @@ from django.utils import timezone
 from dramatiq_crontab import cron
 
 from inbox import gateway, protocol
-from inbox.models import AgentStatus, Conversation, Message, WebhookDelivery
+from inbox.models import (
+    AgentStatus,
+    Conversation,
+    GatewayLink,
+    Message,
+    WebhookDelivery,
+)
 from inbox.signals import message_stored
 
 log = logging.getLogger(__name__)
@@ -235,12 +241,17 @@ def sync_send_policy(conversation_id: int) -> None:
         return
     client = gateway.client()
     paused = conversation.is_bot_paused
+    key = conversation.session_id
     try:
-        if client.has_plugin():
+        plugin = client.has_plugin()
+        if plugin:
             owner = conversation.assignee.get_username() if paused else None
-            client.set_human_owner(conversation.session_id, owner or None)
-        elif pause_mode(conversation.session_id, plugin=False) == "deny":
-            client.set_send_policy(conversation.session_id, "deny" if paused else None)
+            answer = client.set_human_owner(key, owner or None)
+            # Loaded but not allowed its hook: it cannot stop the model call.
+            plugin = answer.get("enforcing") is not False
+            GatewayLink.note_enforcing(client.url, plugin)
+        if pause_mode(key, plugin=plugin) == "deny":
+            client.set_send_policy(key, "deny" if paused else None)
     except gateway.GatewayError as exc:
         if exc.permanent:
             log.warning("gateway refused to pause the agent: %s", exc)

@@ -81,6 +81,10 @@ def plugin_config(plugin_paths: Sequence[Path]) -> dict[str, Any]:
     ``plugins.entries.<id>.enabled: true`` loads it at start-up, so the id is
     read from each folder's ``openclaw.plugin.json``. A standalone file has no
     manifest: enable its id through ``extra_config``.
+
+    Each is also allowed the conversation hooks (``before_agent_reply``…):
+    for a plugin that is not bundled the gateway drops them otherwise, with
+    only a log line (the inbox plugin needs them to stop the bot).
     """
     paths = [str(Path(path).expanduser().resolve()) for path in plugin_paths]
     if not paths:
@@ -91,7 +95,10 @@ def plugin_config(plugin_paths: Sequence[Path]) -> dict[str, Any]:
         if manifest.is_file():
             plugin_id = json.loads(manifest.read_text()).get("id")
             if isinstance(plugin_id, str) and plugin_id:
-                entries[plugin_id] = {"enabled": True}
+                entries[plugin_id] = {
+                    "enabled": True,
+                    "hooks": {"allowConversationAccess": True},
+                }
     return {"plugins": {"load": {"paths": paths}, "entries": entries}}
 
 
@@ -481,6 +488,9 @@ class RealGateway:
 
 def _require_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Node's own listen does: a port left in TIME-WAIT by the last run
+        # is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError as exc:

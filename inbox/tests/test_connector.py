@@ -384,3 +384,51 @@ def test_a_database_outage_ends_the_connection_and_the_row_is_caught_up(
     wait_for(lambda: texts() == ["during the outage"], what="the row, caught up")
     assert connector.connections >= 2
     assert failures and Message.objects.get().gateway_message_id == failures[0]
+
+
+def test_a_plugin_that_cannot_stop_the_bot_falls_back_and_says_so(
+    settings: Any, transactional_db: None, worker: Any
+) -> None:
+    """Loaded without the gateway's allowConversationAccess, the plugin answers
+    ``enforcing: false``: the inbox falls back to deny on a channel, the header
+    does not claim the bot is stopped, and the bot's drafts are suppressed."""
+    with GatewayServer(token="t", plugin=True, enforcing=False) as server:
+        settings.OPENCLAW_GATEWAY_URL = server.url
+        settings.OPENCLAW_GATEWAY_TOKEN = server.token
+        gateway_module.reset_client()
+        thread = start_connector(server)
+        try:
+            wait_for(lambda: GatewayLink.objects.filter(has_plugin=True).exists())
+            assert not GatewayLink.objects.get().plugin_enforcing
+            server.customer_writes(KEY, "hi")
+            conversation = wait_for(
+                lambda: Conversation.objects.filter(session_id=KEY).first()
+            )
+            alice = create_user(role="agent", username="alice")
+            conversation.take_over(alice)
+            drain(worker, "replies")
+            assert server.owners == {KEY: "alice"}
+            assert server.policy(KEY) == "deny"
+            conversation.refresh_from_db()
+            assert conversation.pause_mode == "deny"
+            server.customer_writes(KEY, "still there?")
+            draft = wait_for(
+                lambda: Message.objects.filter(text="bot: still there?").first()
+            )
+            assert draft.delivery_state == Message.DeliveryState.SUPPRESSED
+        finally:
+            thread.stop()
+            gateway_module.reset_client()
+
+
+def test_a_bot_reply_landing_after_the_takeover_is_a_suppressed_draft(
+    gateway: GatewayServer, connector: Connector
+) -> None:
+    """A run already under way when the agent took over writes its reply
+    afterwards: the gateway held it back, so the thread must not say sent."""
+    gateway.customer_writes(KEY, "hello", bot=False)
+    conversation = wait_for(lambda: Conversation.objects.filter(session_id=KEY).first())
+    conversation.take_over(create_user(role="agent", username="alice"))
+    gateway.bot_replies(KEY, customer_text="hello")
+    draft = wait_for(lambda: Message.objects.filter(author="bot").first())
+    assert draft.delivery_state == Message.DeliveryState.SUPPRESSED
