@@ -334,3 +334,10 @@ def test_live_pages_carry_the_socket_region_inbox_js_reads(
     assert region.index('id="live-seq"') < region.index('id="live-stale"')
     assert html.count('id="live-pong"') == 1
     assert view in html
+
+
+def test_each_page_loads_htmx_and_django_htmx_once(staff_client, settings) -> None:  # noqa: ANN001
+    settings.DEBUG = True  # django-htmx.js is left out of pages otherwise
+    html = staff_client.get("/inbox/").content.decode()
+    assert html.count("django_htmx/django-htmx.js") == 1
+    assert len(re.findall(r"django_htmx/htmx[-.\w]*\.js", html)) == 1
