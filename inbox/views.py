@@ -68,7 +68,10 @@ def _reject(
     metrics.record_rejection(category)
     WebhookDelivery.objects.create(
         webhook_id=request.headers.get("webhook-id", "")[:255],
-        raw_body=body[: webhooks.REJECTED_BODY_CHARS].decode("utf-8", "replace"),
+        # PostgreSQL text holds no NUL: a body refused for carrying one is kept.
+        raw_body=body[: webhooks.REJECTED_BODY_CHARS]
+        .decode("utf-8", "replace")
+        .replace("\x00", "\ufffd"),
         body_size=len(body) or int(request.META.get("CONTENT_LENGTH") or 0),
         body_truncated=len(body) > webhooks.REJECTED_BODY_CHARS,
         source_ip=request.META.get("REMOTE_ADDR") or None,
@@ -101,6 +104,15 @@ def webhook(request: HttpRequest) -> JsonResponse:
     if request.content_type not in JSON_TYPES:
         return _reject(
             request, 415, "content_type", "Content-Type", "must be application/json"
+        )
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return _reject(
+            request,
+            415,
+            "content_encoding",
+            "Content-Encoding",
+            f"{encoding[:32]} is not accepted: send the JSON uncompressed",
         )
     cap = settings.OPENCLAW_WEBHOOK_MAX_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > cap:

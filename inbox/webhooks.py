@@ -34,6 +34,7 @@ STATUSES = ("ended", "reset", "delivered", "failed")
 MAX_ID_CHARS = 255
 MAX_ATTACHMENTS = 20
 MAX_URL_CHARS = 2048
+MAX_DEPTH = 32
 REJECTED_BODY_CHARS = 1024
 
 
@@ -122,15 +123,32 @@ def _verify_standard(
 # --- payload --------------------------------------------------------------------
 
 
+def _no_constants(name: str) -> Any:
+    # Python's parser takes NaN and Infinity; JSON has no such numbers and
+    # PostgreSQL's jsonb refuses them.
+    raise PayloadError("body", f"{name} is not a JSON number")
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object the database can hold, or ``PayloadError``.
+
+    Refused with the field named: NaN / Infinity, nesting deeper than
+    ``MAX_DEPTH``, and strings holding a lone UTF-16 surrogate (valid JSON,
+    but no UTF-8 can carry them). NUL (U+0000), which PostgreSQL text cannot
+    hold either, is kept readable instead: each becomes U+FFFD, the
+    replacement character (the delivery log keeps the body as sent).
+    """
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_no_constants)
     except UnicodeDecodeError as exc:
         raise PayloadError("body", "is not UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise PayloadError(
             "body", f"malformed JSON: {exc.msg} at position {exc.pos}"
         ) from exc
+    except RecursionError as exc:
+        raise PayloadError("body", f"is nested deeper than {MAX_DEPTH} levels") from exc
+    payload = _storable(payload)
     if not isinstance(payload, dict):
         raise PayloadError(
             "body", f"must be a JSON object, got {type(payload).__name__}"
@@ -141,6 +159,44 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if len(event) > 64:
         raise PayloadError("event", "is longer than 64 characters")
     return payload
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL replaced in every string; ``PayloadError`` naming the
+    first string no UTF-8 can carry, or nesting deeper than ``MAX_DEPTH``.
+    Walks with a stack of its own: no recursion, whatever the input."""
+
+    def clean(text: str, path: str) -> str:
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise PayloadError(path, "holds a lone UTF-16 surrogate") from exc
+        return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any, str, int]] = [(root, 0, "body", 0)]
+    while stack:
+        parent, slot, path, depth = stack.pop()
+        item = parent[slot]
+        if isinstance(item, str):
+            parent[slot] = clean(item, path)
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise PayloadError(path, f"is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in list(item):
+                    name = clean(key, f"{path} key")
+                    if name != key:
+                        item[name] = item.pop(key)
+                    stack.append((item, name, _join(path, name), depth + 1))
+            else:
+                for index in range(len(item)):
+                    stack.append((item, index, f"{path}[{index}]", depth + 1))
+    return root[0]
+
+
+def _join(path: str, key: str) -> str:
+    return key if path == "body" else f"{path}.{key}"
 
 
 def _string(
