@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from rest_framework.permissions import BasePermission
 
 AGENT_GROUP = "agent"
 LEAD_GROUP = "lead"
@@ -72,6 +73,19 @@ def role_required(
         return wrapper
 
     return decorator
+
+
+class HasAgentRole(BasePermission):
+    """The API's rule, the pages' rule: an agent, a lead or an admin.
+
+    Checked for every API view and the schema (``REST_FRAMEWORK``'s default):
+    a signed-in account, or a token, of a user without a role reads nothing.
+    """
+
+    message = "This needs the agent role."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return role_of(request.user) >= Role.AGENT
 
 
 def staff_users() -> Any:

@@ -375,7 +375,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The same role rule as the pages (a user with no role reads nothing).
+    "DEFAULT_PERMISSION_CLASSES": ["core.roles.HasAgentRole"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -384,6 +385,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read-only access to conversations and messages.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema needs what the API needs, unless it is made public on purpose.
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny"
+        if env.bool("API_SCHEMA_PUBLIC", default=False)
+        else "core.roles.HasAgentRole"
+    ],
 }
 
 LOGGING = {
