@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics, serializers
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 
 from inbox.forms import ConversationFilterForm
@@ -61,14 +63,25 @@ class MessageSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class ActivityCursor(CursorPagination):
+class StrictCursor(CursorPagination):
+    """A cursor that decodes but points nowhere real (a tampered date, say) is
+    a 400 naming it, not a 500 from the query it would make."""
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValueError, TypeError, OverflowError, DjangoValidationError) as exc:
+            raise ParseError({"cursor": "is not a cursor this API gave out"}) from exc
+
+
+class ActivityCursor(StrictCursor):
     ordering = ("-last_message_at", "-id")
     page_size = 50
     max_page_size = 200
     page_size_query_param = "limit"
 
 
-class ThreadCursor(CursorPagination):
+class ThreadCursor(StrictCursor):
     ordering = ("id",)
     page_size = 100
     max_page_size = 500
@@ -108,9 +121,10 @@ class MessageList(generics.ListAPIView):
     pagination_class = ThreadCursor
 
     def get_queryset(self) -> Any:
-        conversation = get_object_or_404(
-            Conversation, session_id=self.kwargs["session_id"]
-        )
+        session_id = self.kwargs["session_id"]
+        if "\x00" in session_id:  # no key holds one; PostgreSQL would refuse it
+            raise NotFound()
+        conversation = get_object_or_404(Conversation, session_id=session_id)
         return conversation.messages.all()
 
 

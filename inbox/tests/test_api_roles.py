@@ -73,3 +73,25 @@ def test_a_token_of_an_account_that_lost_its_role_is_refused() -> None:
     user.is_active = False
     user.save()
     assert client.get(ENDPOINTS[0]).status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # Decodes, but its position is no date: the query would fail.
+        "/api/conversations/?cursor=cD05OTk5LTk5LTk5JnI9MA==",
+        "/api/conversations/?cursor=cD0yMDI2LTEzLTQ1VDk5Ojk5Ojk5JnI9MQ==",
+        f"/api/conversations/{SESSION}/messages/?cursor=cD1hYmM=",
+    ],
+)
+def test_a_tampered_cursor_is_a_client_error(path: str) -> None:
+    response = as_session(create_user(role="agent")).get(path)
+    assert 400 <= response.status_code < 500
+    assert response["Content-Type"].startswith("application/json")
+
+
+def test_a_session_id_with_nul_is_404() -> None:
+    response = as_session(create_user(role="agent")).get(
+        "/api/conversations/%00/messages/"
+    )
+    assert response.status_code == 404
