@@ -757,11 +757,15 @@ def _save_cursor(session_key: str, cursor: str) -> None:
 
 
 def _human_owned_sessions() -> list[dict[str, str]]:
+    """Every session whose bot the inbox holds (``Conversation.is_bot_paused``)."""
+    held = Q(status=Conversation.Status.HUMAN) | Q(
+        status=Conversation.Status.SNOOZED, assignee__isnull=False
+    )
     return [
         {"sessionKey": key, "owner": owner or "agent"}
-        for key, owner in Conversation.objects.filter(
-            status=Conversation.Status.HUMAN
-        ).values_list("session_id", "assignee__username")
+        for key, owner in Conversation.objects.filter(held).values_list(
+            "session_id", "assignee__username"
+        )
     ]
 
 

@@ -376,10 +376,13 @@ class Conversation(models.Model):
         """
 
         def change(row: Conversation) -> dict[str, Any] | None:
-            if row.status == self.Status.HUMAN and row.assignee_id is not None:
-                if row.assignee_id == agent.pk:
+            # A snoozed conversation keeps its owner: still theirs to take back.
+            owned = row.status in (self.Status.HUMAN, self.Status.SNOOZED)
+            if owned and row.assignee_id is not None:
+                if row.assignee_id != agent.pk:
+                    raise AlreadyTaken(row.assignee)
+                if row.status == self.Status.HUMAN:
                     return None
-                raise AlreadyTaken(row.assignee)
             return {"status": self.Status.HUMAN, "assignee": agent}
 
         return self._transition(agent, change)
@@ -418,7 +421,9 @@ class Conversation(models.Model):
         return self._transition(by, change, reason=reason)
 
     def snooze(self, agent: Any, until: datetime) -> Activity | None:
-        """Out of the queue until ``until``; then it comes back escalated."""
+        """Out of sight until ``until``; then back to its owner (who keeps it,
+        and a lead's lock, meanwhile: the bot stays stopped), or to the queue
+        when nobody owned it."""
 
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.status == self.Status.RESOLVED:
@@ -428,14 +433,17 @@ class Conversation(models.Model):
         return self._transition(agent, change, reason=f"until {until:%Y-%m-%d %H:%M}")
 
     def wake(self) -> Activity | None:
-        """A snooze that has run out goes back to the queue (run by the scheduler)."""
+        """A snooze that has run out goes back to its owner, or to the queue
+        (run by the scheduler)."""
 
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.status != self.Status.SNOOZED or (
                 row.snoozed_until and row.snoozed_until > timezone.now()
             ):
                 return None
-            return {"status": self.Status.ESCALATED, "assignee": None}
+            if row.assignee_id is not None:
+                return {"status": self.Status.HUMAN}
+            return {"status": self.Status.ESCALATED}
 
         return self._transition(None, change, reason="snooze ended")
 
@@ -478,6 +486,7 @@ class Conversation(models.Model):
                 self._copy_state(row)
                 return None
             previous = row.status
+            bot_was_paused = row.is_bot_paused
             for name, value in updates.items():
                 setattr(row, name, value)
             if row.status == self.Status.ESCALATED:
@@ -488,12 +497,11 @@ class Conversation(models.Model):
                 row.escalated_at = None
             if row.status != self.Status.SNOOZED:
                 row.snoozed_until = None
-            if row.status != self.Status.HUMAN:
+            if row.status not in (self.Status.HUMAN, self.Status.SNOOZED):
                 row.is_locked = False
             row.save()
             activity = row._record_status(previous, user, reason=reason)
-            bot_was_paused = previous == self.Status.HUMAN
-            if bot_was_paused != (row.status == self.Status.HUMAN):
+            if bot_was_paused != row.is_bot_paused:
                 transaction.on_commit(lambda: sync_send_policy.send(row.pk))
             transaction.on_commit(lambda: live.publish([activity]))
             if row.status == self.Status.ESCALATED and settings.INBOX_AUTO_ASSIGN:
@@ -620,8 +628,11 @@ class Conversation(models.Model):
 
     @property
     def is_bot_paused(self) -> bool:
-        """The gateway is told to stop the agent while a human owns the chat."""
-        return self.status == self.Status.HUMAN
+        """The gateway is told to stop the agent while a human owns the chat
+        (a snooze keeps the owner)."""
+        return self.status == self.Status.HUMAN or (
+            self.status == self.Status.SNOOZED and self.assignee_id is not None
+        )
 
     @property
     def pause_mode(self) -> str:
@@ -967,6 +978,8 @@ class Activity(models.Model):
         reason = f" ({data['reason']})" if data.get("reason") else ""
         Status = Conversation.Status
         if to == Status.HUMAN:
+            if data.get("from") == Status.SNOOZED and data.get("by") == "system":
+                return f"snooze ended, back to {owner}"
             if data.get("reason") == "auto-assigned":
                 return f"auto-assigned to {owner}"
             if owner and owner != by:

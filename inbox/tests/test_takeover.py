@@ -198,22 +198,66 @@ def test_a_customer_writing_to_a_resolved_conversation_reopens_it(settings) -> N
     assert conversation.status == "human" and conversation.assignee == alice
 
 
-def test_snooze_ends_back_in_the_queue() -> None:
+def test_a_snooze_ends_back_with_its_owner_who_keeps_it_meanwhile() -> None:
     conversation = _conversation()
     alice = create_user(role="agent", username="alice")
     conversation.take_over(alice)
     conversation.snooze(alice, timezone.now() + timedelta(minutes=30))
     wake_snoozed_conversations.fn()
     conversation.refresh_from_db()
-    assert conversation.status == "snoozed"
+    assert conversation.status == "snoozed" and conversation.assignee == alice
+    assert conversation.is_bot_paused  # the owner still holds the bot back
 
     Conversation.objects.filter(pk=conversation.pk).update(
         snoozed_until=timezone.now() - timedelta(seconds=1)
     )
     wake_snoozed_conversations.fn()
     conversation.refresh_from_db()
-    assert conversation.status == "escalated" and conversation.snoozed_until is None
+    assert conversation.status == "human" and conversation.assignee == alice
+    assert conversation.snoozed_until is None
+    assert conversation.activities.last().summary == "snooze ended, back to alice"
+
+
+def test_a_snooze_from_the_queue_ends_back_in_the_queue() -> None:
+    conversation = _conversation()
+    conversation.escalate(reason="angry")
+    conversation.snooze(create_user(role="lead"), timezone.now() - timedelta(seconds=1))
+    wake_snoozed_conversations.fn()
+    conversation.refresh_from_db()
+    assert conversation.status == "escalated" and conversation.assignee is None
     assert conversation.escalated_at is not None
+
+
+def test_a_snooze_keeps_a_leads_lock_and_nobody_else_can_take_it() -> None:
+    """A lead locks a conversation to alice; alice snoozes it. Bob may not take
+    it over meanwhile, and the lock is still there when it wakes."""
+    conversation = _conversation()
+    lead = create_user(role="lead", username="lena")
+    alice = create_user(role="agent", username="alice")
+    bob = create_user(role="agent", username="bob")
+    conversation.assign(lead, alice)
+    as_alice = _client(alice)
+    response = _htmx(as_alice, f"/inbox/c/{conversation.pk}/snooze/", minutes=30)
+    assert response.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == "snoozed"
+    assert conversation.assignee == alice and conversation.is_locked
+
+    response = _htmx(_client(bob), f"/inbox/c/{conversation.pk}/take-over/")
+    assert response.status_code in (403, 409)
+    assert "alice" in response.content.decode()
+    with pytest.raises(AlreadyTaken):
+        conversation.take_over(bob)
+    conversation.refresh_from_db()
+    assert conversation.assignee == alice and conversation.is_locked
+
+    Conversation.objects.filter(pk=conversation.pk).update(
+        snoozed_until=timezone.now() - timedelta(seconds=1)
+    )
+    wake_snoozed_conversations.fn()
+    conversation.refresh_from_db()
+    assert conversation.status == "human" and conversation.assignee == alice
+    assert conversation.is_locked
 
 
 def test_the_gateway_can_ask_for_a_human() -> None:
