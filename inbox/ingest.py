@@ -246,7 +246,7 @@ def _apply_receipt(conversation: Conversation, event: Event) -> bool:
         return False
     if event.fields["status"] == "delivered":
         return message.mark_delivered()
-    return message.mark_failed(
+    return message.mark_undelivered(
         event.fields["error"] or "the gateway could not deliver it"
     )
 

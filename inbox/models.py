@@ -834,9 +834,20 @@ class Message(models.Model):
                 self.DeliveryState.QUEUED,
                 self.DeliveryState.SENDING,
                 self.DeliveryState.RETRYING,
-                # The gateway's receipt can still report a failure after "sent".
-                self.DeliveryState.SENT,
             ),
+            reason=reason,
+        )
+
+    def mark_undelivered(self, reason: str) -> bool:
+        """The gateway's receipt says a reply it accepted never arrived.
+
+        Only from "sent": a receipt is about a send the gateway accepted, and a
+        replayed one (the hex signature has no timestamp) must not move a
+        delivered reply, or one being retried, back to failed.
+        """
+        return self._set_state(
+            self.DeliveryState.FAILED,
+            allowed_from=(self.DeliveryState.SENT,),
             reason=reason,
         )
 

@@ -414,3 +414,31 @@ def test_with_the_broker_down_the_web_process_still_sends_and_frees_its_slot(
     assert message.delivery_state == "sent"
     assert [s.text for s in gateway.received] == ["even without a broker"]
     assert one_web_slot.acquire(timeout=5)  # given back: the next reply may use it
+
+
+@pytest.mark.parametrize(
+    ("state", "moves"),
+    [("sent", True), ("delivered", False), ("retrying", False), ("queued", False)],
+)
+def test_a_failed_receipt_moves_only_a_sent_reply(
+    settings, alice, conversation, state: str, moves: bool
+) -> None:  # noqa: ANN001
+    """A receipt is about a send the gateway accepted. A replayed one (the hex
+    signature has no timestamp) must not turn a delivered reply, or one being
+    retried, back to failed."""
+    settings.INBOX_SEND_FROM_WEB = False  # nobody sends it while the test looks
+    message = conversation.auto_reply("on its way", sender="rule", metadata={})
+    Message.objects.filter(pk=message.pk).update(delivery_state=state)
+    receipt = {
+        "event": "status",
+        "data": {
+            "sessionId": conversation.session_id,
+            "messageId": message.gateway_message_id,
+            "status": "failed",
+            "error": "blocked by the customer",
+        },
+    }
+    answer = post_webhook(receipt).json()["status"]
+    message.refresh_from_db()
+    assert answer == ("stored" if moves else "duplicate")
+    assert message.delivery_state == ("failed" if moves else state)
