@@ -11,8 +11,10 @@ Two modes share this one file:
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import environ
@@ -20,7 +22,44 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class StrictEnv(environ.Env):
+    """django-environ, refusing at start what it would quietly misread: a
+    mistyped boolean (``DEBUG=flase`` reads as False), a number that is not
+    one, a negative limit."""
+
+    TRUE = frozenset(("true", "1", "yes", "on", "y", "t"))
+    FALSE = frozenset(("false", "0", "no", "off", "n", "f", ""))
+
+    def bool(self, var: str, default: object = environ.Env.NOTSET) -> bool:  # type: ignore[override]
+        raw = os.environ.get(var)
+        if raw is not None and raw.strip().lower() not in self.TRUE | self.FALSE:
+            raise ImproperlyConfigured(
+                f"{var}={raw!r} is not a boolean: use true or false "
+                "(1/0, yes/no and on/off work too)"
+            )
+        return super().bool(var, default=default)
+
+    def int(self, var: str, default: object = environ.Env.NOTSET) -> int:  # type: ignore[override]
+        return self._number(var, default, int, "a whole number")
+
+    def float(self, var: str, default: object = environ.Env.NOTSET) -> float:  # type: ignore[override]
+        return self._number(var, default, float, "a number")
+
+    def _number(self, var: str, default: object, kind: type, what: str) -> Any:
+        raw = os.environ.get(var)
+        if raw is None:
+            return super().get_value(var, cast=kind, default=default)
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ImproperlyConfigured(f"{var}={raw!r} is not {what}") from None
+        if value < 0 or value != value:  # negative, or NaN
+            raise ImproperlyConfigured(f"{var}={raw!r} must be 0 or more")
+        return value
+
+
+env = StrictEnv()
 
 PRODUCTION = bool(os.environ.get("DATABASE_URL"))
 if PRODUCTION and not os.environ.get("REDIS_URL"):
@@ -76,6 +115,11 @@ OPENCLAW_WEBHOOK_TOLERANCE_SECONDS = env.int(
 )
 # Requests per minute per source address, kept in the cache (Redis in production).
 OPENCLAW_WEBHOOK_RATE = env.str("OPENCLAW_WEBHOOK_RATE", default="6000/m")
+if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", OPENCLAW_WEBHOOK_RATE):
+    raise ImproperlyConfigured(
+        f"OPENCLAW_WEBHOOK_RATE={OPENCLAW_WEBHOOK_RATE!r} is not a rate: write "
+        "requests per period, e.g. 6000/m (s, m, h or d; 100/5m for five minutes)"
+    )
 OPENCLAW_MAX_TEXT_CHARS = env.int("OPENCLAW_MAX_TEXT_CHARS", default=16_000)
 
 # Automations' "call webhook" action refuses loopback, private, link-local and

@@ -49,3 +49,40 @@ def test_http_threads_the_database_pool_cannot_serve_are_refused(
 def test_the_defaults_start() -> None:
     result = _start()
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"DEBUG": "flase"}, "DEBUG='flase' is not a boolean"),
+        ({"INBOX_AUTO_ASSIGN": "maybe"}, "INBOX_AUTO_ASSIGN='maybe' is not a boolean"),
+        (
+            {"OPENCLAW_WEBHOOK_RATE": "lots"},
+            "OPENCLAW_WEBHOOK_RATE='lots' is not a rate",
+        ),
+        ({"OPENCLAW_WEBHOOK_RATE": "100/week"}, "is not a rate"),
+        ({"OPENCLAW_MAX_TEXT_CHARS": "-5"}, "OPENCLAW_MAX_TEXT_CHARS='-5' must be 0"),
+        ({"OPENCLAW_MAX_TEXT_CHARS": "16k"}, "'16k' is not a whole number"),
+        ({"INBOX_REPLY_BACKOFF_SECONDS": "nan"}, "must be 0 or more"),
+    ],
+)
+def test_a_misconfigured_setting_refuses_to_start_naming_it(
+    env: dict[str, str], says: str
+) -> None:
+    result = _start(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and says in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DEBUG": "off"},
+        {"DEBUG": "TRUE"},
+        {"OPENCLAW_WEBHOOK_RATE": "100/5m"},
+        {"OPENCLAW_MAX_TEXT_CHARS": "0"},
+    ],
+)
+def test_good_values_start(env: dict[str, str]) -> None:
+    result = _start(**env)
+    assert result.returncode == 0, result.stderr
