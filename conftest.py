@@ -223,3 +223,19 @@ def real_gateway():
         yield gateway
     finally:
         gateway.stop()
+
+
+@pytest.fixture
+def real_inbox(real_gateway, settings, transactional_db):
+    """The product wired to ``real_gateway``: its settings, a fresh client pool
+    and the connector on a thread of its own (yielded, once live)."""
+    from core.testing import start_connector
+    from inbox import gateway as gateway_module
+
+    settings.OPENCLAW_GATEWAY_URL = real_gateway.ws_url
+    settings.OPENCLAW_GATEWAY_TOKEN = real_gateway.token
+    gateway_module.reset_client()
+    thread = start_connector()
+    yield thread.connector
+    thread.stop()
+    gateway_module.reset_client()

@@ -137,6 +137,34 @@ class _Session:
         }
 
 
+def _assistant(
+    text: str,
+    *,
+    api: str,
+    provider: str,
+    model: str,
+    tokens: tuple[int, int] = (0, 0),
+    **extra: str,
+) -> dict[str, Any]:
+    """An assistant transcript row as the gateway writes it (the bot's reply,
+    or one of ours echoed back: ``delivery-mirror``, ``gateway-injected``)."""
+    prompt, completion = tokens
+    return {
+        "role": "assistant",
+        "content": [{"type": "text", "text": text}],
+        "api": api,
+        "provider": provider,
+        "model": model,
+        "usage": {
+            "input": prompt,
+            "output": completion,
+            "totalTokens": prompt + completion,
+        },
+        "stopReason": "stop",
+        **extra,
+    }
+
+
 def _cursor(session: _Session) -> str:
     raw = json.dumps(
         {"generation": session.generation, "lastSeq": len(session.rows), "version": 1}
@@ -412,15 +440,13 @@ class GatewayServer:
                 )
             row = self._append(
                 session,
-                {
-                    "role": "assistant",
-                    "content": [{"type": "text", "text": text}],
-                    "api": "openai-completions",
-                    "provider": "stub",
-                    "model": "stub-model",
-                    "usage": {"input": 10, "output": 5, "totalTokens": 15},
-                    "stopReason": "stop",
-                },
+                _assistant(
+                    text,
+                    api="openai-completions",
+                    provider="stub",
+                    model="stub-model",
+                    tokens=(10, 5),
+                ),
                 {"runId": str(uuid.uuid4())},
             )
             # The plugin cancels what the agent sends in an owned session.
@@ -843,16 +869,13 @@ class GatewayServer:
             self.delivered.append((session.key, text or ""))
             self._append_echo(
                 session,
-                {
-                    "role": "assistant",
-                    "content": [{"type": "text", "text": text or ""}],
-                    "api": "openclaw-transcript",
-                    "provider": "openclaw",
-                    "model": protocol.MIRROR_MODEL,
-                    "usage": {"input": 0, "output": 0, "totalTokens": 0},
-                    "stopReason": "stop",
-                    "idempotencyKey": key,
-                },
+                _assistant(
+                    text or "",
+                    api="openclaw-transcript",
+                    provider="openclaw",
+                    model=protocol.MIRROR_MODEL,
+                    idempotencyKey=key,
+                ),
                 {"idempotencyKey": key},
             )
             result = {"runId": key, "messageId": number, "channel": channel}
@@ -870,15 +893,12 @@ class GatewayServer:
             session = self._known(params.get("sessionKey"))
             row = self._append_echo(
                 session,
-                {
-                    "role": "assistant",
-                    "content": [{"type": "text", "text": body}],
-                    "api": "openai-responses",
-                    "provider": "openclaw",
-                    "model": protocol.INJECTED_MODEL,
-                    "usage": {"input": 0, "output": 0, "totalTokens": 0},
-                    "stopReason": "stop",
-                },
+                _assistant(
+                    body,
+                    api="openai-responses",
+                    provider="openclaw",
+                    model=protocol.INJECTED_MODEL,
+                ),
                 {},
             )
             self.received.append(

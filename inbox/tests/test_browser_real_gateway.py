@@ -14,15 +14,14 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.testing import create_user, start_connector
+from core.testing import create_user
 from core.tests.browser import BROWSER_TEST, Inbox, LiveServer, expect
-from inbox import gateway as gateway_module
 from inbox.connector import Connector
 from inbox.devgateway import RealGateway
 
@@ -35,17 +34,9 @@ def alice(transactional_db: None) -> Any:
 
 
 @pytest.fixture
-def wired(
-    real_gateway: RealGateway, settings: Any, daphne_server: LiveServer, worker: Any
-) -> Iterator[Connector]:
-    """The live server, its worker and a connector, all on the real gateway."""
-    settings.OPENCLAW_GATEWAY_URL = real_gateway.ws_url
-    settings.OPENCLAW_GATEWAY_TOKEN = real_gateway.token
-    gateway_module.reset_client()
-    thread = start_connector()
-    yield thread.connector
-    thread.stop()
-    gateway_module.reset_client()
+def wired(real_inbox: Connector, daphne_server: LiveServer, worker: Any) -> Connector:
+    """The live server and its worker, with the connector on the real gateway."""
+    return real_inbox
 
 
 def test_a_telegram_customer_is_worked_live_in_the_browser(

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from django.db import connection
 from websockets.sync.client import connect
 
 from core import testing as core_testing
-from core.testing import create_user, drain, post_reply, start_connector
+from core.testing import create_user, drain, post_reply
 from inbox import gateway as gateway_module
 from inbox import protocol
 from inbox.connector import Connector
@@ -47,15 +47,9 @@ def wait_for(check: Callable[[], Any], seconds: float = TURN, what: str = "") ->
 
 
 @pytest.fixture
-def inbox(real_gateway: RealGateway, settings: Any, transactional_db: None) -> Iterator:
-    """The product wired to the real gateway: settings, client and connector."""
-    settings.OPENCLAW_GATEWAY_URL = real_gateway.ws_url
-    settings.OPENCLAW_GATEWAY_TOKEN = real_gateway.token
-    gateway_module.reset_client()
-    thread = start_connector()
-    yield thread.connector
-    thread.stop()
-    gateway_module.reset_client()
+def inbox(real_inbox: Connector) -> Connector:
+    """The root conftest's ``real_inbox``: the product on the real gateway."""
+    return real_inbox
 
 
 def chat_id() -> int:
