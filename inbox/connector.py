@@ -461,7 +461,7 @@ class Connector:
             "connected to gateway %s (version %s, plugin %s)",
             self.url,
             hello.server_version or "?",
-            "yes" if gateway_has_plugin(hello) else "no",
+            "yes" if hello.has_plugin else "no",
         )
         return hello
 
@@ -524,7 +524,7 @@ class Connector:
         are stored in the order the gateway sent them.
         """
         await self.call("sessions.subscribe", {})
-        if gateway_has_plugin(hello):
+        if hello.has_plugin:
             owned = await self._in_db(_human_owned_sessions)
             answer = await self.call("inbox.takeover.sync", {"sessions": owned})
             enforcing = answer.get("enforcing") is not False
@@ -687,7 +687,7 @@ class Connector:
         link.is_connected = True
         link.connected_at = timezone.now()
         link.server_version = hello.server_version[:64]
-        link.has_plugin = gateway_has_plugin(hello)
+        link.has_plugin = hello.has_plugin
         link.last_error = ""
         if hello.device_token:
             link.device_token = hello.device_token
@@ -709,10 +709,6 @@ def _first_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def gateway_has_plugin(hello: protocol.Hello) -> bool:
-    return {"inbox.takeover.set", "inbox.takeover.sync"} <= hello.methods
 
 
 def _with_connection(function: Callable[..., T], args: tuple) -> T:

@@ -53,9 +53,6 @@ TIMEOUTS: Mapping[str, float] = {
 POOL_SIZE = 8
 # Delivery targets remembered per session (they never change for a key).
 TARGET_CACHE_SIZE = 10_000
-# The methods the inbox's gateway plugin adds (openclaw-plugin/): with them a
-# takeover stops the agent before it calls its model, on every channel.
-PLUGIN_METHODS = frozenset({"inbox.takeover.set", "inbox.takeover.sync"})
 TRANSIENT_STATUSES = frozenset({408, 429})
 _MAX_FRAME = 26 * 1024 * 1024  # the gateway's own maxPayload
 
@@ -275,8 +272,7 @@ class OpenClawClient:
 
     def has_plugin(self) -> bool:
         """Whether the gateway runs the inbox plugin (``hello-ok`` lists it)."""
-        hello = self.hello()
-        return PLUGIN_METHODS <= hello.methods
+        return self.hello().has_plugin
 
     def reset_session(self, session_key: str) -> dict[str, Any]:
         return self.call("sessions.reset", {"key": session_key}, kind="session")

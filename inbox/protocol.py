@@ -54,6 +54,9 @@ INJECTED_MODEL = "gateway-injected"  # a ``chat.inject`` (webchat)
 # Channels the gateway keeps to itself: ``send`` refuses them, so a human reply
 # goes in with ``chat.inject``.
 INTERNAL_CHANNELS = frozenset({"webchat", "internal", ""})
+# The methods the inbox's gateway plugin adds (openclaw-plugin/): with them a
+# takeover stops the agent before it calls its model.
+PLUGIN_METHODS = frozenset({"inbox.takeover.set", "inbox.takeover.sync"})
 # Errors worth retrying: the gateway is busy or a backend is down.
 TRANSIENT_CODES = frozenset({"UNAVAILABLE", "AGENT_TIMEOUT"})
 
@@ -287,6 +290,11 @@ class Hello:
     methods: frozenset[str]
     tick_interval: float
     device_token: str = ""
+
+    @property
+    def has_plugin(self) -> bool:
+        """Whether the gateway runs the inbox plugin (it lists its methods)."""
+        return PLUGIN_METHODS <= self.methods
 
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> Hello:

@@ -405,7 +405,7 @@ def test_hello_ok_gives_methods_and_tick_interval() -> None:
     assert hello.server_version == "2026.9.6"
     assert {"send", "sessions.subscribe", "chat.history"} <= hello.methods
     assert hello.tick_interval == 30.0
-    assert not gateway_module.PLUGIN_METHODS <= hello.methods
+    assert not hello.has_plugin
 
 
 def test_frames_that_are_not_the_protocol_are_refused() -> None:
