@@ -243,16 +243,17 @@ def daphne(
 ) -> Iterator[Server]:
     """One daphne process started the production way, killed as a group on exit.
 
-    With ``BENCH_WEB_PROCESSES`` above 1 (a what-if), the Procfile's
-    ``manage.py web`` runs that many daphnes on the port instead.
+    With ``BENCH_WEB_PROCESSES`` above 1, the Procfile's web line (gunicorn
+    with that many uvicorn workers) serves ``application`` instead.
     """
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = LOG_DIR / f"daphne-{name}.log"
     command = [DAPHNE, "-b", HOST, "-p", str(port), application]
     if WEB_PROCESSES > 1:
-        command = [PYTHON, "manage.py", "web", "--host", HOST, "--port", str(port)]
-        command += ["--processes", str(WEB_PROCESSES), "--application", application]
+        command = [str(Path(PYTHON).parent / "gunicorn"), application]
+        command += ["--config", "python:core.gunicorn", "--bind", f"{HOST}:{port}"]
+        extra_env = {"WEB_CONCURRENCY": str(WEB_PROCESSES), **extra_env}
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             command,
@@ -266,8 +267,8 @@ def daphne(
     try:
         _wait_for_port(server, timeout=30)
         if WEB_PROCESSES > 1:
-            # manage.py web listens before its children have imported Django:
-            # the port answers at once, the daphnes a few seconds later.
+            # gunicorn listens before its workers have imported Django: the
+            # port answers at once, the workers a few seconds later.
             time.sleep(5)
         yield server
     finally:

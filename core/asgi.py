@@ -1,21 +1,24 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels.
+"""ASGI entry point: HTTP through Django's WSGI handler, websockets through Channels.
 
 Websockets only open for logged-in staff (session auth) on one of our own
 hosts (AllowedHostsOriginValidator refuses other origins).
 
-HTTP goes to Django's WSGI handler in a pool thread, one hop per request
-(``SyncHTTP``), as a threaded WSGI server would run it: every HTTP view here
-is sync, and Django's ASGI handler, which would run them just as well,
-starts a thread per request and crosses between it and the event loop
-several times (the request signals, the sync-only middleware, the view).
-Measured on these machines: 4.9 ms of CPU for a 404 through the ASGI
-handler, 1.2 ms through the WSGI one (docs/benchmarks.md, finding 18).
+HTTP: every view here is sync, so each request runs Django's WSGI handler in
+a pool thread (a2wsgi's ``WSGIMiddleware``, ``WEB_THREADS`` of them), one hop
+per request, as a threaded WSGI server would. Django's ASGI handler runs the
+same views but crosses between a thread and the event loop several times per
+request (measured: 4.9 ms of CPU for a 404 through it, 1.2 ms through the
+WSGI one; docs/benchmarks.md, finding 18).
+
+In front of it, ``RequestGuard`` refuses a body above ``WEB_MAX_BODY_BYTES``
+before it is read (by its Content-Length, or by counting a chunked one) and
+tells ``inbox.live`` which event loop serves the request.
 """
 
-import logging
+import asyncio
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
-from tempfile import SpooledTemporaryFile
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.core.wsgi import get_wsgi_application
@@ -23,167 +26,117 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 django_wsgi_app = get_wsgi_application()
 
-from asgiref.sync import sync_to_async  # noqa: E402
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from inbox import live  # noqa: E402
 from inbox.consumers import InboxConsumer  # noqa: E402
 
-log = logging.getLogger(__name__)
-
-# Request bodies above this go to a temporary file while they are read.
-BODY_IN_MEMORY = 64 * 1024
-SERVER_ERROR = (
-    500,
-    [(b"content-type", b"text/plain; charset=utf-8")],
-    b"Internal Server Error",
-)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class SyncHTTP:
-    """An ASGI app that answers HTTP with a WSGI app, run in a pool thread.
+class RequestGuard:
+    """What every HTTP request passes before Django sees it.
 
-    The request body is read here first; the WSGI app then runs to the end in
-    one ``sync_to_async`` call on a pool of ``threads`` (``WEB_THREADS``), so
-    requests run side by side as under Django's own handler (one waiting on a
-    row lock holds up only its thread) and each thread keeps its own database
-    connection. Its response, closed there as WSGI requires (Django sends
-    ``request_finished`` then), is sent from the event loop. Responses are
-    not streamed: no view here streams.
+    * A body larger than ``max_body`` is refused with 413 without reading it:
+      by its Content-Length at once, or, sent without one (chunked), as soon
+      as the count passes the cap. Such a body under the cap is read here and
+      handed on with its length, which a WSGI request needs to read it at all.
+    * Header names with ``_`` are dropped, as Django's own handlers do: WSGI
+      spells ``X-Forwarded-Proto`` and ``X_Forwarded_Proto`` the same way.
+      Several Cookie headers become one.
+    * ``inbox.live.server_loop`` is set to this event loop; the view's thread
+      sees it (a2wsgi runs the view in a copy of this context), so a live
+      publish from the view is handed to the loop instead of waiting on Redis.
     """
 
-    def __init__(self, wsgi_app: Any, *, threads: int) -> None:
-        self.wsgi_app = wsgi_app
-        self.threads = ThreadPoolExecutor(threads, thread_name_prefix="http")
+    def __init__(self, app: Any, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            raise ValueError(f"SyncHTTP cannot serve {scope['type']!r}")
-        body = SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
-        try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    body.close()
-                    return  # the client left before it finished sending
-                body.write(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-        except BaseException:
-            body.close()
-            raise
-        # From here the thread owns the body and closes it, even if this
-        # coroutine is cancelled (daphne gives up on a request) meanwhile.
-        respond = sync_to_async(
-            self._respond, thread_sensitive=False, executor=self.threads
-        )
-        status, headers, content = await respond(scope, body)
-        start = {"type": "http.response.start", "status": status, "headers": headers}
-        await send(start)
-        await send({"type": "http.response.body", "body": content})
-
-    def _respond(self, scope: dict, body: Any) -> tuple[int, list, bytes]:
-        started: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list, exc_info: Any = None) -> None:
-            started["status"] = int(status.split(" ", 1)[0])
-            # Django's WSGI handler leaves a space before each cookie's value.
-            started["headers"] = [
-                (name.lower().encode("latin1"), value.strip().encode("latin1"))
-                for name, value in headers
-            ]
-
-        response = None
-        try:
-            length = body.tell()
-            body.seek(0)
-            response = self.wsgi_app(environ(scope, body, length), start_response)
-            content = b"".join(response)
-            return started["status"], started["headers"], content
-        except Exception:
-            # Django turns a view's errors into its own 500; this is for what
-            # fails around the view (a request_started receiver, say).
-            log.exception("HTTP request failed outside the view")
-            return SERVER_ERROR
-        finally:
+            raise ValueError(f"RequestGuard cannot serve {scope['type']!r}")
+        headers = _headers(scope.get("headers", []))
+        lengths = [v for k, v in headers if k.lower() == b"content-length"]
+        scope = {**scope, "headers": headers}
+        live.server_loop.set(asyncio.get_running_loop())
+        if lengths:
             try:
-                if response is not None and hasattr(response, "close"):
-                    response.close()
-            finally:
-                body.close()
+                length = int(lengths[0])
+            except ValueError:
+                await _refuse(send, 400, "Content-Length is not a number")
+                return
+            if length > self.max_body:
+                await _refuse(send, 413, self._too_large())
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length given: chunked (or nothing at all, one empty message).
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before it finished sending
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await _refuse(send, 413, self._too_large())
+                return
+            if not message.get("more_body"):
+                break
+        headers.append((b"content-length", str(len(body)).encode()))
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # only a disconnect can follow
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> str:
+        return f"the body is larger than {self.max_body} bytes"
 
 
-def environ(scope: dict, body: Any, length: int | None = None) -> dict[str, Any]:
-    """The WSGI environ for an ASGI HTTP scope (PEP 3333; the ASGI spec's mapping).
+def _headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request's headers without underscored names, cookies in one header.
 
-    As Django's ASGI request reads a scope: repeated headers joined with
-    ",", cookies with "; ", names with "_" dropped (they could pose as the
-    dashed ones), "unknown" for the server of a unix socket. ``length``: the
-    bytes read, for a body sent without Content-Length (chunked), which a
-    WSGI request would otherwise read as empty.
+    Several Cookie headers (HTTP/2 splits them) are one list joined by "; "
+    (RFC 9113 8.2.3); a2wsgi would join them with "," as other headers.
     """
-    script_name = scope.get("root_path", "")
-    path_info = scope["path"]
-    if script_name and path_info.startswith(script_name):
-        path_info = path_info[len(script_name) :]
-    server = scope.get("server") or ("unknown", "0")
-    result: dict[str, Any] = {
-        "REQUEST_METHOD": scope["method"],
-        # WSGI carries the path's UTF-8 bytes as latin-1 text.
-        "SCRIPT_NAME": script_name.encode().decode("latin1"),
-        "PATH_INFO": path_info.encode().decode("latin1"),
-        "QUERY_STRING": scope.get("query_string", b"").decode("latin1"),
-        "SERVER_NAME": str(server[0]),
-        "SERVER_PORT": str(server[1] if server[1] is not None else 0),
-        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": body,
-        "wsgi.errors": _Errors(),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    if scope.get("client"):
-        result["REMOTE_ADDR"] = scope["client"][0]
-        result["REMOTE_PORT"] = str(scope["client"][1])
-    for raw_name, raw_value in scope.get("headers", []):
-        header = raw_name.decode("latin1")
-        if "_" in header:
-            continue
-        name = header.upper().replace("-", "_")
-        if name not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
-            name = f"HTTP_{name}"
-        value = raw_value.decode("latin1")
-        if name == "HTTP_COOKIE":
-            value = value.rstrip("; ")
-        if name in result:
-            glue = "; " if name == "HTTP_COOKIE" else ","
-            value = result[name] + glue + value
-        result[name] = value
-    if "CONTENT_LENGTH" not in result and length:
-        result["CONTENT_LENGTH"] = str(length)
-    return result
+    cookies = [v.strip().rstrip(b";").strip() for k, v in raw if k.lower() == b"cookie"]
+    headers = [(k, v) for k, v in raw if b"_" not in k and k.lower() != b"cookie"]
+    if cookies:
+        headers.append((b"cookie", b"; ".join(c for c in cookies if c)))
+    return headers
 
 
-class _Errors:
-    """``wsgi.errors``: what a WSGI app writes there goes to the log."""
+async def _refuse(send: Send, status: int, reason: str) -> None:
+    """A JSON error, as the API and the webhook answer theirs; the body is unread."""
+    body = json.dumps(
+        {"status": "error", "error": {"field": "body", "reason": reason}}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the unread rest must not pose as a request
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    def write(self, text: str) -> None:
-        log.error(text.rstrip())
 
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        pass
-
-
-http_application = SyncHTTP(django_wsgi_app, threads=settings.WEB_THREADS)
+http_application = RequestGuard(
+    WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),
+    max_body=settings.WEB_MAX_BODY_BYTES,
+)
 
 application = ProtocolTypeRouter(
     {

@@ -245,11 +245,19 @@ TEMPLATES = [
 ]
 
 # HTTP requests one web process serves at once, each on its own thread
-# (core.asgi.SyncHTTP). A request waiting on a row lock holds one; the rest
-# keep answering. Each holds a pooled database connection while it runs.
+# (core.asgi: a2wsgi's pool). A request waiting on a row lock holds one; the
+# rest keep answering. Each holds a pooled database connection while it runs.
 WEB_THREADS = env.int("WEB_THREADS", default=12)
 if WEB_THREADS < 1:
     raise ImproperlyConfigured(f"WEB_THREADS must be at least 1, not {WEB_THREADS}.")
+# No request body above this is read at all (core.asgi.RequestGuard answers
+# 413 first): Django's own limits apply only once a body is being parsed, and
+# not to file fields, which it spools to disk.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, OPENCLAW_WEBHOOK_MAX_BYTES + 1)
+WEB_MAX_BODY_BYTES = env.int(
+    "WEB_MAX_BODY_BYTES",
+    default=DATA_UPLOAD_MAX_MEMORY_SIZE,
+)
 
 if PRODUCTION:
     DATABASES = {"default": env.db("DATABASE_URL")}
@@ -450,4 +458,3 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, OPENCLAW_WEBHOOK_MAX_BYTES + 1)

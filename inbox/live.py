@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -190,15 +191,17 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
 _sending: set[asyncio.Task] = set()
 
 
-def _server_loop() -> asyncio.AbstractEventLoop | None:
-    """The ASGI server's event loop when this thread runs a sync view for it."""
-    from asgiref.sync import SyncToAsync
+# The event loop of the ASGI server whose request this thread is serving, if
+# any: core.asgi sets it per request and the view's thread runs in a copy of
+# that context (contextvars, a public API; no server internals).
+server_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar(
+    "server_loop", default=None
+)
 
-    local = SyncToAsync.threadlocal
-    loop = getattr(local, "main_event_loop", None)
-    if loop is None or getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    return loop if loop.is_running() and not loop.is_closed() else None
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    loop = server_loop.get()
+    return loop if loop is not None and loop.is_running() else None
 
 
 def _send_soon(loop: asyncio.AbstractEventLoop, layer: Any, message: dict) -> None:

@@ -6,6 +6,7 @@ the work is already done, and acts only then.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -135,9 +136,15 @@ def _in_hand(message: Message) -> bool:
     return False
 
 
-_web_senders = ThreadPoolExecutor(
-    max_workers=settings.INBOX_WEB_SENDER_THREADS, thread_name_prefix="reply-sender"
-)
+@functools.cache
+def _web_senders() -> ThreadPoolExecutor:
+    """This process's reply senders, made on first use (not at import)."""
+    return ThreadPoolExecutor(
+        max_workers=settings.INBOX_WEB_SENDER_THREADS,
+        thread_name_prefix="reply-sender",
+    )
+
+
 # Sends the web process takes on at once. Past that (a burst of replies) the
 # worker sends at once instead: it runs in other processes, on other cores,
 # while this one answers the agents and pushes their frames.
@@ -166,7 +173,7 @@ def queue_delivery(message_id: int) -> None:
         # sweep of stalled replies is the safety net until it is back.
         log.exception("could not queue the fallback job of reply %s", message_id)
     try:
-        _web_senders.submit(_deliver_here, message_id)
+        _web_senders().submit(_deliver_here, message_id)
     except BaseException:
         _web_slots.release()  # _deliver_here will not run to give it back
         raise

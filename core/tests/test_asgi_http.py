@@ -1,9 +1,11 @@
-"""HTTP through ``core.asgi.application``: Django's WSGI handler on the sync thread.
+"""HTTP through ``core.asgi.application``: RequestGuard, then Django's WSGI
+handler on a2wsgi's thread pool.
 
-Driven as daphne drives it, with ASGI messages: the request body in pieces,
-the response as ``http.response.start`` and ``http.response.body``.
+Driven as the server drives it, with ASGI messages: the request body in
+pieces, the response as ``http.response.start`` and ``http.response.body``.
 """
 
+import asyncio
 import json
 import time
 
@@ -11,7 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.signals import request_finished
 
-from core.asgi import BODY_IN_MEMORY, application, environ
+from core.asgi import RequestGuard, application
 from core.testing import WEBHOOK_URL, create_user, encode, message_event, sign
 from inbox.models import Message
 
@@ -54,22 +56,30 @@ async def _acall(
         for i, piece in enumerate(pieces)
     ]
     sent: list[dict] = []
+    _received[:] = []
 
     async def receive() -> dict:
+        if not incoming:  # all of it read: only the client leaving can follow
+            await asyncio.sleep(3600)
+        _received.append(incoming[0])
         return incoming.pop(0)
 
     async def send(message: dict) -> None:
         sent.append(message)
 
     await app(scope, receive, send)
-    start, body_message = sent
+    start, *body_messages = sent
     assert start["type"] == "http.response.start"
-    assert body_message["type"] == "http.response.body"
+    assert all(m["type"] == "http.response.body" for m in body_messages)
+    assert not body_messages[-1].get("more_body")
     _last_headers[:] = start["headers"]
-    return start["status"], dict(start["headers"]), body_message["body"]
+    content = b"".join(m.get("body", b"") for m in body_messages)
+    return start["status"], dict(start["headers"]), content
 
 
 _last_headers: list[tuple[bytes, bytes]] = []  # as sent, repeated ones too
+_received: list[dict] = []  # the request's messages the app asked for
+BODY_IN_MEMORY = 64 * 1024
 
 
 async def _apost_webhook(
@@ -115,17 +125,6 @@ def test_cookies_are_set_one_header_each_without_a_leading_space() -> None:
     assert cookies and all(c.startswith(b"csrftoken=") for c in cookies), cookies
 
 
-def test_a_failure_outside_the_view_answers_500_at_once() -> None:
-    from core.asgi import SyncHTTP
-
-    def broken(environ: dict, start_response: object) -> list[bytes]:
-        raise RuntimeError("a request_started receiver failed")
-
-    status, headers, content = _call("/", app=SyncHTTP(broken, threads=1))
-    assert status == 500 and content == b"Internal Server Error"
-    assert headers[b"content-type"].startswith(b"text/plain")
-
-
 def test_every_request_is_closed_so_django_finishes_it() -> None:
     # request_finished is where Django gives its database connection back.
     finished: list[object] = []
@@ -164,63 +163,90 @@ def test_a_session_cookie_among_others_logs_the_agent_in() -> None:
     assert status == 302 and headers[b"location"].startswith(b"/login/")
 
 
+def _environ_of(scope_headers: list, **scope: object) -> dict:
+    """What Django's WSGI handler would be given, through the shipped stack."""
+    from a2wsgi import WSGIMiddleware
+
+    seen: dict = {}
+
+    def app(environ: dict, start_response: object) -> list[bytes]:
+        seen.update(environ, body=environ["wsgi.input"].read())
+        start_response("204 No Content", [])
+        return []
+
+    guarded = RequestGuard(WSGIMiddleware(app, workers=1), max_body=1000)
+    _call("/", app=guarded, headers=scope_headers, **scope)
+    return seen
+
+
 def test_the_environ_follows_pep_3333() -> None:
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "https",
-        "path": "/prefix/inbox/환불",
-        "root_path": "/prefix",
-        "query_string": b"q=%ED%99%98&x=1",
-        "headers": [
+    result = _environ_of(
+        [
             (b"content-type", b"application/json"),
-            (b"content-length", b"2"),
             (b"accept", b"text/html"),
             (b"accept", b"application/json"),
-            (b"cookie", b"a=1; "),
-            (b"cookie", b"b=2"),
             (b"x-forwarded-for", b"203.0.113.9"),
         ],
-        "client": ("198.51.100.7", 4321),
-        "server": ("inbox.example", 443),
-    }
-    result = environ(scope, body=None)
-    assert result["SCRIPT_NAME"] == "/prefix"
-    # The path's UTF-8 bytes, carried as latin-1 text.
-    assert result["PATH_INFO"].encode("latin1").decode() == "/inbox/환불"
-    assert result["QUERY_STRING"] == "q=%ED%99%98&x=1"
+        method="POST",
+        body=b"{}",
+    )
     assert result["CONTENT_TYPE"] == "application/json"
     assert result["CONTENT_LENGTH"] == "2"
     assert "HTTP_CONTENT_TYPE" not in result
     assert result["HTTP_ACCEPT"] == "text/html,application/json"
-    assert result["HTTP_COOKIE"] == "a=1; b=2"
     assert result["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
-    assert result["REMOTE_ADDR"] == "198.51.100.7"
-    assert (result["SERVER_NAME"], result["SERVER_PORT"]) == ("inbox.example", "443")
-    assert result["wsgi.url_scheme"] == "https"
+    assert result["REMOTE_ADDR"] == "127.0.0.1"
     assert result["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert result["body"] == b"{}"
 
 
-def test_the_environ_drops_underscored_headers_and_fills_what_is_missing() -> None:
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "headers": [
-            (b"x-forwarded-for", b"203.0.113.9"),
-            (b"x_forwarded_for", b"10.0.0.1"),  # could pose as the dashed one
+def test_underscored_headers_are_dropped_and_a_chunked_body_gets_its_length() -> None:
+    result = _environ_of(
+        [
+            (b"x-forwarded-proto", b"http"),
+            (b"x_forwarded_proto", b"https"),  # could pose as the dashed one
         ],
-        "server": None,  # daphne on a unix socket
-    }
-    result = environ(scope, body=None, length=120)
-    assert result["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
-    assert (result["SERVER_NAME"], result["SERVER_PORT"]) == ("unknown", "0")
-    assert "REMOTE_ADDR" not in result
+        method="POST",
+        body=b"x" * 120,
+        chunk=50,
+        content_length=False,
+    )
+    assert result["HTTP_X_FORWARDED_PROTO"] == "http"
     # A chunked body: its length as read, which Django needs to read it.
     assert result["CONTENT_LENGTH"] == "120"
-    given = environ({**scope, "headers": [(b"content-length", b"7")]}, None, 120)
-    assert given["CONTENT_LENGTH"] == "7"
+    assert result["body"] == b"x" * 120
+
+
+def test_a_body_declared_too_large_is_refused_before_any_of_it_is_read() -> None:
+    status, headers, content = _call(
+        "/login/",
+        method="POST",
+        headers=[(b"content-length", b"314572800")],  # 300 MB, never sent
+    )
+    assert status == 413
+    assert headers[b"content-type"] == b"application/json"
+    assert "larger than" in json.loads(content)["error"]["reason"]
+    assert _received == []  # not one byte of the body was asked for
+
+
+def test_a_chunked_body_is_read_only_up_to_the_cap() -> None:
+    from django.conf import settings
+
+    cap = settings.WEB_MAX_BODY_BYTES
+    body = b"x" * (cap * 4)
+    status, _, content = _post_webhook(body, chunk=64 * 1024, content_length=False)
+    assert status == 413, content
+    read = sum(len(m["body"]) for m in _received)
+    assert cap < read <= cap + 64 * 1024  # stopped at the first piece past it
+    assert Message.objects.count() == 0
+
+
+def test_a_malformed_content_length_is_a_400() -> None:
+    status, _, content = _call(
+        "/api/openclaw/webhook/", method="POST", headers=[(b"content-length", b"ten")]
+    )
+    assert status == 400
+    assert "Content-Length" in json.loads(content)["error"]["reason"]
 
 
 def _wait_for_a_lock_wait() -> None:
