@@ -6,10 +6,16 @@ A configured service that is down fails the run; nothing is skipped for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+
+# Test servers speak plain HTTP on 127.0.0.1, in production mode too: the
+# servers these tests start inherit this. core/tests/test_security.py turns
+# HTTPS on where it tests it.
+os.environ.setdefault("HTTPS", "false")
 
 # Playwright fixtures and the in-process daphne server, shared by every app's
 # browser tests (the Twisted reactor runs once per process).
@@ -25,6 +31,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # As above, for this process (its settings may be read already).
+    if os.environ["HTTPS"] == "false":
+        settings.HTTPS = settings.SECURE_SSL_REDIRECT = False
+        settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+        settings.SECURE_HSTS_SECONDS = 0
     # Serve static files from the app folders, as embedded mode does, so tests
     # in production mode need no collectstatic step.
     settings.STORAGES = {

@@ -11,6 +11,12 @@ urlpatterns = [
     path("metrics", views.metrics_view, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # One login page for everyone (the admin's would be a second door).
+    path(
+        "admin/login/",
+        RedirectView.as_view(pattern_name="login", query_string=True),
+        name="admin-login",
+    ),
     path("admin/", admin.site.urls),
     path("automations/", include("automations.urls")),
     path("", include("inbox.urls")),

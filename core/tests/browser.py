@@ -253,14 +253,18 @@ class Inbox:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.htmx_errors: list[str] = []
+        self.csp_violations: list[str] = []
         page.on("dialog", self._on_dialog)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("console", self._on_console)
 
     def _on_console(self, message: Any) -> None:
-        # htmx logs its errors (a fragment with no target, a bad swap) here.
+        # htmx logs its errors (a fragment with no target, a bad swap) here,
+        # and Chromium what the Content-Security-Policy blocked.
         if message.type == "error" and message.text.startswith("htmx:"):
             self.htmx_errors.append(message.text)
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -318,6 +322,7 @@ class Inbox:
         assert self.dialogs == [], f"a dialog fired: {self.dialogs}"
         assert self.errors == [], f"page errors: {self.errors}"
         assert self.htmx_errors == [], f"htmx errors: {self.htmx_errors}"
+        assert self.csp_violations == [], f"blocked by CSP: {self.csp_violations}"
 
 
 @pytest.fixture
