@@ -114,13 +114,28 @@ OPENCLAW_WEBHOOK_MAX_BYTES = env.int("OPENCLAW_WEBHOOK_MAX_BYTES", default=1_048
 OPENCLAW_WEBHOOK_TOLERANCE_SECONDS = env.int(
     "OPENCLAW_WEBHOOK_TOLERANCE_SECONDS", default=300
 )
-# Requests per minute per source address, kept in the cache (Redis in production).
-OPENCLAW_WEBHOOK_RATE = env.str("OPENCLAW_WEBHOOK_RATE", default="6000/m")
-if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", OPENCLAW_WEBHOOK_RATE):
-    raise ImproperlyConfigured(
-        f"OPENCLAW_WEBHOOK_RATE={OPENCLAW_WEBHOOK_RATE!r} is not a rate: write "
-        "requests per period, e.g. 6000/m (s, m, h or d; 100/5m for five minutes)"
-    )
+
+
+# Two budgets per source address, kept in the cache (Redis in production):
+# correctly signed deliveries (RATE), and requests refused before they proved
+# to be ours (JUNK_RATE; past it they get 429). Junk never spends the first.
+def _rate(name: str, default: str) -> str:
+    value = env.str(name, default=default)
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate: write requests per period, "
+            "e.g. 6000/m (s, m, h or d; 100/5m for five minutes)"
+        )
+    return value
+
+
+OPENCLAW_WEBHOOK_RATE = _rate("OPENCLAW_WEBHOOK_RATE", "6000/m")
+OPENCLAW_WEBHOOK_JUNK_RATE = _rate("OPENCLAW_WEBHOOK_JUNK_RATE", "120/m")
+# Refused deliveries are counted (metrics) and the first few of each kind a
+# minute are kept as rows, body capped: a flood of junk is not a flood of rows.
+OPENCLAW_WEBHOOK_REJECTION_SAMPLES = env.int(
+    "OPENCLAW_WEBHOOK_REJECTION_SAMPLES", default=20
+)
 OPENCLAW_MAX_TEXT_CHARS = env.int("OPENCLAW_MAX_TEXT_CHARS", default=16_000)
 
 # Automations' "call webhook" action refuses loopback, private, link-local and

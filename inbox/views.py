@@ -63,23 +63,50 @@ def _reject(
     field: str,
     reason: str,
     body: bytes = b"",
+    *,
+    verified: bool = False,
 ) -> JsonResponse:
-    """Answer an error and keep a bounded record of it (never the whole body)."""
+    """Answer an error; count it, and keep a record of a sample (never a flood).
+
+    Requests not (yet) proven to be ours spend their address's junk budget
+    (OPENCLAW_WEBHOOK_JUNK_RATE); past it the answer is 429 and costs
+    nothing more. A verified sender's budget is a separate one (see
+    ``webhook``), so junk from a shared address never crowds it out.
+    """
+    if not verified and _over_budget(
+        request, "junk", settings.OPENCLAW_WEBHOOK_JUNK_RATE
+    ):
+        metrics.record_rejection("junk_rate_limit")
+        return _rate_limited(settings.OPENCLAW_WEBHOOK_JUNK_RATE)
     metrics.record_rejection(category)
-    WebhookDelivery.objects.create(
-        webhook_id=request.headers.get("webhook-id", "")[:255],
-        # PostgreSQL text holds no NUL: a body refused for carrying one is kept.
-        raw_body=body[: webhooks.REJECTED_BODY_CHARS]
-        .decode("utf-8", "replace")
-        .replace("\x00", "\ufffd"),
-        body_size=len(body) or int(request.META.get("CONTENT_LENGTH") or 0),
-        body_truncated=len(body) > webhooks.REJECTED_BODY_CHARS,
-        source_ip=request.META.get("REMOTE_ADDR") or None,
-        outcome=WebhookDelivery.Outcome.REJECTED,
-        status_code=status,
-        error=f"{field}: {reason}"[:2000],
-    )
+    if webhooks.sample_rejection(category):
+        WebhookDelivery.objects.create(
+            webhook_id=request.headers.get("webhook-id", "")[:255],
+            # PostgreSQL text holds no NUL: a body refused for carrying one is kept.
+            raw_body=body[: webhooks.REJECTED_BODY_CHARS]
+            .decode("utf-8", "replace")
+            .replace("\x00", "\ufffd"),
+            body_size=len(body) or int(request.META.get("CONTENT_LENGTH") or 0),
+            body_truncated=len(body) > webhooks.REJECTED_BODY_CHARS,
+            source_ip=request.META.get("REMOTE_ADDR") or None,
+            outcome=WebhookDelivery.Outcome.REJECTED,
+            status_code=status,
+            error=f"{field}: {reason}"[:2000],
+        )
     return _error(status, field, reason)
+
+
+def _over_budget(request: HttpRequest, budget: str, rate: str) -> bool:
+    return is_ratelimited(
+        request, group=f"openclaw-webhook-{budget}", key="ip", rate=rate, increment=True
+    )
+
+
+def _rate_limited(rate: str) -> JsonResponse:
+    period = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(rate[-1], 60)
+    return _error(
+        429, "rate", f"more than {rate} from this address", Retry_After=str(period)
+    )
 
 
 @csrf_exempt
@@ -91,16 +118,6 @@ def webhook(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         metrics.record_rejection("method")
         return _error(405, "method", "use POST", Allow="POST")
-    rate = settings.OPENCLAW_WEBHOOK_RATE
-    if is_ratelimited(
-        request, group="openclaw-webhook", key="ip", rate=rate, increment=True
-    ):
-        # Not logged row by row: a flood must not become a flood of rows.
-        metrics.record_rejection("rate_limit")
-        period = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(rate[-1], 60)
-        return _error(
-            429, "rate", f"more than {rate} from this address", Retry_After=str(period)
-        )
     if request.content_type not in JSON_TYPES:
         return _reject(
             request, 415, "content_type", "Content-Type", "must be application/json"
@@ -128,10 +145,17 @@ def webhook(request: HttpRequest) -> JsonResponse:
         )
     except webhooks.SignatureError as exc:
         return _reject(request, 401, "signature", "signature", str(exc), body)
+    # From here the sender holds our secret: its own budget.
+    if _over_budget(request, "verified", settings.OPENCLAW_WEBHOOK_RATE):
+        # Not logged row by row: a flood must not become a flood of rows.
+        metrics.record_rejection("rate_limit")
+        return _rate_limited(settings.OPENCLAW_WEBHOOK_RATE)
     try:
         payload = webhooks.parse_body(body)
     except webhooks.PayloadError as exc:
-        return _reject(request, 400, "payload", exc.field, exc.reason, body)
+        return _reject(
+            request, 400, "payload", exc.field, exc.reason, body, verified=True
+        )
 
     delivery = WebhookDelivery(
         webhook_id=request.headers.get("webhook-id", "")[:255],
@@ -153,7 +177,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
     try:
         event = webhooks.validate(payload, body)
     except webhooks.PayloadError as exc:
-        return _reject(request, 400, "payload", exc.field, exc.reason, body)
+        return _reject(
+            request, 400, "payload", exc.field, exc.reason, body, verified=True
+        )
     outcome = ingest.store(event, delivery)
     answer: dict[str, Any] = {"status": outcome.status}
     if outcome.message is not None:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
 
 from inbox.ingest import Event
 from inbox.models import Message, Platform, WebhookDelivery
@@ -36,6 +37,22 @@ MAX_ATTACHMENTS = 20
 MAX_URL_CHARS = 2048
 MAX_DEPTH = 32
 REJECTED_BODY_CHARS = 1024
+
+
+def sample_rejection(category: str) -> bool:
+    """Whether this rejection is one of the first few of its kind this minute.
+
+    Those are kept as rows (capped) for a look; the rest are only counted
+    (``openclaw_webhook_rejections_total``). The count lives in the shared
+    cache, so the limit holds across web processes.
+    """
+    key = f"openclaw:rejections:{category}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    try:
+        seen = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        seen = 1
+    return seen <= settings.OPENCLAW_WEBHOOK_REJECTION_SAMPLES
 
 
 class SignatureError(Exception):

@@ -172,3 +172,39 @@ def test_valid_body_still_reports_json_error_shape() -> None:
     response = post_webhook(body=body, signature=sign(body))
     assert response.status_code == 400
     assert set(response.json()) == {"status", "error"}
+
+
+@override_settings(OPENCLAW_WEBHOOK_JUNK_RATE="100/m")
+def test_junk_from_an_address_does_not_spend_the_signed_budget() -> None:
+    # 150 unsigned requests: the first 100 are 401, the rest 429 (junk budget).
+    answers = [
+        post_webhook(message_event(), signature="0" * 64).status_code
+        for _ in range(150)
+    ]
+    assert answers[:100] == [401] * 100
+    assert set(answers[100:]) == {429}
+    # A correctly signed delivery from the same address is stored all the same.
+    response = post_webhook(message_event(text="signed after the junk"))
+    assert response.status_code == 200, response.content
+    assert Message.objects.filter(text="signed after the junk").count() == 1
+
+
+@override_settings(OPENCLAW_WEBHOOK_REJECTION_SAMPLES=5)
+def test_rejections_are_counted_and_only_a_sample_is_kept_as_rows() -> None:
+    from prometheus_client import REGISTRY
+
+    def refused() -> float:
+        labels = {"reason": "signature"}
+        return (
+            REGISTRY.get_sample_value("openclaw_webhook_rejections_total", labels) or 0
+        )
+
+    before = refused()
+    for _ in range(60):
+        assert post_webhook(message_event(), signature="0" * 64).status_code == 401
+    after = refused()
+    assert after - before == 60
+    # 60 refused, 5 kept (unless the minute turned over mid-test: then 10).
+    rows = WebhookDelivery.objects.filter(outcome=WebhookDelivery.Outcome.REJECTED)
+    assert rows.count() in (5, 10)
+    assert all(row.status_code == 401 for row in rows)
