@@ -16,6 +16,9 @@ from django.conf import settings
 # servers these tests start inherit this. core/tests/test_security.py turns
 # HTTPS on where it tests it.
 os.environ.setdefault("HTTPS", "false")
+# Tests scrape /metrics without a token; test_health_metrics.py checks that
+# production mode closes it by default.
+os.environ.setdefault("METRICS_PUBLIC", "true")
 
 # Playwright fixtures and the in-process daphne server, shared by every app's
 # browser tests (the Twisted reactor runs once per process).
@@ -36,6 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.HTTPS = settings.SECURE_SSL_REDIRECT = False
         settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
         settings.SECURE_HSTS_SECONDS = 0
+    if os.environ["METRICS_PUBLIC"] == "true":
+        settings.METRICS_PUBLIC = True
     # Serve static files from the app folders, as embedded mode does, so tests
     # in production mode need no collectstatic step.
     settings.STORAGES = {

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from automations import outbound
 from automations.models import Ticket, Trigger, TriggerRun, WebhookCall
 from inbox.models import fill_placeholders
 
@@ -107,6 +108,12 @@ def check_url(config: dict[str, Any]) -> None:
         raise ValidationError(
             "Put credentials in the receiver's settings, not the URL."
         )
+    # The guard the call itself applies (resolution only, nothing is sent):
+    # a private or loopback destination is refused now, not at 3 a.m.
+    try:
+        outbound.check_url(config["url"])
+    except outbound.OutboundError as exc:
+        raise ValidationError(f"Webhook URL: {exc.message}") from exc
 
 
 # --- performing --------------------------------------------------------------------

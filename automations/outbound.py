@@ -146,6 +146,17 @@ def check_destination(host: str, port: int) -> list[str]:
     return addresses
 
 
+def check_url(url: str) -> list[str]:
+    """Would ``post_json`` call ``url``? Parse and resolve it, connect nowhere.
+
+    For the editor, which checks a webhook action's URL when the trigger is
+    saved with the very rules the call will apply (the call checks again:
+    DNS answers change). Raises ``OutboundError`` with the reason.
+    """
+    target = _parse(url)
+    return check_destination(target.host, target.port)
+
+
 def _allowlist() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     # Read per call so override_settings applies; core/settings.py has already
     # refused bad entries at start, this catches overrides.

@@ -100,7 +100,11 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # When set, /metrics answers only requests with "Authorization: Bearer <token>".
+# Without it, /metrics is closed in production mode (it names queues, sessions
+# and error rates) unless METRICS_PUBLIC says it is open on purpose (a port
+# only Prometheus reaches); the embedded default leaves it open.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=not PRODUCTION)
 
 # The gateway's WebSocket RPC, e.g. ws://127.0.0.1:18789 (its default port).
 # Empty: no gateway (replies fail with that reason; no connector runs).

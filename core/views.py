@@ -42,7 +42,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics; with METRICS_TOKEN set, only for ``Bearer <token>``."""
+    """Prometheus metrics: for ``Bearer <METRICS_TOKEN>``, or all if METRICS_PUBLIC."""
     import hmac
 
     from django.conf import settings
@@ -55,4 +55,10 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("metrics need the bearer token", status=401)
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
+    elif not settings.METRICS_PUBLIC:
+        return HttpResponse(
+            "metrics are closed: set METRICS_TOKEN and scrape with it "
+            "(or METRICS_PUBLIC=true if only Prometheus can reach this port)",
+            status=403,
+        )
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)

@@ -378,6 +378,9 @@ def test_an_agent_reads_everything_and_changes_nothing(
     assert (trigger.version, trigger.is_enabled) == (2, False)
     assert Trigger.objects.count() == 1
     assert not Backtest.objects.exists()
+    # Nor read a lead's backtest: its samples quote customers' messages.
+    backtest = Backtest.objects.create(draft={"patterns": ["x"]}, n=10)
+    assert as_agent.get(f"/automations/backtests/{backtest.pk}/").status_code == 403
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.OPEN
 

@@ -669,3 +669,69 @@ def test_response_body_is_capped(allow_loopback, loopback_only, receiver):
     assert response.status == 200
     assert len(response.text) == outbound.MAX_BODY_BYTES == 65_536
     assert response.truncated is True
+
+
+# --- checked when a trigger is saved ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://10.1.2.3/hook", "10.1.2.3: a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+        ("http://127.0.0.1:8080/", "a loopback address"),
+        ("http://[::ffff:a9fe:a9fe]/", "an IPv6 form of 169.254.169.254"),
+        ("http://evil.example/hook", "it resolves to 127.0.0.1, a loopback"),
+        ("http://both.example/hook", "it resolves to 10.0.0.5, a private"),
+    ],
+)
+def test_a_trigger_cannot_be_saved_with_a_private_destination(
+    no_connect, dns, url, reason
+):
+    from django.core.exceptions import ValidationError
+
+    from automations.actions import clean_action
+
+    with pytest.raises(ValidationError) as caught:
+        clean_action({"type": "call_webhook", "url": url})
+    assert reason in " ".join(caught.value.messages)
+
+
+def test_a_public_destination_is_saved_and_nothing_is_sent(no_connect, dns):
+    from automations.actions import clean_action
+
+    config = clean_action({"type": "call_webhook", "url": "https://public.example/h"})
+    assert config["url"] == "https://public.example/h"
+
+
+def test_an_allowlisted_private_destination_may_be_saved(no_connect, dns, settings):
+    from automations.actions import clean_action
+
+    settings.AUTOMATIONS_WEBHOOK_ALLOWLIST = ["10.0.0.0/8"]
+    config = clean_action({"type": "call_webhook", "url": "http://10.1.2.3/hook"})
+    assert config["url"] == "http://10.1.2.3/hook"
+
+
+@pytest.mark.django_db
+def test_the_editor_shows_the_refusal_inside_the_form(no_connect, dns, client):
+    from core.testing import create_user
+
+    client.force_login(create_user(role="lead"))
+    response = client.post(
+        "/automations/new/",
+        {
+            "name": "Metadata grab",
+            "patterns": "refund",
+            "match_mode": "any",
+            "priority": "100",
+            "cooldown_seconds": "0",
+            "action": "a1",
+            "action-a1-type": "call_webhook",
+            "action-a1-url": "http://169.254.169.254/latest/meta-data/",
+        },
+    )
+    assert response.status_code == 400
+    assert "a link-local address" in response.content.decode()
+    from automations.models import Trigger
+
+    assert not Trigger.objects.exists()

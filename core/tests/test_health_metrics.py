@@ -52,3 +52,45 @@ def test_metrics_can_require_a_bearer_token(client, settings) -> None:  # noqa: 
     assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
     right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
     assert right.status_code == 200 and b"# HELP" in right.content
+
+
+def test_without_a_token_metrics_are_closed_unless_public_on_purpose(
+    client, settings
+) -> None:  # noqa: ANN001
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_PUBLIC = False
+    closed = client.get("/metrics")
+    assert closed.status_code == 403
+    assert b"METRICS_TOKEN" in closed.content and b"# HELP" not in closed.content
+    settings.METRICS_PUBLIC = True
+    assert client.get("/metrics").status_code == 200
+
+
+def test_production_mode_closes_metrics_and_the_schema_by_default() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("METRICS_PUBLIC", "API_SCHEMA_PUBLIC")
+    }
+    env |= {
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:5432/unused",
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+        "SECRET_KEY": "x" * 60,
+        "OPENCLAW_WEBHOOK_SECRET": "s",
+    }
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.METRICS_PUBLIC, s.SPECTACULAR_SETTINGS['SERVE_PERMISSIONS'][0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        env=env | {"DJANGO_SETTINGS_MODULE": "core.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split()[-2:] == ["False", "core.roles.HasAgentRole"], done.stderr
