@@ -264,7 +264,9 @@ class Inbox:
         if message.type == "error" and message.text.startswith("htmx:"):
             self.htmx_errors.append(message.text)
         if "Content Security Policy" in message.text:
-            self.csp_violations.append(message.text)
+            self.csp_violations.append(
+                f"{message.text[:80]} ({message.location['url']})"
+            )
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")

@@ -50,6 +50,7 @@ def test_every_page_carries_a_policy_that_allows_only_our_own_files() -> None:
         html = response.content.decode()
         assert "<style" not in html and " style=" not in html
         assert '"includeIndicatorStyles": false' in html
+        assert '"attributesToSettle": ["class", "width", "height"]' in html
         for tag in html.split("<script")[1:]:
             assert " src=" in tag.split(">", 1)[0], f"inline script on {url}"
 
