@@ -20,7 +20,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from automations import outbound
-from automations.models import Ticket, Trigger, TriggerRun, WebhookCall
+from automations.models import (
+    ACTION_LABELS,
+    Ticket,
+    Trigger,
+    TriggerRun,
+    WebhookCall,
+)
+from core import outbox
 from inbox.models import fill_placeholders
 
 log = logging.getLogger(__name__)
@@ -163,8 +170,6 @@ def _ticket(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
 
 
 def _webhook(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
-    from automations.tasks import call_webhook
-
     conversation, message = run.conversation, run.message
     webhook_id = f"msg_{uuid.uuid4().hex}"
     body = {
@@ -196,7 +201,7 @@ def _webhook(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
             webhook_id=webhook_id,
             body=json.dumps(body, ensure_ascii=False),
         )
-        transaction.on_commit(lambda: call_webhook.send(call.pk))
+        outbox.enqueue("call_webhook", call.pk)
     return f"webhook call #{call.pk} queued"
 
 
@@ -213,7 +218,7 @@ def _task(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
 ACTION_TYPES: dict[str, ActionType] = {
     "reply": ActionType(
         "reply",
-        "Reply",
+        ACTION_LABELS["reply"],
         (
             Field(
                 "text",
@@ -224,10 +229,10 @@ ACTION_TYPES: dict[str, ActionType] = {
         ),
         _reply,
     ),
-    "escalate": ActionType("escalate", "Escalate to a human", (), _escalate),
+    "escalate": ActionType("escalate", ACTION_LABELS["escalate"], (), _escalate),
     "create_ticket": ActionType(
         "create_ticket",
-        "Create ticket",
+        ACTION_LABELS["create_ticket"],
         (
             Field("subject", "Ticket subject", max_length=200),
             Field("body", "Ticket body", "textarea", required=False),
@@ -242,7 +247,7 @@ ACTION_TYPES: dict[str, ActionType] = {
     ),
     "call_webhook": ActionType(
         "call_webhook",
-        "Call webhook",
+        ACTION_LABELS["call_webhook"],
         (
             Field(
                 "url",
@@ -258,7 +263,7 @@ ACTION_TYPES: dict[str, ActionType] = {
     ),
     "run_task": ActionType(
         "run_task",
-        "Run a task",
+        ACTION_LABELS["run_task"],
         (
             Field(
                 "task",

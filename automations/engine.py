@@ -22,7 +22,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from automations.models import Trigger, TriggerRun
+from automations.models import (
+    BACKTEST_BATCH,
+    BACKTEST_SAMPLES,
+    Backtest,
+    Trigger,
+    TriggerRun,
+    excerpt,
+)
 from inbox.models import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -477,3 +484,68 @@ def highlight_spans(text: str, regexes: list[Any]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+# --- backtests -------------------------------------------------------------------
+
+
+def run_backtest(backtest: Backtest) -> None:
+    """Match a backtest's draft against ``n`` messages; progress saved per batch.
+
+    Starts from the beginning when called again (a worker died midway and
+    Dramatiq redelivered the job): the counts are replaced, never added to.
+    """
+    compiled = compile_trigger(
+        Trigger(
+            patterns=backtest.draft["patterns"],
+            match_mode=backtest.draft.get("match_mode", Trigger.MatchMode.ANY),
+            case_sensitive=backtest.draft.get("case_sensitive", False),
+            platforms=backtest.draft.get("platforms") or [],
+        )
+    )
+    messages = backtest.messages()
+    total = messages[: backtest.n].count()
+    progress = Backtest.objects.filter(pk=backtest.pk)
+    progress.update(
+        state=Backtest.State.RUNNING,
+        total=total,
+        processed=0,
+        matched=0,
+        samples=[],
+        error="",
+    )
+    processed = matched = 0
+    samples: list[dict[str, Any]] = []
+    batch_query = messages
+    while processed < total:
+        batch = list(
+            batch_query.values_list(
+                "pk", "text", "conversation_id", "conversation__platform"
+            )[: min(BACKTEST_BATCH, total - processed)]
+        )
+        if not batch:
+            break
+        for pk, text, conversation_id, platform in batch:
+            text = capped(text)
+            if not compiled.matches(text):
+                continue
+            matched += 1
+            if len(samples) < BACKTEST_SAMPLES:
+                spans = highlight_spans(text, compiled.regexes)
+                samples.append(
+                    {
+                        "message": pk,
+                        "conversation": conversation_id,
+                        "platform": platform,
+                        **excerpt(text, spans),
+                    }
+                )
+        processed += len(batch)
+        batch_query = messages.filter(pk__lt=batch[-1][0])
+        progress.update(processed=processed, matched=matched, samples=samples)
+    progress.update(
+        state=Backtest.State.DONE,
+        total=processed,
+        finished_at=timezone.now(),
+    )
+    backtest.refresh_from_db()

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from core import outbox
 from inbox.models import Conversation, Message, Platform
 
 # Fields a version snapshot keeps, in the order the diff view shows them.
@@ -48,6 +49,16 @@ class TriggerQuerySet(models.QuerySet["Trigger"]):
 
     def in_order(self) -> TriggerQuerySet:
         return self.order_by("priority", "pk")
+
+
+# What each kind of action is called (automations.actions defines what they do).
+ACTION_LABELS = {
+    "reply": "Reply",
+    "escalate": "Escalate to a human",
+    "create_ticket": "Create ticket",
+    "call_webhook": "Call webhook",
+    "run_task": "Run a task",
+}
 
 
 class Trigger(models.Model):
@@ -219,8 +230,6 @@ class Trigger(models.Model):
 
     @property
     def action_labels(self) -> list[str]:
-        from automations.actions import ACTION_TYPES
-
         labels = []
         for action in self.actions:
             kind = action.get("type")
@@ -229,7 +238,7 @@ class Trigger(models.Model):
             elif kind == "run_task":
                 labels.append(f"Task {action.get('task', '?')}")
             else:
-                labels.append(ACTION_TYPES[kind].label if kind in ACTION_TYPES else "?")
+                labels.append(ACTION_LABELS.get(kind, "?"))
         return labels
 
 
@@ -441,14 +450,13 @@ class Backtest(models.Model):
 
     @classmethod
     def start(cls, *, draft: dict[str, Any], n: int, user: Any) -> Backtest:
-        from automations.tasks import run_backtest
-
         newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
         with transaction.atomic():
             backtest = cls.objects.create(
                 draft=draft, n=n, up_to_message_id=newest or 0, created_by=user
             )
-            transaction.on_commit(lambda: run_backtest.send(backtest.pk))
+            # Resent only long after its time limit: a slow run gets no twin.
+            outbox.enqueue("run_backtest", backtest.pk, resend_after=900)
         return backtest
 
     @property
@@ -473,76 +481,13 @@ class Backtest(models.Model):
             messages = messages.filter(conversation__platform__in=platforms)
         return messages.order_by("-pk")
 
-    def run(self) -> None:
-        """Match the draft against ``n`` messages, saving progress after each batch.
-
-        Starts from the beginning when called again (a worker died midway and
-        Dramatiq redelivered the job): the counts are replaced, never added to.
-        """
-        from automations import engine
-
-        compiled = engine.compile_trigger(
-            Trigger(
-                patterns=self.draft["patterns"],
-                match_mode=self.draft.get("match_mode", Trigger.MatchMode.ANY),
-                case_sensitive=self.draft.get("case_sensitive", False),
-                platforms=self.draft.get("platforms") or [],
-            )
-        )
-        messages = self.messages()
-        total = messages[: self.n].count()
-        progress = Backtest.objects.filter(pk=self.pk)
-        progress.update(
-            state=self.State.RUNNING,
-            total=total,
-            processed=0,
-            matched=0,
-            samples=[],
-            error="",
-        )
-        processed = matched = 0
-        samples: list[dict[str, Any]] = []
-        batch_query = messages
-        while processed < total:
-            batch = list(
-                batch_query.values_list(
-                    "pk", "text", "conversation_id", "conversation__platform"
-                )[: min(BACKTEST_BATCH, total - processed)]
-            )
-            if not batch:
-                break
-            for pk, text, conversation_id, platform in batch:
-                text = engine.capped(text)
-                if not compiled.matches(text):
-                    continue
-                matched += 1
-                if len(samples) < BACKTEST_SAMPLES:
-                    spans = engine.highlight_spans(text, compiled.regexes)
-                    samples.append(
-                        {
-                            "message": pk,
-                            "conversation": conversation_id,
-                            "platform": platform,
-                            **_excerpt(text, spans),
-                        }
-                    )
-            processed += len(batch)
-            batch_query = messages.filter(pk__lt=batch[-1][0])
-            progress.update(processed=processed, matched=matched, samples=samples)
-        progress.update(
-            state=self.State.DONE,
-            total=processed,
-            finished_at=timezone.now(),
-        )
-        self.refresh_from_db()
-
     def fail(self, reason: str) -> None:
         Backtest.objects.filter(pk=self.pk).update(
             state=self.State.FAILED, error=reason[:2000], finished_at=timezone.now()
         )
 
 
-def _excerpt(text: str, spans: list[tuple[int, int]]) -> dict[str, Any]:
+def excerpt(text: str, spans: list[tuple[int, int]]) -> dict[str, Any]:
     """At most ``SAMPLE_CHARS`` of ``text`` around its first match, spans moved."""
     start = 0
     if spans and spans[0][1] > SAMPLE_CHARS:

@@ -123,7 +123,7 @@ def run_backtest(backtest_id: int) -> None:
     if backtest is None or backtest.is_finished:
         return
     try:
-        backtest.run()
+        engine.run_backtest(backtest)
     except (Exception, dramatiq.middleware.TimeLimitExceeded) as exc:
         log.exception("backtest %s failed", backtest_id)
         backtest.fail(f"{type(exc).__name__}: {exc}")

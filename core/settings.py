@@ -383,6 +383,9 @@ if REDIS_URL:
             "dramatiq.middleware.Callbacks",
             "dramatiq.middleware.Retries",
             "django_dramatiq.middleware.DbConnectionsMiddleware",
+            # After-hooks run last to first: this one confirms, then the
+            # connection it used is closed.
+            "core.jobs.ConfirmOutbox",
         ],
     }
 else:
@@ -397,10 +400,17 @@ else:
             "dramatiq.middleware.Callbacks",
             "dramatiq.middleware.Retries",
             "django_dramatiq.middleware.DbConnectionsMiddleware",
+            # After-hooks run last to first: this one confirms, then the
+            # connection it used is closed.
+            "core.jobs.ConfirmOutbox",
         ],
     }
 
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# Outbox jobs (core/outbox.py) not confirmed after this long are sent again,
+# at most this many times in all.
+OUTBOX_RESEND_SECONDS = env.int("OUTBOX_RESEND_SECONDS", default=60)
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 # The scheduler (Procfile "scheduler") holds a Redis lock, so starting it on
 # several machines still enqueues each periodic job once.
 DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}

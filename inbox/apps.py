@@ -7,6 +7,9 @@ class InboxConfig(AppConfig):
 
     def ready(self) -> None:
         from core.metrics import register_collector
+        from inbox import live, signals, tasks
         from inbox.metrics import ActiveSessionsCollector
 
         register_collector(ActiveSessionsCollector())
+        signals.activities_committed.connect(live.on_committed, dispatch_uid="live")
+        signals.reply_queued.connect(tasks.on_reply_queued, dispatch_uid="replies")

@@ -3,9 +3,12 @@
 ``inbox/webhooks.py`` (signed webhooks from other senders) and
 ``inbox/connector.py`` (the gateway's live transcript feed) each turn what they
 received into an ``Event`` and call ``store()``. Storing is one transaction:
-conversation, message, activity rows, the gateway transcript position and the
-webhook's delivery row; the live push and the background job run only after it
-commits, so neither the browser nor the worker sees a row that might roll back.
+conversation, message, activity rows, the gateway transcript position, the
+webhook's delivery row, an escalation the event asks for, and the follow-up
+job's outbox row (``core.outbox``). The live push and the job run only after
+it commits, so neither the browser nor the worker sees a row that might roll
+back, and a crash at any point loses nothing: before the commit the sender's
+retry stores it all, after it the outbox sends the job again.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from inbox import live, metrics
+from core import outbox
+from inbox import metrics
 from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
-from inbox.tasks import process_inbound_message
+from inbox.signals import publish_on_commit
 
 
 @dataclass
@@ -148,21 +152,13 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
             delivery.message = message
             delivery.processed_at = timezone.now()
             delivery.save()
-        if activities:
-            transaction.on_commit(lambda: live.publish(activities))
-        if (
-            message is not None
-            and message.is_from_customer
-            and message.kind in (Message.Kind.TEXT, Message.Kind.MEDIA)
-        ):
-            transaction.on_commit(lambda: process_inbound_message.send(message.pk))
-    if (
-        message is not None
-        and event.fields.get("escalate")
-        and message.is_from_customer
-    ):
-        # After the message's own transaction: escalate() takes its own lock.
-        conversation.escalate(reason="the gateway asked for a human")
+        publish_on_commit(activities)
+        if message is not None and message.is_from_customer:
+            if event.fields.get("escalate"):
+                # In this transaction: stored means escalated, or neither.
+                conversation.escalate(reason="the gateway asked for a human")
+            if message.kind in (Message.Kind.TEXT, Message.Kind.MEDIA):
+                outbox.enqueue("process_inbound_message", message.pk)
     seconds = time.perf_counter() - started
     if delivery is not None:
         metrics.record_delivery(outcome, event.platform, message, seconds)

@@ -132,10 +132,16 @@ def event_for(activity: Activity) -> dict[str, Any]:
     return event
 
 
+def on_committed(sender: Any, activities: list[Activity], **kwargs: Any) -> None:
+    """Receiver of ``inbox.signals.activities_committed``."""
+    publish(activities)
+
+
 def publish(activities: list[Activity]) -> None:
     """Push committed activities to every connected inbox: one channel-layer call.
 
-    Runs from ``transaction.on_commit``. It never waits for the worker queue.
+    Runs after commit (``inbox.signals.publish_on_commit``). It never waits
+    for the worker queue.
     """
     if not activities:
         return

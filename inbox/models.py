@@ -12,7 +12,9 @@ from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core import outbox
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
+from inbox.signals import publish_on_commit, reply_queued_on_commit
 
 PREVIEW_CHARS = 160
 PLUGIN_CACHE_SECONDS = 10
@@ -147,12 +149,6 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             return self
         at, pk = cursor
         return self.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, pk__lt=pk))
-
-
-def _enqueue_delivery(message_id: int) -> None:
-    from inbox.tasks import queue_delivery
-
-    queue_delivery(message_id)
 
 
 def _search_terms(query: str) -> list[str]:
@@ -473,9 +469,6 @@ class Conversation(models.Model):
         *,
         reason: str = "",
     ) -> Activity | None:
-        from inbox import live
-        from inbox.tasks import auto_assign_escalations, sync_send_policy
-
         with transaction.atomic():
             # No select_related: a join in a locking read that waited gives
             # the re-checked row with the joined user as it was before the
@@ -502,10 +495,10 @@ class Conversation(models.Model):
             row.save()
             activity = row._record_status(previous, user, reason=reason)
             if bot_was_paused != row.is_bot_paused:
-                transaction.on_commit(lambda: sync_send_policy.send(row.pk))
-            transaction.on_commit(lambda: live.publish([activity]))
+                outbox.enqueue("sync_send_policy", row.pk)
+            publish_on_commit([activity])
             if row.status == self.Status.ESCALATED and settings.INBOX_AUTO_ASSIGN:
-                transaction.on_commit(auto_assign_escalations.send)
+                outbox.enqueue("auto_assign_escalations")
         self._copy_state(row)
         return activity
 
@@ -591,8 +584,6 @@ class Conversation(models.Model):
         Idempotency-Key), else kept among staff (a note). Published, and
         handed to the sender, after commit.
         """
-        from inbox import live
-
         message = self.add_message(
             fresh_id=True,
             gateway_message_id=f"inbox-{uuid.uuid4().hex}",
@@ -605,9 +596,9 @@ class Conversation(models.Model):
         )
         assert message is not None  # a fresh uuid is never a duplicate
         activity = message.activity
-        transaction.on_commit(lambda: live.publish([activity]))
+        publish_on_commit([activity])
         if send:
-            transaction.on_commit(lambda: _enqueue_delivery(message.pk))
+            reply_queued_on_commit(message.pk)
         return message
 
     def record_event(self, summary: str, **data: Any) -> Activity:
@@ -615,15 +606,13 @@ class Conversation(models.Model):
 
         Published live after commit like every other change.
         """
-        from inbox import live
-
         with transaction.atomic():
             activity = Activity.objects.create(
                 conversation=self,
                 kind=Activity.Kind.EVENT,
                 data={"summary": summary[:500], **data},
             )
-            transaction.on_commit(lambda: live.publish([activity]))
+            publish_on_commit([activity])
         return activity
 
     @property
@@ -872,8 +861,6 @@ class Message(models.Model):
         reset_attempts: bool = False,
         clear_failure: bool = False,
     ) -> bool:
-        from inbox import live
-
         with transaction.atomic():
             row = Message.objects.select_for_update().get(pk=self.pk)
             if row.delivery_state not in allowed_from:
@@ -911,7 +898,7 @@ class Message(models.Model):
                 # A delivery state renders nothing of the conversation: spare
                 # the publisher a query for it.
                 activity.conversation = self.conversation
-            transaction.on_commit(lambda: live.publish([activity]))
+            publish_on_commit([activity])
         self._copy_delivery(row)
         return True
 

@@ -1,8 +1,42 @@
-"""What the inbox announces; other apps (automations) listen, unknown to the inbox."""
+"""What the inbox announces, and the one way its models hand work on.
 
+Models record what must happen after a change and never import the code that
+does it (the live stream, the gateway client): ``publish_on_commit`` and
+``reply_queued_on_commit`` send these signals once the transaction commits,
+and ``InboxConfig.ready`` connects the receivers. Background jobs go through
+``core.outbox.enqueue``. Other apps (automations) listen too, unknown to the
+inbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
 from django.dispatch import Signal
 
 # Sent by the ``process_inbound_message`` actor, outside the webhook's fast
 # path, once per stored inbound message (at-least-once: receivers must be
 # idempotent). Arguments: ``message``.
 message_stored = Signal()
+
+# Committed timeline rows to push to every open inbox (inbox.live).
+# Arguments: ``activities``.
+activities_committed = Signal()
+
+# A committed reply to send through the gateway (inbox.tasks).
+# Arguments: ``message_id``.
+reply_queued = Signal()
+
+
+def publish_on_commit(activities: list[Any]) -> None:
+    """Push ``activities`` live once the current transaction commits."""
+    if activities:
+        transaction.on_commit(
+            lambda: activities_committed.send(sender=None, activities=activities)
+        )
+
+
+def reply_queued_on_commit(message_id: int) -> None:
+    """Start sending reply ``message_id`` once the current transaction commits."""
+    transaction.on_commit(lambda: reply_queued.send(sender=None, message_id=message_id))

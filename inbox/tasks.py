@@ -12,6 +12,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import dramatiq
 from django.conf import settings
@@ -149,6 +150,11 @@ def _web_senders() -> ThreadPoolExecutor:
 # worker sends at once instead: it runs in other processes, on other cores,
 # while this one answers the agents and pushes their frames.
 _web_slots = threading.BoundedSemaphore(max(settings.INBOX_WEB_SEND_SLOTS, 1))
+
+
+def on_reply_queued(sender: Any, message_id: int, **kwargs: Any) -> None:
+    """Receiver of ``inbox.signals.reply_queued`` (after its commit)."""
+    queue_delivery(message_id)
 
 
 def queue_delivery(message_id: int) -> None:

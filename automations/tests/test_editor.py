@@ -9,7 +9,7 @@ import dramatiq
 import pytest
 from django.test import Client
 
-from automations import models as automation_models
+from automations import engine
 from automations.models import Backtest, Ticket, Trigger, TriggerVersion
 from core.testing import create_user, message_event, post_webhook, session_key
 from inbox.models import Activity, Conversation
@@ -593,7 +593,7 @@ def test_backtest_counts_the_draft_over_stored_messages(
     lead: Any, worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small batches, so the job goes round its loop and saves progress often.
-    monkeypatch.setattr(automation_models, "BACKTEST_BATCH", 7)
+    monkeypatch.setattr(engine, "BACKTEST_BATCH", 7)
     for index in range(40):
         store(
             f"<b>order {index}</b>: I want a refund"
@@ -719,7 +719,7 @@ def test_a_backtest_with_nothing_to_scan_says_so(lead: Any) -> None:
     backtest = Backtest.objects.create(
         draft={"patterns": ["refund"], "platforms": ["slack"]}, n=10, created_by=lead
     )
-    backtest.run()
+    engine.run_backtest(backtest)
     assert (backtest.state, backtest.total, backtest.percent) == ("done", 0, 100)
     page = logged_in(lead).get(f"/automations/backtests/{backtest.pk}/", headers=HX)
     assert "no stored customer messages from Slack" in page.content.decode()
