@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -18,7 +20,7 @@ class AutomationsConfig(AppConfig):
         message_stored.connect(_enqueue_triggers, dispatch_uid="automations")
 
 
-def _enqueue_triggers(sender: object, message: object, **kwargs: object) -> None:
+def _enqueue_triggers(sender: object, message: Any, **kwargs: object) -> None:
     from automations.tasks import run_triggers
 
     run_triggers.send(message.pk)

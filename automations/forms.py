@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -308,8 +308,8 @@ class TriggerForm(MatchForm):
         return form
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        self.action_rows, actions = read_action_rows(self.data)
+        cleaned = super().clean() or {}
+        self.action_rows, actions = read_action_rows(cast(QueryDict, self.data))
         if not self.action_rows:
             self.add_error(None, "Add at least one action.")
         elif len(self.action_rows) > MAX_ACTIONS:

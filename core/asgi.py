@@ -134,7 +134,9 @@ async def _refuse(send: Send, status: int, reason: str) -> None:
 
 
 http_application = RequestGuard(
-    WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),
+    # Django's handler returns an HttpResponse, an iterable of bytes as WSGI
+    # asks; the stubs type it by its class.
+    WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),  # type: ignore[arg-type]
     max_body=settings.WEB_MAX_BODY_BYTES,
 )
 

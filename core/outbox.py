@@ -52,9 +52,8 @@ def enqueue(actor: str, *args: Any, resend_after: int | None = None) -> OutboxJo
 def _send(job: OutboxJob) -> None:
     try:
         broker = dramatiq.get_broker()
-        broker.get_actor(job.actor).send_with_options(
-            args=tuple(job.args), **{OUTBOX_OPTION: job.pk}
-        )
+        options: dict[str, Any] = {OUTBOX_OPTION: job.pk}
+        broker.get_actor(job.actor).send_with_options(args=tuple(job.args), **options)
     except Exception:
         # The broker is down: the row stays and the sweeper sends it later.
         log.exception("could not send %s; the outbox will resend it", job)

@@ -32,7 +32,7 @@ class StrictEnv(environ.Env):
     TRUE = frozenset(("true", "1", "yes", "on", "y", "t"))
     FALSE = frozenset(("false", "0", "no", "off", "n", "f", ""))
 
-    def bool(self, var: str, default: object = environ.Env.NOTSET) -> bool:  # type: ignore[override]
+    def bool(self, var: str, default: object = environ.Env.NOTSET) -> bool:
         raw = os.environ.get(var)
         if raw is not None and raw.strip().lower() not in self.TRUE | self.FALSE:
             raise ImproperlyConfigured(
@@ -41,10 +41,10 @@ class StrictEnv(environ.Env):
             )
         return super().bool(var, default=default)
 
-    def int(self, var: str, default: object = environ.Env.NOTSET) -> int:  # type: ignore[override]
+    def int(self, var: str, default: object = environ.Env.NOTSET) -> int:
         return self._number(var, default, int, "a whole number")
 
-    def float(self, var: str, default: object = environ.Env.NOTSET) -> float:  # type: ignore[override]
+    def float(self, var: str, default: object = environ.Env.NOTSET) -> float:
         return self._number(var, default, float, "a number")
 
     def _number(self, var: str, default: object, kind: type, what: str) -> Any:

@@ -79,7 +79,7 @@ def create_user(
     )
     if role in ("agent", "lead"):
         user.groups.add(Group.objects.get_or_create(name=role)[0])
-    user.raw_password = password
+    user.raw_password = password  # type: ignore[attr-defined]  # for log-in forms
     return user
 
 

@@ -412,8 +412,9 @@ class Connector:
                     {*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
-                    if task is not stopper and task.exception() is not None:
-                        raise _first_cause(task.exception())  # why it ended
+                    failure = None if task is stopper else task.exception()
+                    if failure is not None:
+                        raise _first_cause(failure)  # why it ended
             finally:
                 for task in (*tasks, stopper):
                     task.cancel()

@@ -66,8 +66,8 @@ class ReadMarks:
                 future.add_done_callback(
                     lambda _: self.loading.pop(conversation_id, None)
                 )
-            marks = await asyncio.shield(future)
-            self.by_conversation[conversation_id] = marks
+            loaded: dict[int, int] = await asyncio.shield(future)
+            self.by_conversation[conversation_id] = marks = loaded
             while len(self.by_conversation) > self.LIMIT:
                 self.by_conversation.popitem(last=False)
         return marks.get(user_id, 0)
@@ -405,8 +405,15 @@ class Presence:
         self.expiry: asyncio.TimerHandle | None = None
 
     @property
+    def conversation(self) -> int:
+        """The open conversation: a Presence exists only for a tab showing one."""
+        pk = self.consumer.view.conversation
+        assert pk is not None
+        return pk
+
+    @property
     def group(self) -> str:
-        return live.conversation_group(self.consumer.view.conversation)
+        return live.conversation_group(self.conversation)
 
     def _me(self) -> dict[str, Any]:
         user = self.consumer.user
@@ -480,7 +487,7 @@ class Presence:
                 del people[user_id]
         await self.consumer.send(
             live.render_presence(
-                self.consumer.view.conversation,
+                self.conversation,
                 viewers=sorted(name for name, _ in self.viewers.values()),
                 typing=sorted(name for name, _ in self.typists.values()),
             )

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 
 from inbox.models import Conversation, Platform
 
@@ -93,10 +94,12 @@ class SnoozeForm(forms.Form):
 
 
 class AssignForm(forms.Form):
-    agent = forms.ModelChoiceField(queryset=None)
+    agent = forms.ModelChoiceField(queryset=get_user_model().objects.none())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from core.roles import staff_users
 
-        self.fields["agent"].queryset = staff_users()
+        field = self.fields["agent"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = staff_users()

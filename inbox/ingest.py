@@ -131,7 +131,7 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
                 activities.append(conversation.record_error(event.fields["error"]))
         if moved:
             conversation.save(update_fields=moved)
-        if message is not None:
+        if message is not None and message.activity is not None:
             # The message comes before the error note it caused.
             activities.insert(1 if created else 0, message.activity)
         # A redelivery adds no message and changes no status: nothing new to show.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -66,7 +67,7 @@ def record_delivery(
     record_stored(platform, message, seconds)
 
 
-def record_stored(platform: str, message: object, seconds: float) -> None:
+def record_stored(platform: str, message: Any, seconds: float) -> None:
     """One event stored (from a webhook or the connector)."""
     PROCESSING_SECONDS.observe(seconds)
     if message is not None:

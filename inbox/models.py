@@ -65,7 +65,7 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         user: Any = None,
         query: str = "",
     ) -> ConversationQuerySet:
-        qs = self
+        qs: ConversationQuerySet = self
         if platform:
             qs = qs.filter(platform=platform)
         if status:
@@ -122,12 +122,11 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             # subquery, PostgreSQL may probe it row by row for each of 100k
             # conversations (measured: seconds).
             return self.filter(name_match | Q(pk__in=set(sample)))
-        else:
-            # Embedded mode (SQLite): every word as a case-insensitive substring.
-            hits = Message.objects.all() if terms else Message.objects.none()
-            for term in terms:
-                hits = hits.filter(text__icontains=term)
-        return self.filter(name_match | Q(pk__in=hits.values("conversation_id")))
+        # Embedded mode (SQLite): every word as a case-insensitive substring.
+        scan = Message.objects.all() if terms else Message.objects.none()
+        for term in terms:
+            scan = scan.filter(text__icontains=term)
+        return self.filter(name_match | Q(pk__in=scan.values("conversation_id")))
 
     def with_unread_for(self, user: Any) -> ConversationQuerySet:
         """Annotate ``unread``: inbound messages this agent has not seen."""
@@ -521,7 +520,7 @@ class Conversation(models.Model):
                 "from": previous,
                 "to": self.status,
                 "by": user.get_username() if user is not None else "system",
-                "owner": self.assignee.get_username() if self.assignee_id else None,
+                "owner": self.assignee.get_username() if self.assignee else None,
                 "reason": reason,
             },
         )
@@ -1137,12 +1136,14 @@ class GatewayLink(models.Model):
         url = ws_url(settings.OPENCLAW_GATEWAY_URL)
         if not url:
             return False
-        return cache.get_or_set(
-            f"gateway-plugin:{url}",
-            lambda: cls.objects.filter(
-                url=url, has_plugin=True, plugin_enforcing=True
-            ).exists(),
-            PLUGIN_CACHE_SECONDS,
+        return bool(
+            cache.get_or_set(
+                f"gateway-plugin:{url}",
+                lambda: cls.objects.filter(
+                    url=url, has_plugin=True, plugin_enforcing=True
+                ).exists(),
+                PLUGIN_CACHE_SECONDS,
+            )
         )
 
 

@@ -262,7 +262,7 @@ class Simulator:
             duration = 8 * 3600
         parts = urlsplit(self.url)
         connection = http.client.HTTPConnection(
-            parts.hostname, parts.port or 80, timeout=10
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=10
         )
         deadline = time.monotonic() + duration if duration is not None else None
         stream = self.bodies()

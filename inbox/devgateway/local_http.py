@@ -182,5 +182,5 @@ def _multipart_fields(content_type: str, raw: bytes) -> dict[str, Any]:
         if part.get_filename():
             fields[name] = {"filename": part.get_filename(), "bytes": len(payload)}
         else:
-            fields[name] = payload.decode(errors="replace")
+            fields[name] = bytes(payload).decode(errors="replace")
     return fields

@@ -124,11 +124,12 @@ class Command(BaseCommand):
 
         token = settings.OPENCLAW_GATEWAY_TOKEN or secrets.token_urlsafe(16)
         # As with the inbox plugin installed: a takeover stops the bot.
-        options = {"token": token, "plugin": True}
         try:  # the real gateway's port, so the demo looks like the real thing
-            gateway = GatewayServer(port=DEMO_GATEWAY_PORT, **options).start()
+            gateway = GatewayServer(
+                port=DEMO_GATEWAY_PORT, token=token, plugin=True
+            ).start()
         except OSError:
-            gateway = GatewayServer(port=0, **options).start()
+            gateway = GatewayServer(port=0, token=token, plugin=True).start()
         settings.OPENCLAW_GATEWAY_URL = gateway.url
         settings.OPENCLAW_GATEWAY_TOKEN = token
         traffic = DemoTraffic(gateway, rate=rate)
