@@ -259,9 +259,13 @@ def required_literals(pattern: str) -> tuple[str, ...]:
     reads RE2's syntax for these simple pieces; a pattern it cannot parse
     gets no literals and is simply always searched.
     """
-    import re._constants as constants
-    import re._parser as parser
-
+    # Python's own regex parser: private modules, pinned by a test
+    # (test_engine.py). Gone in some future Python: no prefilter, same results.
+    try:
+        import re._constants as constants
+        import re._parser as parser
+    except ImportError:
+        return ()
     try:
         parsed = parser.parse(pattern)
     except Exception:  # noqa: BLE001 - RE2 syntax Python lacks: no prefilter

@@ -20,16 +20,15 @@ _scrape_collectors: list[Collector] = []
 def register_collector(collector: Collector) -> None:
     if collector not in _scrape_collectors:
         _scrape_collectors.append(collector)
+        REGISTRY.register(collector)  # this process's own exposition
 
 
 def render() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-    else:
-        registry = CollectorRegistry()
-        for collector in list(REGISTRY._collector_to_names):
-            registry.register(collector)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(REGISTRY)
+    # Every process's samples, from their files; then the scrape-time ones.
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
     for collector in _scrape_collectors:
         registry.register(collector)
     return generate_latest(registry)

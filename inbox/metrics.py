@@ -87,11 +87,16 @@ class ActiveSessionsCollector(Collector):
     ingest; the database is the one place that knows.
     """
 
+    NAME = "openclaw_active_sessions"
+    HELP = "Conversations the gateway has not ended."
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Names only: registering it must not query the database.
+        yield GaugeMetricFamily(self.NAME, self.HELP)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from inbox.models import Conversation
 
-        gauge = GaugeMetricFamily(
-            "openclaw_active_sessions", "Conversations the gateway has not ended."
-        )
+        gauge = GaugeMetricFamily(self.NAME, self.HELP)
         gauge.add_metric([], Conversation.objects.active().count())
         yield gauge

@@ -507,7 +507,7 @@ class Conversation(models.Model):
             "escalation_reason", "snoozed_until", "is_active", "updated_at",
         ):  # fmt: skip
             setattr(self, name, getattr(row, name))
-        if "assignee" in row._state.fields_cache:
+        if Conversation._meta.get_field("assignee").is_cached(row):
             self.assignee = row.assignee
 
     def _record_status(self, previous: str, user: Any, *, reason: str = "") -> Activity:

@@ -338,3 +338,35 @@ def test_big_patterns_are_prefiltered_by_a_literal_they_require() -> None:
     ]
     assert [c.trigger.name for c, _ in rules.match("환불 now")] == ["big"]
     assert rules.match("nothing to see") == []
+
+
+def test_the_private_regex_parser_the_prefilter_reads_still_looks_the_same() -> None:
+    """Pins ``re._parser``/``re._constants`` (private to Python): a Python
+    whose parser changed shape fails here, not silently in the prefilter."""
+    import re._constants as constants
+    import re._parser as parser
+
+    parsed = list(parser.parse(r"ab(c|de)"))
+    assert [op for op, _ in parsed] == [
+        constants.LITERAL,
+        constants.LITERAL,
+        constants.SUBPATTERN,
+    ]
+    assert parsed[0][1] == ord("a")
+    branch = list(parsed[2][1][-1])
+    assert branch[0][0] is constants.BRANCH
+    assert [[chr(v) for _, v in b] for b in branch[0][1][1]] == [["c"], ["d", "e"]]
+
+
+def test_without_the_private_parser_the_prefilter_steps_aside(monkeypatch) -> None:  # noqa: ANN001
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_private_re(name, *args, **kwargs):  # noqa: ANN001, ANN202
+        if name.startswith("re._"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_private_re)
+    assert engine.required_literals(r"order.{0,40}missing") == ()

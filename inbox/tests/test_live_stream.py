@@ -474,3 +474,22 @@ async def test_a_frame_with_only_a_new_sequence_number_waits_for_the_next(
     # ... and the held number, now old news, is never sent.
     assert await communicator.receive_nothing(timeout=2.5)
     await communicator.disconnect()
+
+
+def test_channels_dispatch_still_does_what_our_consumer_skips() -> None:
+    """Pins the one Channels internal the consumer relies on: its ``dispatch``
+    closes old database connections before each handler, a hop to the sync
+    thread per frame that InboxConsumer.dispatch leaves out (its database
+    work runs in ``_db``, which does that in the thread it uses). If Channels
+    changes how dispatch works, this fails and the override is looked at."""
+    import inspect
+
+    from channels.consumer import AsyncConsumer
+
+    from inbox.consumers import InboxConsumer
+
+    source = inspect.getsource(AsyncConsumer.dispatch)
+    assert "aclose_old_connections()" in source
+    assert "get_handler_name(message)" in source
+    ours = inspect.getsource(InboxConsumer.dispatch).split('"""')[-1]  # the code
+    assert "get_handler_name(message)" in ours and "close_old_connections" not in ours
