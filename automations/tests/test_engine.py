@@ -256,6 +256,26 @@ def test_the_migration_installed_the_builtins() -> None:
     assert sorted(MIGRATED_BUILTIN_TRIGGERS) == sorted(b["name"] for b in BUILTINS)
 
 
+def test_the_migration_carries_its_own_copy_of_the_builtins() -> None:
+    """The data migration imports no app code; its copy equals builtins.py
+    today. Changing the built-ins needs a new data migration, not an edit."""
+    import ast
+    import importlib
+
+    from automations.models import VERSIONED_FIELDS
+
+    migration = importlib.import_module("automations.migrations.0002_builtin_triggers")
+    assert migration.BUILTINS == BUILTINS
+    assert migration.VERSIONED_FIELDS == list(VERSIONED_FIELDS)
+    tree = ast.parse(open(migration.__file__, encoding="utf-8").read())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+    assert imported == ["django.db"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_builtin_faq_answers_shipping_through_the_gateway(
     builtin_triggers, gateway, worker
