@@ -15,6 +15,9 @@ class AutomationsConfig(AppConfig):
     verbose_name = "Automations"
 
     def ready(self) -> None:
+        # The actors, registered with the broker in every process: the
+        # outbox sends jobs by name (core/outbox.py).
+        from automations import tasks  # noqa: F401
         from inbox.signals import message_stored
 
         message_stored.connect(_enqueue_triggers, dispatch_uid="automations")

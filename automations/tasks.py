@@ -8,7 +8,6 @@ says whether it still has to go.
 from __future__ import annotations
 
 import logging
-import random
 
 import dramatiq
 from django.db import transaction
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from automations import engine, outbound
 from automations.models import Backtest, WebhookCall
+from core import calls
 from inbox.models import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ def run_triggers(message_id: int) -> None:
 
 
 WEBHOOK_ATTEMPTS = 5
+# Retries of a trigger's webhook: 2 s doubling, at most 5 minutes apart.
+WEBHOOK_BACKOFF_SECONDS = 2.0
+WEBHOOK_BACKOFF_MAX_SECONDS = 300.0
 
 
 @dramatiq.actor(queue_name="automations", max_retries=0, time_limit=60_000)
@@ -64,9 +67,12 @@ def call_webhook(call_id: int) -> None:
             return
         call.state = WebhookCall.State.RETRYING
         call.save()
-        delay = min(2**call.attempts, 300) * random.uniform(0.5, 1.0)
-        if exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, 3600))
+        delay = calls.retry_delay(
+            call.attempts,
+            base=WEBHOOK_BACKOFF_SECONDS,
+            cap=WEBHOOK_BACKOFF_MAX_SECONDS,
+            retry_after=exc.retry_after,
+        )
         call_webhook.send_with_options(args=(call.pk,), delay=int(delay * 1000))
         return
     call.state = WebhookCall.State.SUCCEEDED

@@ -1,10 +1,12 @@
 """What every module that calls out of the product shares: one error type that
 knows a transient failure (retry later) from a permanent one (show "failed"),
-how to read the ``Retry-After`` a server sends with 429 or 503, and how to
-find the cause an HTTP library wrapped an error around."""
+how to read the ``Retry-After`` a server sends with 429 or 503, one retry
+policy (``retry_delay``), and how to find the cause an HTTP library wrapped
+an error around."""
 
 from __future__ import annotations
 
+import random
 import time
 from email.utils import parsedate_to_datetime
 
@@ -29,6 +31,27 @@ class CallError(Exception):
     def __repr__(self) -> str:
         kind = "permanent" if self.permanent else "transient"
         return f"{type(self).__name__}({self.message!r}, {kind})"
+
+
+def retry_delay(
+    attempts: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+) -> float:
+    """Seconds to wait before retry number ``attempts`` (1 for the first).
+
+    Exponential backoff with jitter (doubling from ``base``, at most ``cap``,
+    drawn from the upper half so a retry never comes right back), or the
+    server's ``Retry-After`` when that is longer (capped at an hour). Replies
+    to the gateway and trigger webhooks both retry by this.
+    """
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 3600.0))
+    return delay
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -19,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from dramatiq_crontab import cron
 
+from core import calls
 from inbox import gateway, protocol
 from inbox.models import (
     AgentStatus,
@@ -198,13 +198,13 @@ def _deliver_here(message_id: int) -> None:
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with full jitter, or the gateway's Retry-After if longer."""
-    base = settings.INBOX_REPLY_BACKOFF_SECONDS
-    cap = settings.INBOX_REPLY_BACKOFF_MAX_SECONDS
-    delay = random.uniform(base / 2, min(cap, base * 2 ** max(attempts - 1, 0)))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, 3600))
-    return delay
+    """The shared retry policy (core.calls) with the replies' settings."""
+    return calls.retry_delay(
+        attempts,
+        base=settings.INBOX_REPLY_BACKOFF_SECONDS,
+        cap=settings.INBOX_REPLY_BACKOFF_MAX_SECONDS,
+        retry_after=retry_after,
+    )
 
 
 STALLED_AFTER = timedelta(minutes=2)

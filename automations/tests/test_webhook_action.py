@@ -110,3 +110,38 @@ def test_private_destinations_are_refused_before_connecting(
     call_webhook.fn(call.pk)
     call.refresh_from_db()
     assert call.state == "failed" and "refused" in call.error
+
+
+def test_a_busy_receiver_is_retried_by_the_shared_policy(
+    receiver, worker, settings, monkeypatch
+) -> None:  # noqa: ANN001
+    """Replies and trigger webhooks back off by one function (core.calls)."""
+    from core import calls
+
+    settings.AUTOMATIONS_WEBHOOK_ALLOWLIST = ["127.0.0.1/32"]
+    receiver.status = 503  # transient: retried
+    asked: list[tuple] = []
+
+    def policy(attempts, *, base, cap, retry_after=None):  # noqa: ANN001, ANN202
+        asked.append((attempts, base, cap))
+        if attempts == 2:
+            receiver.status = 200  # the receiver is back for the third try
+        return 0.05
+
+    monkeypatch.setattr(calls, "retry_delay", policy)
+    _fire(f"http://127.0.0.1:{receiver.server_address[1]}/busy")
+    drain(worker, "automations", rounds=4)
+    call = WebhookCall.objects.get()
+    assert (call.state, call.attempts) == ("succeeded", 3)
+    assert asked == [(1, 2.0, 300.0), (2, 2.0, 300.0)]
+    assert len(receiver.seen) == 3
+
+    # The replies' retries ask the same function, with their own settings.
+    from inbox.tasks import retry_delay
+
+    assert retry_delay(4, 9.0) == 0.05
+    assert asked[-1] == (
+        4,
+        settings.INBOX_REPLY_BACKOFF_SECONDS,
+        settings.INBOX_REPLY_BACKOFF_MAX_SECONDS,
+    )

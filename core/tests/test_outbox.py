@@ -111,3 +111,21 @@ def test_a_job_is_given_up_after_its_last_attempt(settings: Any) -> None:
     OutboxJob.objects.filter(pk=job.pk).update(attempts=3, due_at=timezone.now())
     assert outbox.resend_due(now=timezone.now() + timedelta(seconds=1)) == 0
     assert OutboxJob.objects.get().attempts == 3  # kept, for a look
+
+
+def test_every_job_named_in_the_code_is_an_actor_every_process_knows() -> None:
+    """The outbox sends by name: a typo, or an actor module nobody imported
+    in the web process, would leave jobs waiting for the sweeper."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    named = set()
+    for app in ("core", "inbox", "automations"):
+        for path in (root / app).rglob("*.py"):
+            if "tests" not in path.parts:
+                named |= set(re.findall(r'enqueue\(\s*"(\w+)"', path.read_text()))
+    assert {"process_inbound_message", "call_webhook", "run_backtest"} <= named
+    broker = dramatiq.get_broker()
+    for name in sorted(named):
+        broker.get_actor(name)  # raises ActorNotFound

@@ -224,6 +224,7 @@ def test_retry_after_is_honoured_and_backoff_grows(settings) -> None:  # noqa: A
     settings.INBOX_REPLY_BACKOFF_MAX_SECONDS = 30.0
     assert retry_delay(1, retry_after=7) >= 7
     assert all(0.5 <= retry_delay(1) <= 1.0 for _ in range(50))
+    assert all(8 <= retry_delay(5) <= 16 for _ in range(50))  # never right back
     assert max(retry_delay(6) for _ in range(200)) > 16
     assert all(retry_delay(20) <= 30 for _ in range(50))
 
