@@ -116,15 +116,24 @@ def test_a_job_is_given_up_after_its_last_attempt(settings: Any) -> None:
 def test_every_job_named_in_the_code_is_an_actor_every_process_knows() -> None:
     """The outbox sends by name: a typo, or an actor module nobody imported
     in the web process, would leave jobs waiting for the sweeper."""
-    import re
+    import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     named = set()
     for app in ("core", "inbox", "automations"):
         for path in (root / app).rglob("*.py"):
-            if "tests" not in path.parts:
-                named |= set(re.findall(r'enqueue\(\s*"(\w+)"', path.read_text()))
+            if "tests" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "enqueue"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    named.add(node.args[0].value)
     assert {"process_inbound_message", "call_webhook", "run_backtest"} <= named
     broker = dramatiq.get_broker()
     for name in sorted(named):
