@@ -21,3 +21,7 @@ urlpatterns = [
     path("automations/", include("automations.urls")),
     path("", include("inbox.urls")),
 ]
+
+# JSON for API clients, the usual pages for people (core/views.py).
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

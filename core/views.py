@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -37,6 +38,29 @@ def healthz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: JSON under /api/ (what API clients parse), else the page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "status": "error",
+                "error": {"field": "path", "reason": "no such resource"},
+            },
+            status=404,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: JSON under /api/, else the page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"status": "error", "error": {"field": "", "reason": "server error"}},
+            status=500,
+        )
+    return defaults.server_error(request)
 
 
 @require_GET

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, ParseError
@@ -25,7 +25,9 @@ class ConversationSerializer(serializers.ModelSerializer):
     sessionId = serializers.CharField(source="session_id")
     customerId = serializers.CharField(source="customer_id")
     customerName = serializers.CharField(source="customer_name")
-    assignee = serializers.CharField(source="assignee.get_username", default=None)
+    assignee = serializers.CharField(
+        source="assignee.get_username", default=None, allow_null=True
+    )
     messageCount = serializers.IntegerField(source="message_count")
     unreadCount = serializers.IntegerField(source="unread")
     lastMessageAt = serializers.DateTimeField(source="last_message_at")
@@ -47,11 +49,13 @@ class ConversationSerializer(serializers.ModelSerializer):
 class MessageSerializer(serializers.ModelSerializer):
     messageId = serializers.CharField(source="gateway_message_id")
     aiModel = serializers.CharField(source="ai_model")
-    tokensUsed = serializers.IntegerField(source="tokens_used")
-    processingTimeMs = serializers.IntegerField(source="processing_time_ms")
+    tokensUsed = serializers.IntegerField(source="tokens_used", allow_null=True)
+    processingTimeMs = serializers.IntegerField(
+        source="processing_time_ms", allow_null=True
+    )
     deliveryState = serializers.CharField(source="delivery_state")
-    deliveredAt = serializers.DateTimeField(source="delivered_at")
-    sentAt = serializers.DateTimeField(source="sent_at")
+    deliveredAt = serializers.DateTimeField(source="delivered_at", allow_null=True)
+    sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
 
     class Meta:
@@ -64,8 +68,35 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class StrictCursor(CursorPagination):
-    """A cursor that decodes but points nowhere real (a tampered date, say) is
-    a 400 naming it, not a 500 from the query it would make."""
+    """A cursor that does not decode, or decodes but points nowhere real (a
+    tampered date, say), is a 400 naming it: not DRF's 404, nor a 500 from
+    the query it would make."""
+
+    def decode_cursor(self, request: Any) -> Any:
+        # DRF answers an undecodable cursor 404; it is a bad parameter.
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise ParseError({"cursor": "is not a cursor this API gave out"}) from exc
+
+    def get_page_size(self, request: Any) -> int:
+        """``limit``: a whole number, 1 or more (above the most, the most).
+
+        DRF would quietly use the default for ``limit=abc``; a caller who
+        asked for something else is told."""
+        values = request.query_params.getlist(self.page_size_query_param or "")
+        if not values:
+            return self.page_size
+        if len(values) > 1 or not values[0].isdecimal() or int(values[0]) < 1:
+            raise ParseError({"limit": "must be one whole number, 1 or more"})
+        return min(int(values[0]), self.max_page_size or int(values[0]))
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         try:
@@ -96,7 +127,20 @@ FILTER_PARAMS = [
 ]
 
 
-@extend_schema(parameters=FILTER_PARAMS)
+ERRORS = {
+    400: OpenApiResponse(
+        description="A parameter is wrong: the body names it, as "
+        '{"cursor": "is not a cursor this API gave out"}'
+    ),
+    401: OpenApiResponse(description="No valid token or session"),
+    403: OpenApiResponse(description="The user has no agent role"),
+}
+
+
+@extend_schema(
+    parameters=FILTER_PARAMS,
+    responses={200: ConversationSerializer(many=True), **ERRORS},
+)
 class ConversationList(generics.ListAPIView):
     """Conversations, newest activity first, with the inbox's filters."""
 
@@ -114,6 +158,13 @@ class ConversationList(generics.ListAPIView):
         )
 
 
+@extend_schema(
+    responses={
+        200: MessageSerializer(many=True),
+        **ERRORS,
+        404: OpenApiResponse(description="No conversation has this session id"),
+    }
+)
 class MessageList(generics.ListAPIView):
     """One conversation's messages, oldest first; ``text`` is raw, JSON-escaped only."""
 

@@ -94,3 +94,15 @@ def test_production_mode_closes_metrics_and_the_schema_by_default() -> None:
         timeout=60,
     )
     assert done.stdout.split()[-2:] == ["False", "core.roles.HasAgentRole"], done.stderr
+
+
+def test_an_unknown_api_path_is_a_json_404_and_a_page_path_is_html(
+    client, settings
+) -> None:  # noqa: ANN001
+    settings.DEBUG = False
+    api = client.get("/api/conversations/%0A/messages/")
+    assert api.status_code == 404
+    assert api["Content-Type"] == "application/json"
+    assert api.json()["error"]["reason"] == "no such resource"
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
