@@ -119,10 +119,38 @@ def test_a_chunked_webhook_without_content_length_is_read_whole() -> None:
 
 
 def test_cookies_are_set_one_header_each_without_a_leading_space() -> None:
+    # Logging in sets two cookies (a new session and a rotated CSRF token):
+    # each must be its own Set-Cookie header, as WSGI lists them.
+    from urllib.parse import urlencode
+
+    create_user(username="cookie-jar", password="pw-123456", role="agent")
     status, _, _ = _call("/login/")
     assert status == 200
+    token = next(
+        v.split(b";")[0].split(b"=", 1)[1]
+        for name, v in _last_headers
+        if name == b"set-cookie"
+    )
+    body = urlencode(
+        {
+            "username": "cookie-jar",
+            "password": "pw-123456",
+            "csrfmiddlewaretoken": token,
+        }
+    ).encode()
+    status, _, _ = _call(
+        "/login/",
+        method="POST",
+        body=body,
+        headers=[
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"cookie", b"csrftoken=" + token),
+        ],
+    )
+    assert status == 302
     cookies = [value for name, value in _last_headers if name == b"set-cookie"]
-    assert cookies and all(c.startswith(b"csrftoken=") for c in cookies), cookies
+    assert sorted(c.split(b"=")[0] for c in cookies) == [b"csrftoken", b"sessionid"]
+    assert not any(c.startswith(b" ") for c in cookies), cookies
 
 
 def test_every_request_is_closed_so_django_finishes_it() -> None:

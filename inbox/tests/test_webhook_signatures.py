@@ -83,6 +83,14 @@ def test_future_standard_timestamp_is_401() -> None:
         body=body, headers=standard_headers(body, timestamp=int(time.time()) + 600)
     )
     assert response.status_code == 401
+    assert "tolerance" in response.json()["error"]["reason"]
+    assert not Message.objects.exists()
+    # Just inside the window either way is accepted: the bound is the cause.
+    for offset in (-290, 290):
+        body = encode(message_event())
+        headers = standard_headers(body, timestamp=int(time.time()) + offset)
+        assert post_webhook(body=body, headers=headers).status_code == 200
+    assert Message.objects.count() == 2
 
 
 @override_settings(
