@@ -79,7 +79,7 @@ class StrictCursor(CursorPagination):
         except NotFound as exc:
             raise ParseError({"cursor": "is not a cursor this API gave out"}) from exc
 
-    def get_page_size(self, request: Any) -> int:
+    def get_page_size(self, request: Any) -> int | None:
         """``limit``: a whole number, 1 or more (above the most, the most).
 
         DRF would quietly use the default for ``limit=abc``; a caller who

@@ -1,6 +1,7 @@
 """Signed webhooks from other senders: verify the signature, validate the payload
-into an ``inbox.ingest.Event``. Storing is ``inbox.ingest.store``, which the
-gateway connector uses as well.
+into an ``inbox.ingest.Event``. The payload's fields are declared in
+``inbox.payloads`` (DRF serializers); storing is ``inbox.ingest.store``, which
+the gateway connector uses as well.
 
 The contract is documented in ``docs/webhook-contract.md``. Two signature
 schemes are accepted, each against every configured secret (rotation):
@@ -18,23 +19,16 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 
+from inbox import payloads
 from inbox.ingest import Event
 from inbox.models import Message, Platform, WebhookDelivery
 
-KNOWN_EVENTS = {"message", "status", "media", "error"}
-# "ended" and "reset" are about the session; "delivered" and "failed" are the
-# gateway's receipts for a reply sent from the inbox.
-STATUSES = ("ended", "reset", "delivered", "failed")
-MAX_ID_CHARS = 255
-MAX_ATTACHMENTS = 20
-MAX_URL_CHARS = 2048
+KNOWN_EVENTS = set(payloads.SERIALIZERS)
 MAX_DEPTH = 32
 REJECTED_BODY_CHARS = 1024
 
@@ -216,92 +210,6 @@ def _join(path: str, key: str) -> str:
     return key if path == "body" else f"{path}.{key}"
 
 
-def _string(
-    data: dict[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    limit: int = MAX_ID_CHARS,
-) -> str:
-    value = data.get(name)
-    if value is None or value == "":
-        if required:
-            raise PayloadError(f"data.{name}", "is required")
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise PayloadError(
-            f"data.{name}", f"must be a string, got {type(value).__name__}"
-        )
-    value = str(value)
-    if len(value) > limit:
-        raise PayloadError(f"data.{name}", f"is longer than {limit} characters")
-    return value
-
-
-def _count(data: dict[str, Any], name: str) -> int | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise PayloadError(f"data.{name}", "must be a non-negative number")
-    return int(value)
-
-
-def _safe_url(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise PayloadError(name, "must be a non-empty string")
-    if len(value) > MAX_URL_CHARS:
-        raise PayloadError(name, f"is longer than {MAX_URL_CHARS} characters")
-    # Shown as a link, never fetched by us; only web links are clickable.
-    if urlsplit(value).scheme not in ("http", "https"):
-        raise PayloadError(name, "must be an http(s) URL")
-    return value
-
-
-def _attachments(data: dict[str, Any]) -> list[dict[str, str]]:
-    raw = data.get("attachments")
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise PayloadError("data.attachments", "must be a list")
-    if len(raw) > MAX_ATTACHMENTS:
-        raise PayloadError("data.attachments", f"has more than {MAX_ATTACHMENTS} items")
-    result = []
-    for i, item in enumerate(raw):
-        name = f"data.attachments[{i}]"
-        if isinstance(item, str):
-            item = {"url": item}
-        if not isinstance(item, dict):
-            raise PayloadError(name, "must be an object or a URL string")
-        result.append(
-            {
-                "url": _safe_url(item.get("url"), f"{name}.url"),
-                "type": str(item.get("type") or item.get("mimeType") or "")[:100],
-                "name": str(item.get("name") or item.get("filename") or "")[:255],
-            }
-        )
-    return result
-
-
-def _timestamp(data: dict[str, Any]) -> datetime | None:
-    value = data.get("timestamp")
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise PayloadError("data.timestamp", "is out of range") from exc
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise PayloadError("data.timestamp", "must be ISO 8601 or epoch") from exc
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise PayloadError("data.timestamp", "must be ISO 8601 or epoch")
-
-
 def platform_from_session(session_id: str) -> str:
     # OpenClaw session keys read agent:<agent>:<channel>:<kind>:<peer>.
     parts = session_id.split(":")
@@ -313,114 +221,95 @@ def platform_from_session(session_id: str) -> str:
 
 
 def validate(payload: dict[str, Any], body: bytes) -> Event:
-    """Check a known event's fields; raise ``PayloadError`` naming the first bad one."""
+    """A known event's ``data`` checked by its serializer (``inbox.payloads``)
+    and turned into an ``Event``; ``PayloadError`` names the first bad field."""
     data = payload.get("data")
     if not isinstance(data, dict):
         raise PayloadError("data", "is required and must be an object")
+    checked = payloads.SERIALIZERS[payload["event"]](data=data)
+    if not checked.is_valid():
+        raise PayloadError(*payloads.first_error(checked.errors))
+    fields = checked.validated_data
     event = Event(type=payload["event"], data=data)
-    event.session_id = _string(data, "sessionId", required=True)
-    channel = _string(data, "channel", limit=64)
+    event.session_id = fields["sessionId"]
+    channel = fields["channel"]
     event.platform = (
         Platform.parse(channel) if channel else platform_from_session(event.session_id)
     )
-    channel_info = data.get("channelInfo")
-    if channel_info is not None and not isinstance(channel_info, dict):
-        raise PayloadError("data.channelInfo", "must be an object")
-    sender_id = _string(data, "senderId")
+    channel_info = fields["channelInfo"] or {}
+    sender_id = fields["senderId"]
     sender_name = (
-        _string(data, "senderName")
-        or str(
-            (channel_info or {}).get("displayName")
-            or (channel_info or {}).get("username")
-            or ""
-        )[:255]
+        fields["senderName"]
+        or str(channel_info.get("displayName") or channel_info.get("username") or "")[
+            :255
+        ]
     )
-    direction = data.get("direction", "inbound")
-    if direction not in ("inbound", "outbound"):
-        raise PayloadError("data.direction", 'must be "inbound" or "outbound"')
-    text = data.get("text", "")
-    if text is None:
-        text = ""
-    if not isinstance(text, str):
-        raise PayloadError("data.text", f"must be a string, got {type(text).__name__}")
-    max_text = settings.OPENCLAW_MAX_TEXT_CHARS
-    metadata: dict[str, Any] = {}
-    if len(text) > max_text:
-        # The full text stays in the delivery's raw body; the thread shows a cap.
-        metadata["truncated_from"] = len(text)
-        text = text[:max_text]
-
+    inbound = fields["direction"] == "inbound"
     event.fields = {
         "conversation": {
             "platform": event.platform,
-            "customer_id": sender_id if direction == "inbound" else "",
-            "customer_name": sender_name if direction == "inbound" else "",
-            "metadata": channel_info or {},
+            "customer_id": sender_id if inbound else "",
+            "customer_name": sender_name if inbound else "",
+            "metadata": channel_info,
         },
         "sender": sender_name or sender_id,
     }
     if event.type in ("message", "media"):
-        event.message_id = _string(data, "messageId", required=True)
-        attachments = _attachments(data)
-        kind = Message.Kind.TEXT
-        if event.type == "media":
-            kind = Message.Kind.MEDIA
-            attachments.insert(
-                0,
-                {
-                    "url": _safe_url(data.get("mediaUrl"), "data.mediaUrl"),
-                    "type": _string(data, "mediaType", limit=100),
-                    "name": _string(data, "fileName"),
-                },
-            )
-        elif not text and not attachments:
-            raise PayloadError(
-                "data.text", "is required for a message without attachments"
-            )
-        outbound = direction == "outbound"
-        event.fields["message"] = {
-            "gateway_message_id": event.message_id,
-            "direction": direction,
-            "kind": kind,
-            "author": Message.Author.BOT if outbound else Message.Author.CUSTOMER,
-            "sender": (sender_name or sender_id)
-            if not outbound
-            else (_string(data, "agentId") or "bot"),
-            "text": text,
-            "attachments": attachments,
-            "ai_model": _string(data, "aiModel", limit=128),
-            "tokens_used": _count(data, "tokensUsed"),
-            "processing_time_ms": _count(data, "processingTimeMs"),
-            "delivery_state": Message.DeliveryState.SENT
-            if outbound
-            else Message.DeliveryState.RECEIVED,
-            "sent_at": _timestamp(data),
-            "metadata": metadata,
-        }
-        escalate = data.get("escalate", False)
-        if not isinstance(escalate, bool):
-            raise PayloadError("data.escalate", "must be true or false")
-        event.fields["escalate"] = escalate
+        event.message_id = fields["messageId"]
+        event.fields["message"] = _message_fields(
+            event, fields, sender_name or sender_id
+        )
+        event.fields["escalate"] = fields["escalate"]
     elif event.type == "status":
-        status = data.get("status")
-        if status not in STATUSES:
-            raise PayloadError(
-                "data.status", "must be one of " + ", ".join(f'"{s}"' for s in STATUSES)
-            )
-        event.fields["status"] = status
-        if status in ("delivered", "failed"):
-            # A receipt for a reply we sent: messageId is our Idempotency-Key.
-            event.message_id = _string(data, "messageId", required=True)
-            event.fields["error"] = _string(data, "error", limit=2000)
-        else:
-            event.message_id = _string(data, "messageId") or _fallback_id("reset", body)
+        event.fields["status"] = fields["status"]
+        event.fields["error"] = fields["error"]
+        event.message_id = fields["messageId"] or _fallback_id("reset", body)
     elif event.type == "error":
-        error = data.get("error") or data.get("message") or text
-        if not isinstance(error, str) or not error:
-            raise PayloadError("data.error", "is required and must be a string")
-        event.fields["error"] = error[:2000]
-        event.message_id = _string(data, "messageId") or _fallback_id("error", body)
+        event.fields["error"] = fields["error"]
+        event.message_id = fields["messageId"] or _fallback_id("error", body)
     return event
+
+
+def _message_fields(
+    event: Event, fields: dict[str, Any], sender: str
+) -> dict[str, Any]:
+    """The ``Message`` a message or media event stores."""
+    text = fields["text"]
+    metadata: dict[str, Any] = {}
+    if len(text) > settings.OPENCLAW_MAX_TEXT_CHARS:
+        # The full text stays in the delivery's raw body; the thread shows a cap.
+        metadata["truncated_from"] = len(text)
+        text = text[: settings.OPENCLAW_MAX_TEXT_CHARS]
+    attachments = list(fields["attachments"])
+    kind = Message.Kind.TEXT
+    if event.type == "media":
+        kind = Message.Kind.MEDIA
+        attachments.insert(
+            0,
+            {
+                "url": fields["mediaUrl"],
+                "type": fields["mediaType"],
+                "name": fields["fileName"],
+            },
+        )
+    outbound = fields["direction"] == "outbound"
+    return {
+        "gateway_message_id": event.message_id,
+        "direction": fields["direction"],
+        "kind": kind,
+        "author": Message.Author.BOT if outbound else Message.Author.CUSTOMER,
+        "sender": (fields["agentId"] or "bot") if outbound else sender,
+        "text": text,
+        "attachments": attachments,
+        "ai_model": fields["aiModel"],
+        "tokens_used": fields["tokensUsed"],
+        "processing_time_ms": fields["processingTimeMs"],
+        "delivery_state": Message.DeliveryState.SENT
+        if outbound
+        else Message.DeliveryState.RECEIVED,
+        "sent_at": fields["timestamp"],
+        "metadata": metadata,
+    }
 
 
 def _fallback_id(kind: str, body: bytes) -> str:
