@@ -341,3 +341,48 @@ def test_each_page_loads_htmx_and_django_htmx_once(staff_client, settings) -> No
     html = staff_client.get("/inbox/").content.decode()
     assert html.count("django_htmx/django-htmx.js") == 1
     assert len(re.findall(r"django_htmx/htmx[-.\w]*\.js", html)) == 1
+
+
+@pytest.mark.postgres
+def test_each_conversation_keeps_one_search_document_of_its_words(
+    staff, staff_client, monkeypatch
+) -> None:  # noqa: ANN001
+    from django.db import connection
+
+    from inbox.models import ConversationSearch
+
+    session = session_key()
+    post_webhook(message_event(session_id=session, message_id=1, text="배송 언제 와요?"))
+    post_webhook(message_event(session_id=session, message_id=2, text="Parcel LOST"))
+    conversation = Conversation.objects.get()
+    conversation.take_over(staff)
+    conversation.reply(staff, "Refund issued 환불완료")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tsvector_to_array(document) FROM inbox_conversationsearch "
+            "WHERE conversation_id = %s",
+            [conversation.pk],
+        )
+        words = set(cursor.fetchone()[0])
+    assert {"배송", "언제", "parcel", "lost", "refund", "issued", "환불완료"} <= words
+    # The agent's reply is found by search too, through the document.
+    found = staff_client.get("/inbox/?q=환불완").content.decode()
+    assert f'id="conv-{conversation.pk}"' in found
+
+    # The common-word path reads stored documents, never message text.
+    from inbox import models
+
+    monkeypatch.setattr(models, "COMMON_MATCHES", -1)
+    sql, params = Conversation.objects.matching("parcel").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "inbox_conversationsearch" in plan and "inbox_message" not in plan
+
+    # A document at its cap takes no more words; storing goes on regardless.
+    monkeypatch.setattr(ConversationSearch, "MAX_LEXEMES", 3)
+    assert post_webhook(
+        message_event(session_id=session, message_id=3, text="zebra")
+    ).status_code == 200
+    assert Conversation.objects.matching("zebra").count() == 0
+    assert Message.objects.filter(text="zebra").count() == 1
