@@ -61,6 +61,10 @@ def bench_env(settings: str = "core.settings", **extra: str) -> dict[str, str]:
         # The limiter would answer 429 long before the server is saturated.
         "OPENCLAW_WEBHOOK_RATE": "1000000/m",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Plain HTTP on loopback (production mode would redirect to HTTPS),
+        # and the harness scrapes /metrics without a token.
+        "HTTPS": "false",
+        "METRICS_PUBLIC": "true",
         "CHANNELS_PREFIX": CHANNELS_PREFIX,
         "CACHE_PREFIX": "openclaw-bench",
         "DRAMATIQ_NAMESPACE": "openclaw-bench-dramatiq",
@@ -246,14 +250,44 @@ def daphne(
     With ``BENCH_WEB_PROCESSES`` above 1, the Procfile's web line (gunicorn
     with that many uvicorn workers) serves ``application`` instead.
     """
+    how = "procfile" if WEB_PROCESSES > 1 else "daphne"
+    with web(name, how, application, settings, WEB_PROCESSES, **extra_env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def web(
+    name: str,
+    how: str,
+    application: str,
+    settings: str,
+    workers: int,
+    **extra_env: str,
+) -> Iterator[Server]:
+    """A web server for ``application``, killed as a group on exit.
+
+    ``how``: "daphne" (one process), "procfile" (the Procfile's web line:
+    gunicorn with ``workers`` uvicorn workers, core/gunicorn.py) or "wsgi"
+    (a plain Django project's way: gunicorn's threaded workers running a
+    WSGI ``application``, ``WEB_THREADS`` threads each). Ready once
+    ``/healthz`` answers.
+    """
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log_path = LOG_DIR / f"daphne-{name}.log"
-    command = [DAPHNE, "-b", HOST, "-p", str(port), application]
-    if WEB_PROCESSES > 1:
-        command = [str(Path(PYTHON).parent / "gunicorn"), application]
-        command += ["--config", "python:core.gunicorn", "--bind", f"{HOST}:{port}"]
-        extra_env = {"WEB_CONCURRENCY": str(WEB_PROCESSES), **extra_env}
+    log_path = LOG_DIR / f"web-{name}.log"
+    gunicorn = [str(Path(PYTHON).parent / "gunicorn"), application]
+    if how == "daphne":
+        command = [DAPHNE, "-b", HOST, "-p", str(port), application]
+    elif how == "procfile":
+        command = [*gunicorn, "--config", "python:core.gunicorn"]
+        command += ["--bind", f"{HOST}:{port}"]
+        extra_env = {"WEB_CONCURRENCY": str(workers), **extra_env}
+    elif how == "wsgi":
+        command = [*gunicorn, "--worker-class", "gthread", "--workers", str(workers)]
+        command += ["--threads", os.environ.get("WEB_THREADS", "12")]
+        command += ["--bind", f"{HOST}:{port}", "--no-control-socket"]
+    else:
+        raise ValueError(f"unknown server kind {how!r}")
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             command,
@@ -266,13 +300,31 @@ def daphne(
     server = Server(name, port, proc, log_path)
     try:
         _wait_for_port(server, timeout=30)
-        if WEB_PROCESSES > 1:
-            # gunicorn listens before its workers have imported Django: the
-            # port answers at once, the workers a few seconds later.
-            time.sleep(5)
+        _wait_for_health(server, timeout=60)
         yield server
     finally:
         kill_group(proc)
+
+
+def _wait_for_health(server: Server, *, timeout: float) -> None:
+    """Until ``/healthz`` answers 200: gunicorn listens before its workers run."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited; see {server.log_path}")
+        connection = http.client.HTTPConnection(HOST, server.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz", headers={"Host": HOST})
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} never answered /healthz; see {server.log_path}")
 
 
 def _wait_for_port(server: Server, *, timeout: float) -> None:

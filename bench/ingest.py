@@ -1,17 +1,21 @@
 """Benchmark 1: webhook ingest throughput and latency against its two baselines.
 
-Three servers, one after the other, each one daphne process on the same
-PostgreSQL + Redis, each driven by the same load generator with the same
-pre-signed bodies shape:
+Three servers, one after the other, on the same PostgreSQL + Redis, each
+served the way it would be deployed with the same number of worker processes
+(``BENCH_INGEST_WORKERS``, 2 like the Procfile), each driven by the same load
+generator with the same pre-signed bodies shape:
 
-* ``ours``: ``core.asgi:application`` with the app's own settings,
-  ``POST /api/openclaw/webhook/``.
-* ``seed``: the seed recipe view from ``bench/seed/views.py``.
-* ``floor``: one INSERT and 200.
+* ``ours``: the Procfile's web line (gunicorn + uvicorn workers,
+  ``core.asgi:application``), ``POST /api/openclaw/webhook/``.
+* ``seed``: the seed recipe view from ``bench/seed/views.py``, as a plain
+  Django project serves it: gunicorn's threaded WSGI workers, Django's stock
+  middleware (``bench/stock_settings.py``).
+* ``floor``: one INSERT and 200, served like ``seed``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import common
@@ -20,11 +24,30 @@ from bench.common import fmt, log, ratio
 CONCURRENCIES = [1, 16, 64]
 TARGETS = {"vs_seed": 3.0, "vs_floor": 0.5, "p99_ms_at_16": 50.0}
 
+WORKERS = int(os.environ.get("BENCH_INGEST_WORKERS", "2"))
 SERVERS = [
-    # name, ASGI application, settings, path
-    ("ours", "core.asgi:application", "core.settings", "/api/openclaw/webhook/"),
-    ("seed", "core.asgi:application", "bench.settings", "/bench/seed-webhook/"),
-    ("floor", "core.asgi:application", "bench.settings", "/bench/floor/"),
+    # name, how it is served, application, settings, path
+    (
+        "ours",
+        "procfile",
+        "core.asgi:application",
+        "core.settings",
+        "/api/openclaw/webhook/",
+    ),
+    (
+        "seed",
+        "wsgi",
+        "bench.wsgi:application",
+        "bench.stock_settings",
+        "/bench/seed-webhook/",
+    ),
+    (
+        "floor",
+        "wsgi",
+        "bench.wsgi:application",
+        "bench.stock_settings",
+        "/bench/floor/",
+    ),
 ]
 
 
@@ -33,11 +56,13 @@ def run(quick: bool) -> dict[str, Any]:
     common.reset_database()
     measured: dict[str, list[dict[str, Any]]] = {}
     quiet: dict[str, Any] = {}
-    for index, (name, application, settings, path) in enumerate(SERVERS):
+    for index, (name, how, application, settings, path) in enumerate(SERVERS):
         common.flush_redis()
         quiet[name] = common.wait_for_quiet()
-        with common.daphne(f"ingest-{name}", application, settings) as server:
-            log(f"ingest: {name} on {server.url}{path}")
+        with common.web(
+            f"ingest-{name}", how, application, settings, WORKERS
+        ) as server:
+            log(f"ingest: {name} ({how}, {WORKERS} workers) on {server.url}{path}")
             config = {
                 "url": server.url + path,
                 "server_pid": server.pid,
@@ -59,12 +84,14 @@ def run(quick: bool) -> dict[str, Any]:
                 log(
                     f"  c={row['concurrency']:>2}: {fmt(row['rps'])} req/s, "
                     f"p50 {fmt(row['p50_ms'])} ms, p99 {fmt(row['p99_ms'])} ms, "
-                    f"statuses {row['statuses']}, daphne cpu {row['server_cpu_pct']}%"
+                    f"statuses {row['statuses']}, server cpu {row['server_cpu_pct']}%"
                 )
     summary = _ratios(measured)
     _print(measured, summary)
     return {
         "duration_s": duration,
+        "workers": WORKERS,
+        "served": {name: how for name, how, *_ in SERVERS},
         "servers": measured,
         "summary": summary,
         "targets": TARGETS,

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import websockets
@@ -36,7 +35,8 @@ async def timed_gets(
         if i >= warmup:
             times.append((time.perf_counter() - started) * 1000)
             sizes.add(len(body))
-    rows = body.count(b'class="conversation status-')
+    # Rows of the list, or items of a thread.
+    rows = body.count(b'class="conversation status-') or body.count(b'class="message ')
     return {
         "requests": count,
         "p50_ms": percentile(times, 50),
@@ -116,11 +116,13 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
         connector=aiohttp.TCPConnector(limit=1),
         timeout=aiohttp.ClientTimeout(total=60),
     ) as http:
-        for label, query in config["pages"]:
-            url = config["base"] + "/inbox/" + (f"?q={quote(query)}" if query else "")
+        for label, path in config["pages"]:
             result["pages"][label] = await timed_gets(
-                http, url, count=config["requests"], warmup=config["warmup"]
-            ) | {"path": "/inbox/" + (f"?q={query}" if query else "")}
+                http,
+                config["base"] + path,
+                count=config["requests"],
+                warmup=config["warmup"],
+            ) | {"path": path}
     result["idle"] = await idle_sockets(config)
     return result
 

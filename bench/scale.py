@@ -8,11 +8,21 @@ every step of this benchmark; ``python -m bench`` drops it at the end.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from bench import common
 from bench.common import fmt, log
 
-PAGES = [("first page", ""), ("search 환불", "환불"), ("search refund", "refund")]
+# (label, query): searches of the inbox list; the thread page is added once
+# the seed says which conversation is the long one.
+SEARCHES = [
+    ("first page", ""),
+    ("search 환불", "환불"),
+    ("search refund", "refund"),
+    # Words only in the oldest conversations (bench.tasks.seed_scale).
+    ("search recall", "recall"),
+    ("search warranty", "warranty"),
+]
 TARGETS = {"first page p95_ms": 50.0, "search p95_ms": 200.0}
 
 
@@ -25,7 +35,12 @@ def run(quick: bool) -> dict[str, Any]:
     log(f"  seeded in {seeded['total_s']} s ({seeded['database_size']})")
     sessions = common.task("staff_sessions", str(min(sockets, 1000)))["sessions"]
     common.task("collectstatic")
-    paths = ["/inbox/" + (f"?q={q}" if q else "") for _, q in PAGES]
+    pages = [
+        (label, "/inbox/" + (f"?q={quote(q)}" if q else "")) for label, q in SEARCHES
+    ]
+    thread = seeded["long_thread"]
+    pages.append((f"thread of {thread['messages']}", f"/inbox/c/{thread['id']}/"))
+    paths = [path for _, path in pages]
     profile = common.task("query_profile", *paths, timeout=600)
     background = common.wait_for_quiet()
     with common.daphne("scale", "core.asgi:application", "bench.settings") as server:
@@ -35,16 +50,15 @@ def run(quick: bool) -> dict[str, Any]:
             "origin": server.url,
             "server_pid": server.pid,
             "sessions": sessions,
-            "pages": PAGES,
+            "pages": pages,
             "requests": 20 if quick else 60,
             "warmup": 3 if quick else 5,
             "sockets": sockets,
             "hold": 5.0 if quick else 15.0,
         }
         result = common.load("load_scale", config, timeout=1800)
-    for (label, query), path in zip(PAGES, paths, strict=True):
+    for label, path in pages:
         result["pages"][label]["in_process"] = profile[path]
-        del query
     _print(seeded, result)
     return {
         "conversations": conversations,
