@@ -1,5 +1,5 @@
 """``python -m bench [NAME ...] [--quick]``: ingest, live, scale, replies, takeover,
-triggers, gateway (default: all).
+triggers, gateway, http (default: all).
 
 Production mode on a dedicated PostgreSQL database (``openclaw_bench``) and
 Redis db (9), both re-created per benchmark and the database dropped at the
@@ -17,7 +17,16 @@ from typing import Any
 
 from bench import common
 
-BENCHMARKS = ("ingest", "live", "scale", "replies", "takeover", "triggers", "gateway")
+BENCHMARKS = (
+    "ingest",
+    "live",
+    "scale",
+    "replies",
+    "takeover",
+    "triggers",
+    "gateway",
+    "http",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        help="which to run: ingest, live, scale, replies, takeover, triggers, gateway "
+        help="which to run: ingest, live, scale, replies, takeover, triggers, gateway, "
+        "http "
         "(default: all, in that order)",
     )
     parser.add_argument(
@@ -46,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARKS
     )
 
-    from bench import gateway, ingest, live, replies, scale, takeover, triggers
+    from bench import gateway, http, ingest, live, replies, scale, takeover, triggers
 
     modules: dict[str, Any] = {
         "ingest": ingest,
@@ -56,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "takeover": takeover,
         "triggers": triggers,
         "gateway": gateway,
+        "http": http,
     }
     report = common.Report(quick=args.quick)
     m = report.machine
