@@ -42,6 +42,8 @@ def run(quick: bool) -> dict[str, Any]:
     pages.append((f"thread of {thread['messages']}", f"/inbox/c/{thread['id']}/"))
     paths = [path for _, path in pages]
     profile = common.task("query_profile", *paths, timeout=600)
+    # Same data, same run: the worst-case searches as the old query ran them.
+    baseline = common.task("search_baseline", "recall", "warranty", timeout=900)
     background = common.wait_for_quiet()
     with common.daphne("scale", "core.asgi:application", "bench.settings") as server:
         config = {
@@ -60,7 +62,16 @@ def run(quick: bool) -> dict[str, Any]:
     for label, path in pages:
         result["pages"][label]["in_process"] = profile[path]
     _print(seeded, result)
+    for word, timing in baseline.items():
+        print(
+            f"  search {word}, list query alone: before (a to_tsvector probe per "
+            f"conversation) {fmt(timing['before']['median_ms'])} ms, now "
+            f"{fmt(timing['now']['median_ms'])} ms "
+            f"({fmt(timing['before']['median_ms'] / timing['now']['median_ms'], 1)}x"
+            f" faster; {timing['now']['rows']} rows each)"
+        )
     return {
+        "search_baseline": baseline,
         "conversations": conversations,
         "messages": seeded["messages"],
         "seed": seeded,

@@ -306,13 +306,17 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
                         last_at,
                         False,
                         "",
+                        0,
+                        "",
+                        "",
                     )
                 )
         with raw.cursor().copy(
             "COPY inbox_conversation (id, session_id, platform, customer_id,"
             " customer_name, status, assignee_id, message_count, inbound_count,"
             " last_message_at, last_message_preview, metadata, is_active, last_error,"
-            " created_at, updated_at, is_locked, escalation_reason)"
+            " created_at, updated_at, is_locked, escalation_reason,"
+            " gateway_seq, gateway_generation, gateway_cursor)"
             " FROM STDIN"
         ) as copy:
             for row in conv_rows:
@@ -423,6 +427,38 @@ def query_profile(*paths: str) -> dict[str, Any]:
     return result
 
 
+def search_baseline(*words: str) -> dict[str, Any]:
+    """The list query of the search before ConversationSearch, timed on the
+    same data: conversations newest first, each probed for a message whose
+    ``to_tsvector`` matches (what a common word used to run). Median of 5,
+    in milliseconds, against the same page through today's search."""
+    from django.contrib.postgres.search import SearchQuery, SearchVector
+    from django.db.models import Exists, OuterRef
+
+    from inbox.models import Conversation, Message
+
+    result: dict[str, Any] = {}
+    for word in words:
+        query = SearchQuery(f"{word}:*", config="simple", search_type="raw")
+        hits = Message.objects.annotate(
+            search=SearchVector("text", config="simple")
+        ).filter(search=query)
+        before = Conversation.objects.filter(
+            Exists(hits.filter(conversation=OuterRef("pk")))
+        ).by_activity()
+        now = Conversation.objects.matching(word).by_activity()
+        timings = {}
+        for name, queryset in (("before", before), ("now", now)):
+            runs = []
+            for _ in range(5):
+                started = time.perf_counter()
+                rows = list(queryset.values_list("pk", flat=True)[:51])
+                runs.append((time.perf_counter() - started) * 1000)
+            timings[name] = {"median_ms": statistics.median(runs), "rows": len(rows)}
+        result[word] = timings
+    return result
+
+
 def _explain(sql: str) -> str:
     from django.db import connection
 
@@ -437,6 +473,7 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "collectstatic": collectstatic,
     "seed_scale": seed_scale,
     "query_profile": query_profile,
+    "search_baseline": search_baseline,
 }
 
 if __name__ == "__main__":
