@@ -249,14 +249,15 @@ def test_a_customer_message_without_a_sender_shows_the_customer_name(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("common", [False, True])
+@pytest.mark.parametrize("path", ["list", "by primary key", "walk"])
 def test_search_finds_the_same_conversations_for_rare_and_common_words(
-    staff_client, monkeypatch, common: bool
+    staff_client, monkeypatch, path: str
 ) -> None:  # noqa: ANN001
     from inbox import models
 
-    # Each path is chosen by PostgreSQL's estimate of matching messages.
-    monkeypatch.setattr(models, "COMMON_MATCHES", -1 if common else 10**9)
+    # Each path is chosen by how many conversations match; force each.
+    monkeypatch.setattr(models, "COMMON_MATCHES", 10**9 if path == "list" else -1)
+    monkeypatch.setattr(models, "WALK_MATCHES", -1 if path == "walk" else 10**9)
     hit, also, miss = session_key(), session_key(), session_key()
     post_webhook(
         message_event(session_id=hit, message_id=1, text="환불해주세요, 요청합니다")
@@ -352,7 +353,9 @@ def test_each_conversation_keeps_one_search_document_of_its_words(
     from inbox.models import ConversationSearch
 
     session = session_key()
-    post_webhook(message_event(session_id=session, message_id=1, text="배송 언제 와요?"))
+    post_webhook(
+        message_event(session_id=session, message_id=1, text="배송 언제 와요?")
+    )
     post_webhook(message_event(session_id=session, message_id=2, text="Parcel LOST"))
     conversation = Conversation.objects.get()
     conversation.take_over(staff)
@@ -373,6 +376,7 @@ def test_each_conversation_keeps_one_search_document_of_its_words(
     from inbox import models
 
     monkeypatch.setattr(models, "COMMON_MATCHES", -1)
+    monkeypatch.setattr(models, "WALK_MATCHES", -1)
     sql, params = Conversation.objects.matching("parcel").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
@@ -381,8 +385,11 @@ def test_each_conversation_keeps_one_search_document_of_its_words(
 
     # A document at its cap takes no more words; storing goes on regardless.
     monkeypatch.setattr(ConversationSearch, "MAX_LEXEMES", 3)
-    assert post_webhook(
-        message_event(session_id=session, message_id=3, text="zebra")
-    ).status_code == 200
+    assert (
+        post_webhook(
+            message_event(session_id=session, message_id=3, text="zebra")
+        ).status_code
+        == 200
+    )
     assert Conversation.objects.matching("zebra").count() == 0
     assert Message.objects.filter(text="zebra").count() == 1
