@@ -79,6 +79,24 @@
     },
   });
 
+  // A page of older rows or messages ("Load more") may hold some the live
+  // stream has already put on screen (a replay on connect): keep those,
+  // drop the page's copies, so no id is on the page twice.
+  htmx.defineExtension("new-items-only", {
+    transformResponse: function (text) {
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      var dropped = 0;
+      template.content.querySelectorAll("li.conversation[id], li.message[id]").forEach(function (li) {
+        if (document.getElementById(li.id)) {
+          li.remove();
+          dropped += 1;
+        }
+      });
+      return dropped ? template.innerHTML : text;
+    },
+  });
+
   // Back quickly after a laptop lid closes: at most 10 s between tries.
   htmx.config.wsReconnectDelay = function (retry) {
     return Math.min(500 * Math.pow(2, retry), 10000) * (0.5 + Math.random() / 2);
