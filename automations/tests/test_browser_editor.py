@@ -235,3 +235,21 @@ def test_an_agent_sees_the_editor_read_only(
     expect(page.get_by_role("button", name="Try it")).to_have_count(0)
     shot(page, screenshots, "7-agent-read-only")
     assert tab.errors == []
+
+
+def test_try_it_needs_only_patterns_not_a_name_or_an_action(
+    lena: Any, open_inbox: Callable[[Any], Inbox]
+) -> None:
+    tab = open_inbox(lena)
+    tab.log_in()
+    page = tab.page
+    page.goto(f"{tab.server.url}/automations/new/")
+    page.evaluate("window.__notReloaded = true")
+    # A brand-new trigger: no name, its one action row not chosen yet.
+    page.locator("#id_patterns").fill("refund|환불")
+    page.locator("#try-sample").fill("I want a REFUND please")
+    page.locator("#try-button").click()
+    result = page.locator("#try-result")
+    expect(result.locator(".verdict")).to_contain_text("Would fire")
+    expect(result.locator("mark")).to_have_text(["REFUND"])
+    tab.assert_healthy()
