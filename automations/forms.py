@@ -79,6 +79,61 @@ def pattern_problems(lines: list[tuple[int, str]]) -> list[PatternProblem]:
     return problems
 
 
+# RE2's \b is a boundary between ASCII word characters and the rest: next to
+# Hangul (or any letter outside ASCII) there is never one, so "\b환불\b" can
+# never match. These stand in for it around such letters, without lookaround
+# (RE2 has none): not a letter, digit or underscore in any script, or an end.
+WORD_EDGE_BEFORE = r"(?:^|[^\p{L}\p{N}_])"
+WORD_EDGE_AFTER = r"(?:[^\p{L}\p{N}_]|$)"
+_ASCII_EDGE = re.compile(r"(?<!\\)\\b")
+
+
+@dataclass
+class PatternWarning:
+    """A pattern RE2 accepts that cannot do what it seems to (the save goes on)."""
+
+    line: int
+    pattern: str
+    message: str
+    suggestion: str = ""
+
+
+def pattern_warnings(lines: list[tuple[int, str]]) -> list[PatternWarning]:
+    warnings = []
+    for number, pattern in lines:
+        suggestion = _unicode_word_edges(pattern)
+        if suggestion != pattern and engine.check_pattern(suggestion) is None:
+            warnings.append(
+                PatternWarning(
+                    number,
+                    pattern,
+                    "\\b is a boundary of ASCII words only: next to Hangul or other "
+                    "non-ASCII letters it never matches. Korean words usually take "
+                    "endings (환불해주세요), so leave it out, or use the Unicode "
+                    "whole-word form.",
+                    suggestion,
+                )
+            )
+    return warnings
+
+
+def _unicode_word_edges(pattern: str) -> str:
+    """``pattern`` with each ``\b`` next to a non-ASCII character replaced."""
+    pieces, at = [], 0
+    for found in _ASCII_EDGE.finditer(pattern):
+        start, end = found.span()
+        after = pattern[end : end + 1]
+        before = pattern[start - 1 : start] if start else ""
+        if after and not after.isascii():
+            pieces += [pattern[at:start], WORD_EDGE_BEFORE]
+        elif before and not before.isascii():
+            pieces += [pattern[at:start], WORD_EDGE_AFTER]
+        else:
+            continue
+        at = end
+    return "".join(pieces) + pattern[at:]
+
+
 # --- actions ---------------------------------------------------------------------
 
 
@@ -186,6 +241,7 @@ class MatchForm(forms.Form):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.pattern_problems: list[PatternProblem] = []
+        self.pattern_warnings: list[PatternWarning] = []
 
     def clean_patterns(self) -> list[str]:
         lines = split_patterns(self.cleaned_data["patterns"])
@@ -194,6 +250,7 @@ class MatchForm(forms.Form):
         if len(lines) > engine.MAX_PATTERNS:
             raise ValidationError(f"At most {engine.MAX_PATTERNS} patterns.")
         self.pattern_problems = pattern_problems(lines)
+        self.pattern_warnings = pattern_warnings(lines)
         if self.pattern_problems:
             raise ValidationError(
                 [

@@ -37,6 +37,7 @@ from automations.forms import (
     TriggerForm,
     TryForm,
     pattern_problems,
+    pattern_warnings,
     split_patterns,
 )
 from automations.models import (
@@ -159,6 +160,7 @@ def _editor(
         form=form,
         trigger=trigger,
         problems=form.pattern_problems,
+        warnings=form.pattern_warnings,
         action_types=ACTION_TYPES.values(),
         backtest_form=BacktestForm(),
         **extra,
@@ -197,6 +199,7 @@ def trigger_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         # Saved before these checks existed, or through the admin: say so now.
         saved = [(line, str(p)) for line, p in enumerate(trigger.patterns, start=1)]
         form.pattern_problems = pattern_problems(saved)
+        form.pattern_warnings = pattern_warnings(saved)
         return _editor(request, form, trigger)
     form = TriggerForm(request.POST)
     if not form.is_valid():
@@ -246,7 +249,11 @@ def check_patterns(request: HtmxHttpRequest) -> HttpResponse:
         too_many = f"At most {engine.MAX_PATTERNS} patterns."
         context = {"problems": [], "pattern_errors": [too_many], "checked": True}
     else:
-        context = {"problems": pattern_problems(lines), "checked": bool(lines)}
+        context = {
+            "problems": pattern_problems(lines),
+            "warnings": pattern_warnings(lines),
+            "checked": bool(lines),
+        }
     return render(request, "automations/edit.html#pattern-feedback", context)
 
 

@@ -253,3 +253,54 @@ def test_try_it_needs_only_patterns_not_a_name_or_an_action(
     expect(result.locator(".verdict")).to_contain_text("Would fire")
     expect(result.locator("mark")).to_have_text(["REFUND"])
     tab.assert_healthy()
+
+
+def test_a_hangul_word_boundary_is_warned_and_fixed_with_one_click(
+    lena: Any, open_inbox: Callable[[Any], Inbox]
+) -> None:
+    tab = open_inbox(lena)
+    tab.log_in()
+    page = tab.page
+    page.goto(f"{tab.server.url}/automations/new/")
+    page.evaluate("window.__notReloaded = true")
+    page.locator("#id_patterns").fill("\\b환불\\b")
+    page.locator("#id_patterns").press("End")  # a keyup: the live check runs
+    warning = page.locator("#pattern-feedback .warning")
+    expect(warning).to_contain_text("ASCII words only")
+    warning.get_by_role("button", name="Use the Unicode form").click()
+    expect(page.locator("#id_patterns")).to_have_value(
+        "(?:^|[^\\p{L}\\p{N}_])환불(?:[^\\p{L}\\p{N}_]|$)"
+    )
+    expect(page.locator("#pattern-feedback .ok")).to_have_text(
+        "RE2 accepts these patterns."
+    )
+    page.locator("#try-sample").fill("환불 부탁드려요")
+    page.locator("#try-button").click()
+    expect(page.locator("#try-result .verdict")).to_contain_text("Would fire")
+    tab.assert_healthy()
+
+
+def test_saving_an_invalid_trigger_shows_its_errors_inside_the_page(
+    lena: Any, open_inbox: Callable[[Any], Inbox], settings: Any
+) -> None:
+    settings.DEBUG = True  # as the README's run command serves it
+    tab = open_inbox(lena)
+    tab.log_in()
+    page = tab.page
+    page.goto(f"{tab.server.url}/automations/new/")
+    page.evaluate("window.__notReloaded = true")
+    page.get_by_label("Name").fill("Broken on purpose")
+    page.locator("#id_patterns").fill("(")
+    page.locator("select[name$='-type']").select_option("escalate")
+    page.locator("#save-trigger").click()
+    expect(page.locator("#trigger-form")).to_contain_text("Missing )")
+    # Still the whole page: styles, navigation and the try-it panel.
+    expect(page.locator("header.topbar")).to_be_visible()
+    expect(page.locator("#try-form")).to_be_visible()
+    assert (
+        page.evaluate(
+            "getComputedStyle(document.querySelector('header.topbar')).display"
+        )
+        != "inline"
+    )
+    tab.assert_healthy()

@@ -767,3 +767,30 @@ def test_the_admin_lists_everything_and_saves_versions(lead: Any) -> None:
     )
     assert refused.status_code == 200
     assert "backreferences are not supported" in refused.content.decode()
+
+
+def test_an_ascii_word_boundary_next_to_hangul_is_warned_with_a_form_that_works(
+    as_lead: Client,
+) -> None:
+    import re2
+
+    response = as_lead.get(
+        "/automations/check-patterns/", {"patterns": "refund\n\\b환불\\b\n\\bVIP\\b"}
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Line 2: \\b is a boundary of ASCII words only" in body
+    assert "Line 3" not in body  # \b next to ASCII works as written
+    suggestion = re.search(r'data-suggestion="([^"]+)"', body).group(1)
+    assert suggestion == r"(?:^|[^\p{L}\p{N}_])환불(?:[^\p{L}\p{N}_]|$)"
+    # As written it never matches; the suggestion matches the whole word only.
+    assert re2.search(r"\b환불\b", "환불 부탁해요") is None
+    compiled = re2.compile(suggestion, engine._options())
+    assert compiled.search("환불 부탁해요") and compiled.search("네, 환불.")
+    assert compiled.search("환불해주세요") is None
+    # A warning does not stop the save.
+    response = as_lead.post(
+        "/automations/new/", form_data(patterns="\\b환불\\b"), headers=HX
+    )
+    assert response.status_code in (200, 201, 204) or response.has_header("HX-Location")
+    assert Trigger.objects.filter(patterns=["\\b환불\\b"]).exists()

@@ -337,10 +337,14 @@ def test_live_pages_carry_the_socket_region_inbox_js_reads(
     assert view in html
 
 
-def test_each_page_loads_htmx_and_django_htmx_once(staff_client, settings) -> None:  # noqa: ANN001
-    settings.DEBUG = True  # django-htmx.js is left out of pages otherwise
+def test_each_page_loads_htmx_once_and_no_debug_page_swapper(
+    staff_client, settings
+) -> None:  # noqa: ANN001
+    # django-htmx.js, in DEBUG, replaces the page with any 400/403/404 answer:
+    # the forms' own errors would wipe the page (issue 13).
+    settings.DEBUG = True
     html = staff_client.get("/inbox/").content.decode()
-    assert html.count("django_htmx/django-htmx.js") == 1
+    assert "django-htmx.js" not in html
     assert len(re.findall(r"django_htmx/htmx[-.\w]*\.js", html)) == 1
 
 

@@ -49,6 +49,22 @@
     if (add) add.focus();
   });
 
+  // "Use the Unicode form": that line of the patterns becomes the suggestion,
+  // and the patterns are checked again.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".use-suggestion");
+    if (!button) return;
+    var patterns = document.getElementById("id_patterns");
+    if (!patterns) return;
+    var lines = patterns.value.split("\n");
+    var at = Number(button.dataset.line) - 1; // the line as numbered in the warning
+    if (lines[at] === undefined || lines[at].trim() !== button.dataset.pattern) return;
+    lines[at] = button.dataset.suggestion;
+    patterns.value = lines.join("\n");
+    patterns.dispatchEvent(new Event("change", { bubbles: true }));
+    patterns.focus();
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
     if (target.id === "action-list") {
