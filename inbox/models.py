@@ -390,7 +390,9 @@ class Conversation(models.Model):
                     raise AlreadyTaken(row.assignee)
                 if row.status == self.Status.HUMAN:
                     return None
-            return {"status": self.Status.HUMAN, "assignee": agent}
+            # Taking over a conversation the gateway ended reopens it for the
+            # agent: the customer writing back must not hand it to the bot.
+            return {"status": self.Status.HUMAN, "assignee": agent, "is_active": True}
 
         return self._transition(agent, change)
 
@@ -400,7 +402,12 @@ class Conversation(models.Model):
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.assignee_id == agent.pk and row.is_locked:
                 return None
-            return {"status": self.Status.HUMAN, "assignee": agent, "is_locked": True}
+            return {
+                "status": self.Status.HUMAN,
+                "assignee": agent,
+                "is_locked": True,
+                "is_active": True,
+            }
 
         return self._transition(lead, change)
 

@@ -340,3 +340,39 @@ def test_auto_assignment_is_round_robin_among_online_agents_with_a_cap(
     Conversation.objects.filter(pk=waiting[0].pk).update(status="resolved")
     auto_assign_escalations.fn()
     assert Conversation.objects.get(pk=waiting[4].pk).assignee_id is None
+
+
+def test_an_agent_who_replies_to_an_ended_conversation_keeps_it_when_the_customer_writes(
+    settings,
+) -> None:  # noqa: ANN001
+    settings.INBOX_REOPEN_TO_AGENT = False  # the default: a customer reopens to the bot
+    conversation = _conversation()
+    session = conversation.session_id
+    post_webhook({"event": "status", "data": {"sessionId": session, "status": "ended"}})
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.is_active) == ("resolved", False)
+
+    alice = create_user(role="agent", username="alice")
+    response = _htmx(_client(alice), f"/inbox/c/{conversation.pk}/reply/", text="Still there?")
+    assert response.status_code in (200, 204), response.content[:300]
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assignee, conversation.is_active) == (
+        "human",
+        alice,
+        True,
+    )
+
+    post_webhook(message_event(session_id=session, text="yes, still here"))
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assignee) == ("human", alice)
+    assert not conversation.activities.filter(
+        kind=Activity.Kind.STATUS_CHANGED, data__reason="customer wrote again"
+    ).exists()
+    # A conversation nobody reopened still goes back to the bot, as configured.
+    other = _conversation()
+    post_webhook(
+        {"event": "status", "data": {"sessionId": other.session_id, "status": "ended"}}
+    )
+    post_webhook(message_event(session_id=other.session_id, text="hello again"))
+    other.refresh_from_db()
+    assert (other.status, other.is_active) == ("bot", True)
