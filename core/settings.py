@@ -190,6 +190,10 @@ INBOX_WEB_SEND_SLOTS = env.int("INBOX_WEB_SEND_SLOTS", default=2)
 # Threads of the web process's reply sender (inbox.tasks); each may hold a
 # database connection.
 INBOX_WEB_SENDER_THREADS = 4
+# A conversation waiting in the escalation queue has its bot paused at the
+# gateway (as a human-owned one); off, the bot keeps answering until someone
+# takes it over. The conversation header says which.
+INBOX_PAUSE_BOT_WHILE_QUEUED = env.bool("INBOX_PAUSE_BOT_WHILE_QUEUED", default=True)
 # Round-robin of escalated conversations among online agents, each holding at
 # most INBOX_AUTO_ASSIGN_CAP conversations at once.
 INBOX_AUTO_ASSIGN = env.bool("INBOX_AUTO_ASSIGN", default=False)

@@ -755,14 +755,11 @@ def _save_cursor(session_key: str, cursor: str) -> None:
 
 def _human_owned_sessions() -> list[dict[str, str]]:
     """Every session whose bot the inbox holds (``Conversation.is_bot_paused``)."""
-    held = Q(status=Conversation.Status.HUMAN) | Q(
-        status=Conversation.Status.SNOOZED, assignee__isnull=False
-    )
     return [
-        {"sessionKey": key, "owner": owner or "agent"}
-        for key, owner in Conversation.objects.filter(held).values_list(
-            "session_id", "assignee__username"
-        )
+        {"sessionKey": key, "owner": owner or "escalation queue"}
+        for key, owner in Conversation.objects.filter(
+            Conversation.bot_paused_q()
+        ).values_list("session_id", "assignee__username")
     ]
 
 

@@ -636,10 +636,34 @@ class Conversation(models.Model):
     @property
     def is_bot_paused(self) -> bool:
         """The gateway is told to stop the agent while a human owns the chat
-        (a snooze keeps the owner)."""
-        return self.status == self.Status.HUMAN or (
-            self.status == self.Status.SNOOZED and self.assignee_id is not None
+        (a snooze keeps the owner), and while it waits in the escalation
+        queue unless ``INBOX_PAUSE_BOT_WHILE_QUEUED`` is off. The same rule
+        as a query: ``bot_paused_q``."""
+        return (
+            self.status == self.Status.HUMAN
+            or (self.status == self.Status.SNOOZED and self.assignee_id is not None)
+            or (
+                self.status == self.Status.ESCALATED
+                and settings.INBOX_PAUSE_BOT_WHILE_QUEUED
+            )
         )
+
+    @classmethod
+    def bot_paused_q(cls) -> Q:
+        """``is_bot_paused`` as a filter."""
+        held = Q(status=cls.Status.HUMAN) | Q(
+            status=cls.Status.SNOOZED, assignee__isnull=False
+        )
+        if settings.INBOX_PAUSE_BOT_WHILE_QUEUED:
+            held |= Q(status=cls.Status.ESCALATED)
+        return held
+
+    @property
+    def holder(self) -> str:
+        """Who the gateway is told holds the chat: its owner, or the queue."""
+        if self.assignee_id is not None and self.assignee is not None:
+            return self.assignee.get_username()
+        return "escalation queue"
 
     @property
     def pause_mode(self) -> str:

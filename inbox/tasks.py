@@ -258,12 +258,9 @@ def sync_send_policy(conversation_id: int) -> None:
     try:
         plugin = client.has_plugin()
         if plugin:
-            owner = (
-                conversation.assignee.get_username()
-                if paused and conversation.assignee
-                else None
+            answer = client.set_human_owner(
+                key, conversation.holder if paused else None
             )
-            answer = client.set_human_owner(key, owner or None)
             # Loaded but not allowed its hook: it cannot stop the model call.
             plugin = answer.get("enforcing") is not False
             GatewayLink.note_enforcing(client.url, plugin)

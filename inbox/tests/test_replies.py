@@ -443,3 +443,30 @@ def test_a_failed_receipt_moves_only_a_sent_reply(
     message.refresh_from_db()
     assert answer == ("stored" if moves else "duplicate")
     assert message.delivery_state == ("failed" if moves else state)
+
+
+@pytest.mark.parametrize("pause", [True, False])
+def test_a_queued_conversation_pauses_the_bot_unless_configured_not_to(
+    worker, gateway, alice, conversation, settings, pause: bool
+) -> None:  # noqa: ANN001
+    settings.INBOX_PAUSE_BOT_WHILE_QUEUED = pause
+    conversation.escalate(reason="asked for a person")
+    drain(worker, "default", "replies", rounds=3)
+    conversation.refresh_from_db()
+    assert conversation.status == "escalated" and conversation.is_bot_paused is pause
+    assert gateway.policy(conversation.session_id) == ("deny" if pause else "allow")
+    header = Client()
+    header.force_login(alice)
+    html = header.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    if pause:
+        assert 'data-pause="deny"' in html and "bot held back" in html
+    else:
+        assert "the bot keeps answering until someone takes over" in html
+
+    # Taken from the queue, the bot stays paused; handed back, it answers.
+    conversation.take_over(alice)
+    drain(worker, "default", "replies", rounds=3)
+    assert gateway.policy(conversation.session_id) == "deny"
+    conversation.hand_back(alice)
+    drain(worker, "default", "replies", rounds=3)
+    assert gateway.policy(conversation.session_id) == "allow"

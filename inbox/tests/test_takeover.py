@@ -353,7 +353,9 @@ def test_an_agent_who_replies_to_an_ended_conversation_keeps_it_when_the_custome
     assert (conversation.status, conversation.is_active) == ("resolved", False)
 
     alice = create_user(role="agent", username="alice")
-    response = _htmx(_client(alice), f"/inbox/c/{conversation.pk}/reply/", text="Still there?")
+    response = _htmx(
+        _client(alice), f"/inbox/c/{conversation.pk}/reply/", text="Still there?"
+    )
     assert response.status_code in (200, 204), response.content[:300]
     conversation.refresh_from_db()
     assert (conversation.status, conversation.assignee, conversation.is_active) == (
