@@ -375,20 +375,26 @@ class Conversation(models.Model):
     # second sees the first one's result) and writes an activity row that is
     # published after commit. ``self`` is refreshed with the new state.
 
-    def take_over(self, agent: Any) -> Activity | None:
+    def take_over(
+        self, agent: Any, *, from_owner: int | None = None
+    ) -> Activity | None:
         """``agent`` owns the conversation and the bot stops answering.
 
-        Raises ``AlreadyTaken`` when another agent owns it. ``None`` when
-        ``agent`` already did.
+        Raises ``AlreadyTaken`` when another agent owns it, unless the agent
+        asks to take it from that very owner (``from_owner``: what their page
+        showed) and no lead locked it: of two agents doing so at once, one
+        wins and the other learns who. ``None`` when ``agent`` already did.
         """
 
         def change(row: Conversation) -> dict[str, Any] | None:
             # A snoozed conversation keeps its owner: still theirs to take back.
             owned = row.status in (self.Status.HUMAN, self.Status.SNOOZED)
             if owned and row.assignee_id is not None:
-                if row.assignee_id != agent.pk:
+                if row.assignee_id != agent.pk and (
+                    row.is_locked or from_owner != row.assignee_id
+                ):
                     raise AlreadyTaken(row.assignee)
-                if row.status == self.Status.HUMAN:
+                if row.assignee_id == agent.pk and row.status == self.Status.HUMAN:
                     return None
             # Taking over a conversation the gateway ended reopens it for the
             # agent: the customer writing back must not hand it to the bot.

@@ -354,8 +354,14 @@ def _conversation_action(
 def take_over(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     # No owner check here: take_over() decides under the row lock, so of two
     # agents clicking at once exactly one wins and the other learns who.
+    # "from": the owner the agent's page showed, to take it from them.
+    raw = request.POST.get("from", "")
+    from_owner = int(raw) if raw.isdecimal() else None
     return _conversation_action(
-        request, pk, lambda c: c.take_over(request.user), check_owner=False
+        request,
+        pk,
+        lambda c: c.take_over(request.user, from_owner=from_owner),
+        check_owner=False,
     )
 
 

@@ -186,13 +186,28 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
     )
     b.page.screenshot(path=screenshots / "takeover-1-bob-sees-alice-owns-it.png")
 
-    # Bob tries to answer anyway: refused, his text kept, nothing sent.
+    # Bob's composer says so before he types: notes only, and a way to take
+    # it over. What he writes is an internal note, never sent.
+    owner_line = b.page.locator("#composer-owner")
+    expect(owner_line).to_be_visible()
+    expect(owner_line).to_contain_text("Owned by alice")
+    expect(owner_line.get_by_role("button", name="Take over")).to_be_visible()
+    expect(b.page.locator("#composer button[type=submit]")).to_have_text("Add note")
+    expect(b.page.locator("#composer")).to_have_class(re.compile(r"\bas-note\b"))
     b_text = b.page.locator("#reply-text")
-    b_text.fill("bob answers instead")
+    b_text.fill("bob: I handled this customer last week")
     b_text.press("Enter")
-    expect(b.page.locator("#composer .error")).to_have_text("already taken by alice")
-    expect(b.page.locator("#reply-text")).to_have_value("bob answers instead")
-    expect(b.page.locator(f"#thread-{pk} > li.message.author-agent")).to_have_count(0)
+    bobs = a.page.locator(
+        f"#thread-{pk} > li.message", has_text="handled this customer"
+    )
+    expect(bobs).to_have_class(re.compile(r"\bkind-note\b"))
+    expect(b.page.locator("#composer .error")).to_have_count(0)
+    expect(
+        b.page.locator(f"#thread-{pk} > li.message.author-agent.kind-text")
+    ).to_have_count(0)
+    # Alice's own composer is a normal one.
+    expect(a.page.locator("#composer-owner")).to_be_hidden()
+    expect(a.page.locator("#composer button[type=submit]")).to_have_text("Send")
 
     # While Alice types, Bob sees it.
     reply = "환불 처리해 드렸어요. Refund issued, 3-5 days."
@@ -244,6 +259,15 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
 
     drain(worker, "replies", timeout_ms=WAIT_MS)  # every job for the gateway
     assert [(r.kind, r.text) for r in gateway.received] == [("send", reply)]
+
+    # Bob takes it from Alice with his composer's button: his page showed her
+    # as the owner, so it is his now, and both pages follow.
+    b.page.locator("#composer-owner").get_by_role("button", name="Take over").click()
+    expect(b_header).to_have_attribute("data-owner-id", str(bob.pk))
+    expect(b.page.locator("#composer-owner")).to_be_hidden()
+    expect(b.page.locator("#composer button[type=submit]")).to_have_text("Send")
+    expect(a_header).to_have_attribute("data-owner-id", str(bob.pk))
+    expect(a.page.locator("#composer-owner")).to_contain_text("Owned by bob")
     assert gateway.policy(session) == "deny"  # the bot is paused at the gateway
     a.page.mouse.move(0, 0)
     a.page.screenshot(path=screenshots / "takeover-5-alice-delivered-and-note.png")

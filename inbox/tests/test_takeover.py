@@ -378,3 +378,35 @@ def test_an_agent_who_replies_to_an_ended_conversation_keeps_it_when_the_custome
     post_webhook(message_event(session_id=other.session_id, text="hello again"))
     other.refresh_from_db()
     assert (other.status, other.is_active) == ("bot", True)
+
+
+def test_an_agent_takes_over_from_the_owner_their_page_showed_unless_locked() -> None:
+    conversation = _conversation()
+    alice = create_user(role="agent", username="alice")
+    bob = create_user(role="agent", username="bob")
+    carol = create_user(role="agent", username="carol")
+    conversation.take_over(alice)
+    # Without saying from whom: refused, as ever (the take-over race).
+    response = _htmx(_client(bob), f"/inbox/c/{conversation.pk}/take-over/")
+    assert response.status_code == 409
+    # From alice, as bob's page showed: his.
+    response = _htmx(
+        _client(bob), f"/inbox/c/{conversation.pk}/take-over/", **{"from": alice.pk}
+    )
+    assert response.status_code == 200, response.content[:300]
+    conversation.refresh_from_db()
+    assert conversation.assignee == bob
+    # Carol's page still said alice: refused, and told it is bob's now.
+    response = _htmx(
+        _client(carol), f"/inbox/c/{conversation.pk}/take-over/", **{"from": alice.pk}
+    )
+    assert response.status_code == 409 and b"bob" in response.content
+    # A lead's lock is not taken from by anyone.
+    lead = create_user(role="lead", username="lena")
+    conversation.assign(lead, bob)
+    response = _htmx(
+        _client(carol), f"/inbox/c/{conversation.pk}/take-over/", **{"from": bob.pk}
+    )
+    assert response.status_code == 409
+    conversation.refresh_from_db()
+    assert conversation.assignee == bob

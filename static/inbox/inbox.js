@@ -261,6 +261,31 @@
     var me = document.body.dataset.userId;
     var owner = header.dataset.ownerId;
     header.dataset.mine = owner && owner === me ? "yes" : owner ? "no" : "";
+    markComposer(header);
+  }
+
+  // Another agent owns this conversation: say so above the composer, which
+  // then adds internal notes only (a reply would be refused), with a Take
+  // over button unless a lead locked it to them. Back to normal when the
+  // owner changes.
+  function markComposer(header) {
+    var composer = document.getElementById("composer");
+    var notice = document.getElementById("composer-owner");
+    if (!composer || !notice) return;
+    var other = header.dataset.mine === "no" && header.dataset.status === "human";
+    var note = document.getElementById("reply-note");
+    var forced = document.getElementById("reply-note-forced");
+    var from = document.getElementById("composer-from");
+    var send = composer.querySelector("button[type=submit]");
+    composer.classList.toggle("owned-by-other", other);
+    notice.hidden = !other;
+    notice.querySelector(".name").textContent = header.dataset.owner || "another agent";
+    notice.querySelector(".take-from").hidden = header.dataset.locked === "yes";
+    if (from) from.value = other ? header.dataset.ownerId : "";
+    if (note) note.disabled = other;
+    if (forced) forced.disabled = !other;
+    composer.classList.toggle("as-note", other || (note && note.checked));
+    if (send) send.textContent = other ? "Add note" : "Send";
   }
 
   // --- escalations: the count in the navigation, the tab title, notifications.
