@@ -79,6 +79,21 @@ def render_header(conversation: Conversation) -> str:
     )
 
 
+def _assigned_by(activity: Activity, conversation: Conversation) -> str:
+    """Who gave the conversation to its owner, when that was someone else
+    (a lead's assignment, the round-robin); "" for a take-over or a wake."""
+    data = activity.data
+    if (
+        data.get("to") != Conversation.Status.HUMAN
+        or data.get("from") == Conversation.Status.SNOOZED
+        or conversation.assignee_id is None
+        or activity.user_id == conversation.assignee_id
+    ):
+        return ""
+    by = str(data.get("by") or "")
+    return "Auto-assign" if by in ("", "system") else by
+
+
 def event_for(activity: Activity) -> dict[str, Any]:
     """The channel-layer message for one activity, rendered once for every client."""
     conversation = activity.conversation
@@ -113,6 +128,9 @@ def event_for(activity: Activity) -> dict[str, Any]:
         "from_customer": False,
         "escalated": False,
         "escalations": None,
+        # An assignment tells its assignee (set below for status changes).
+        "assigned_by": "",
+        "customer": conversation.customer_name or conversation.customer_id,
     }
     if activity.message is not None:
         event["item"] = render_message(activity.message)
@@ -124,6 +142,7 @@ def event_for(activity: Activity) -> dict[str, Any]:
     if activity.kind == Activity.Kind.STATUS_CHANGED:
         event["escalated"] = activity.data.get("to") == Conversation.Status.ESCALATED
         event["escalations"] = escalation_count()
+        event["assigned_by"] = _assigned_by(activity, conversation)
     if activity.kind not in (
         Activity.Kind.MESSAGE_ADDED,
         Activity.Kind.MESSAGE_UPDATED,
@@ -303,7 +322,27 @@ def frame(
                 )
             if event["header"]:
                 parts.append(event["header"])
-    return "".join(parts) + _escalation_fragment(events)
+    return "".join(parts) + _escalation_fragment(events) + _notices(events, view)
+
+
+def _notices(events: list[dict[str, Any]], view: View) -> str:
+    """ "<lead> assigned you <customer>", for the agent a lead just gave it to."""
+    for event in reversed(events):
+        if (
+            event["kind"] == Activity.Kind.STATUS_CHANGED
+            and view.user_id is not None
+            and event["assignee"] == view.user_id
+            and event.get("assigned_by")
+        ):
+            pk = int(event["conversation"])
+            who = escape(event["customer"] or "a customer")
+            return (
+                f'<p id="notice" class="notice" role="status" aria-live="polite"'
+                f' hx-swap-oob="true" data-conversation="{pk}">'
+                f"{escape(event['assigned_by'])} assigned you "
+                f'<a href="/inbox/c/{pk}/">{who}</a></p>'
+            )
+    return ""
 
 
 def _escalation_fragment(events: list[dict[str, Any]]) -> str:

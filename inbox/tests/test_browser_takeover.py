@@ -335,3 +335,58 @@ def test_a_tab_that_opens_a_conversation_holds_one_live_socket(
     expect(a.page.locator(f"#thread-{pk} > li.message")).to_have_count(2)
     opened = a.page.evaluate("window.__wsOpened.length - window.__wsClosed.length")
     assert (opened, a.server.websocket_count()) == (1, 1)
+
+
+@pytest.fixture
+def lena(transactional_db: None) -> Any:
+    return create_user(role="lead", username="lena")
+
+
+def test_a_leads_assignment_reaches_the_assignees_mine_view_live_with_a_notice(
+    alice: Any,
+    lena: Any,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+    screenshots: Path,
+) -> None:
+    older, session = session_key(), session_key()
+    post(session_id=older, text="an older conversation")
+    post(session_id=session, text="환불 문의드립니다", senderName="김민준")
+    post(session_id=session_key(), text="the newest conversation")
+    lead, agent = open_inbox(lena), open_inbox(alice)
+    lead.log_in()
+    agent.log_in()
+    mine_pk = lead.conversation_id(older)
+    # Alice already has one conversation, so hers is a list to sort into.
+    agent.page.goto(f"{agent.server.url}/inbox/c/{mine_pk}/")
+    agent.page.click("#conversation-header button.take-over")
+    expect(agent.page.locator("#conversation-header")).to_have_attribute(
+        "data-mine", "yes"
+    )
+    agent.page.goto(f"{agent.server.url}/inbox/?owner=mine")
+    agent.page.evaluate("window.__notReloaded = true")
+    agent.wait_for_socket(conversation=None)
+    rows = agent.page.locator("#conversation-list > li.conversation")
+    expect(rows).to_have_count(1)
+
+    pk = lead.conversation_id(session)
+    lead.wait_for_socket(conversation=None)
+    lead.open_conversation(pk)
+    lead.page.select_option("#assign-agent", label="alice")
+    lead.page.get_by_role("button", name="Assign and lock").click()
+    expect(lead.page.locator("#conversation-header")).to_have_attribute(
+        "data-owner-id", str(alice.pk)
+    )
+
+    # Without a reload or a new message: in her "Mine", in activity order
+    # (newer than the one she had), and she is told who gave it to her.
+    expect(rows).to_have_count(2)
+    assert agent.page.eval_on_selector_all(
+        "#conversation-list > li.conversation", "rows => rows.map(r => r.id)"
+    ) == [f"conv-{pk}", f"conv-{mine_pk}"]
+    notice = agent.page.locator("#notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text("lena assigned you 김민준")
+    agent.page.screenshot(path=screenshots / "assigned-notice.png")
+    lead.assert_healthy()
+    agent.assert_healthy()

@@ -493,3 +493,20 @@ def test_channels_dispatch_still_does_what_our_consumer_skips() -> None:
     assert "get_handler_name(message)" in source
     ours = inspect.getsource(InboxConsumer.dispatch).split('"""')[-1]  # the code
     assert "get_handler_name(message)" in ours and "close_old_connections" not in ours
+
+
+def test_an_assignment_notice_goes_to_the_assignee_alone_and_is_escaped() -> None:
+    from inbox.live import View, frame
+
+    event = {
+        "seq": 9, "kind": "status_changed", "conversation": 4, "assignee": 7,
+        "assigned_by": "<b>lena</b>", "customer": "<img src=x>", "row": "",
+        "to_top": False, "item": "", "header": "", "platform": "telegram",
+        "status": "human", "escalations": None,
+    }  # fmt: skip
+    mine = frame([event], view=View(user_id=7), seq=9, unread={})
+    assert 'id="notice"' in mine
+    assert "&lt;b&gt;lena&lt;/b&gt; assigned you" in mine and "<img" not in mine
+    assert 'id="notice"' not in frame([event], view=View(user_id=8), seq=9, unread={})
+    taken = event | {"assigned_by": ""}  # a take-over, a wake: nobody to tell
+    assert 'id="notice"' not in frame([taken], view=View(user_id=7), seq=9, unread={})

@@ -61,13 +61,26 @@
       var template = document.createElement("template");
       template.innerHTML = text;
       var incoming = new Set();
-      var dropped = 0;
+      var changed = false;
       Array.from(template.content.children).forEach(function (el) {
         var oob = el.getAttribute("hx-swap-oob");
         if ((oob === "true" || oob === "delete") && el.id) {
           if (!document.getElementById(el.id) && !incoming.has(el.id)) {
+            // A row this view now shows but did not (a conversation just
+            // assigned to me, in "Mine"): put it where its activity sorts it.
+            var place = oob === "true" && el.matches("li.conversation") && rowPlace(el);
+            if (place) {
+              var wrapper = document.createElement("div");
+              wrapper.setAttribute("hx-swap-oob", place);
+              el.removeAttribute("hx-swap-oob");
+              el.replaceWith(wrapper);
+              wrapper.appendChild(el);
+              incoming.add(el.id);
+              changed = true;
+              return;
+            }
             el.remove();
-            dropped += 1;
+            changed = true;
           }
           return;
         }
@@ -75,9 +88,26 @@
           incoming.add(inner.id);
         });
       });
-      return dropped ? template.innerHTML : text;
+      return changed ? template.innerHTML : text;
     },
   });
+
+  // Where a row missing from the list belongs, as an hx-swap-oob value: before
+  // the first row with older activity; at the end if none is older and the
+  // list is complete; nowhere (null) if an unloaded page holds its place.
+  function rowPlace(row) {
+    var list = document.getElementById("conversation-list");
+    if (!list) return null;
+    var at = parseFloat(row.dataset.at || "0");
+    var rows = list.querySelectorAll(":scope > li.conversation");
+    for (var i = 0; i < rows.length; i++) {
+      if (parseFloat(rows[i].dataset.at || "0") < at) return "beforebegin:#" + rows[i].id;
+    }
+    if (list.querySelector(":scope > li.more")) return null;
+    var empty = document.getElementById("list-empty");
+    if (empty) empty.remove();
+    return "beforeend:#conversation-list";
+  }
 
   // A page of older rows or messages ("Load more") may hold some the live
   // stream has already put on screen (a replay on connect): keep those,
@@ -425,7 +455,26 @@
     }
   });
 
+  // "lena assigned you Kim": shown for a while, and as a browser
+  // notification when the agent allowed them.
+  var noticeTimer = null;
+  var noticeShown = "";
+  function showNotice() {
+    var notice = document.getElementById("notice");
+    if (!notice || !notice.textContent.trim()) return;
+    var key = notice.dataset.conversation + ":" + notice.textContent;
+    if (key === noticeShown) return;
+    noticeShown = key;
+    notice.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(function () { notice.hidden = true; }, 15000);
+    if (document.hidden && window.Notification && Notification.permission === "granted") {
+      new Notification(notice.textContent.trim(), { tag: "assigned-" + notice.dataset.conversation });
+    }
+  }
+
   function afterAnyChange() {
+    showNotice();
     markOwnership();
     onEscalations();
     refreshWaits();
