@@ -50,3 +50,31 @@ def test_simulator_speaks_both_signature_schemes(live_server, settings) -> None:
         assert simulator.run(rate=0, count=5, burst_every=0) == {200: 5}
     schemes = set(WebhookDelivery.objects.values_list("signature_scheme", flat=True))
     assert schemes == {"openclaw-hmac", "standard-webhooks"}
+
+
+def test_simulate_gateway_follows_the_port_and_reports_refusals_as_failure(
+    daphne_server,
+) -> None:  # noqa: ANN001
+    from io import StringIO
+    from urllib.parse import urlsplit
+
+    from django.core.management import CommandError, call_command
+
+    from core.testing import free_port
+
+    port = urlsplit(daphne_server.url).port
+    out = StringIO()
+    call_command(
+        "simulate_gateway", port=port, count=3, rate=50, duration=5, seed=1, stdout=out
+    )
+    assert f"http://127.0.0.1:{port}/api/openclaw/webhook/" in out.getvalue()
+    assert "Sent 3 deliveries" in out.getvalue()
+    assert Message.objects.count() >= 1
+
+    # Nothing listens there: said, and a failure (exit status 1), not "Sent 2".
+    closed = free_port()
+    with pytest.raises(CommandError, match=f"127.0.0.1:{closed}"):
+        call_command(
+            "simulate_gateway", port=closed, count=2, rate=50, duration=5,
+            stdout=StringIO(),
+        )  # fmt: skip

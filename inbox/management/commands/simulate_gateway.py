@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--url", default="http://127.0.0.1:8000/api/openclaw/webhook/"
+            "--port",
+            type=int,
+            default=int(os.environ.get("PORT") or 8000),
+            help="the running inbox's port on 127.0.0.1, as given to serve --port "
+            "(default: $PORT, else 8000)",
+        )
+        parser.add_argument(
+            "--url", default=None, help="the webhook's full URL (overrides --port)"
         )
         parser.add_argument(
             "--rate", type=float, default=2.0, help="deliveries per second"
@@ -32,9 +40,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         secret = options["secret"] or settings.OPENCLAW_WEBHOOK_SECRETS[0]
-        self.stdout.write(f"Posting signed webhooks to {options['url']}")
+        url = options["url"] or (
+            f"http://127.0.0.1:{options['port']}/api/openclaw/webhook/"
+        )
+        self.stdout.write(f"Posting signed webhooks to {url}")
         simulator = Simulator(
-            options["url"],
+            url,
             secret=secret,
             seed=options["seed"],
             scheme=options["scheme"],
@@ -52,5 +63,5 @@ class Command(BaseCommand):
         if refused:
             raise CommandError(
                 f"{refused} of {simulator.sent} deliveries were not accepted: check"
-                " --url (the server's address and port) and --secret."
+                f" {url} is the inbox (--port, or --url) and --secret."
             )
