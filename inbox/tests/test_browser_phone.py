@@ -1,0 +1,118 @@
+"""Every page at a phone's size (390 × 844, Chromium): nothing wider than the
+screen, and the inbox one column at a time (list, then thread, and back)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automations.models import Trigger
+from core.testing import create_user, session_key
+from core.tests.browser import BROWSER_TEST, Inbox, expect
+
+pytestmark = BROWSER_TEST
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def lena(transactional_db: None) -> Any:
+    return create_user(role="lead", username="lena")
+
+
+@pytest.fixture
+def trigger(lena: Any) -> Trigger:
+    trigger = Trigger(
+        name="A rather long trigger name for a small screen",
+        patterns=[r"(?:^|[^\p{L}\p{N}_])환불(?:[^\p{L}\p{N}_]|$)", "refund|money back"],
+        actions=[{"type": "reply", "text": "환불은 3~5영업일 안에 처리됩니다."}],
+    )
+    trigger.save_version(lena)
+    return trigger
+
+
+def _overflow(page: Any) -> int:
+    """How many pixels the page is wider than the screen (0: none)."""
+    return page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - window.innerWidth"
+    )
+
+
+def _culprits(page: Any) -> list[str]:
+    """The innermost elements reaching past the right edge, to name in a failure."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll('body *'))
+          .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                       && !Array.from(e.children).some(
+                         c => c.getBoundingClientRect().right > window.innerWidth + 1))
+          .slice(0, 5)
+          .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                    + (e.className && typeof e.className === 'string'
+                       ? '.' + e.className.trim().split(/\\s+/).join('.') : ''))"""
+    )
+
+
+def test_no_page_is_wider_than_a_phone(
+    lena: Any,
+    trigger: Trigger,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+    screenshots: Path,
+) -> None:
+    session = session_key()
+    post(
+        session_id=session,
+        text="주문번호 A-2026-000123456789 배송이 아직 안 왔어요. "
+        "https://example.com/a/very/long/link/that/does/not/break/anywhere/at/all",
+    )
+    tab = open_inbox(lena)
+    page = tab.page
+    page.set_viewport_size(PHONE)
+    tab.log_in()
+    pk = tab.conversation_id(session)
+    pages = [
+        "/inbox/",
+        f"/inbox/c/{pk}/",
+        "/inbox/queue/",
+        "/automations/",
+        "/automations/new/",
+        f"/automations/{trigger.pk}/",
+        f"/automations/{trigger.pk}/versions/",
+        "/automations/tickets/",
+    ]
+    wide = {}
+    for path in pages:
+        page.goto(f"{tab.server.url}{path}")
+        page.wait_for_load_state("networkidle")
+        name = path.strip("/").replace("/", "-") or "root"
+        page.screenshot(path=screenshots / f"phone-{name}.png", full_page=True)
+        if (extra := _overflow(page)) > 0:
+            wide[path] = (extra, _culprits(page))
+    assert wide == {}, f"wider than 390 px by: {wide}"
+
+
+def test_the_inbox_is_one_column_on_a_phone_list_then_thread_and_back(
+    lena: Any, open_inbox: Callable[[Any], Inbox], post: Callable[..., dict[str, Any]]
+) -> None:
+    session = session_key()
+    post(session_id=session, text="Where is my order?")
+    tab = open_inbox(lena)
+    page = tab.page
+    page.set_viewport_size(PHONE)
+    tab.log_in()
+    pk = tab.conversation_id(session)
+    expect(page.locator("#list-pane")).to_be_visible()
+    expect(page.locator("#thread-pane")).to_be_hidden()
+    tab.open_conversation(pk)
+    expect(page.locator("#thread-pane")).to_be_visible()
+    expect(page.locator("#list-pane")).to_be_hidden()
+    thread = page.locator(f"#thread-{pk}").bounding_box()
+    assert thread["width"] >= 300  # the thread has the screen, not 90 px
+    page.locator("#conversation-header a.back").click()
+    expect(page.locator("#list-pane")).to_be_visible()
+    expect(page.locator(f"#conv-{pk}")).to_be_visible()
+    # (Back is a link to the list: a page load, so only errors are checked.)
+    assert tab.errors == [] and tab.htmx_errors == [] and tab.csp_violations == []
