@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from inbox.models import Conversation, Platform
 
@@ -86,11 +87,46 @@ class HandBackForm(forms.Form):
     to = forms.ChoiceField(choices=[("bot", "Bot"), ("queue", "Queue")], initial="bot")
 
 
-SNOOZE_CHOICES = [(30, "30 minutes"), (120, "2 hours"), (1440, "Tomorrow")]
+SNOOZE_CHOICES = [
+    ("30", "30 minutes"),
+    ("120", "2 hours"),
+    ("1440", "Tomorrow"),
+    ("reply", "Until the customer replies"),
+    ("custom", "Until…"),
+]
+SNOOZE_LONGEST = timedelta(days=365)
 
 
 class SnoozeForm(forms.Form):
-    minutes = forms.TypedChoiceField(choices=SNOOZE_CHOICES, coerce=int)
+    """For how long: a number of minutes, until the customer replies, or until
+    a time the agent picks (``until``: ISO 8601 with its offset, as the
+    page sends the time picked in the agent's own zone)."""
+
+    minutes = forms.ChoiceField(choices=SNOOZE_CHOICES)
+    until = forms.DateTimeField(required=False, input_formats=["iso-8601"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        choice, until = data.get("minutes"), data.get("until")
+        if choice == "custom":
+            now = timezone.now()
+            if until is None:
+                raise forms.ValidationError("pick the time to snooze until")
+            if until <= now:
+                raise forms.ValidationError("pick a time in the future")
+            if until > now + SNOOZE_LONGEST:
+                raise forms.ValidationError("pick a time within a year")
+        return data
+
+    @property
+    def until_time(self) -> datetime | None:
+        """When it wakes; ``None``: when the customer replies."""
+        choice = self.cleaned_data["minutes"]
+        if choice == "reply":
+            return None
+        if choice == "custom":
+            return self.cleaned_data["until"]
+        return timezone.now() + timedelta(minutes=int(choice))
 
 
 class AssignForm(forms.Form):

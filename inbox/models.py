@@ -323,10 +323,27 @@ class Conversation(models.Model):
             self.last_message_preview = message.preview
             changed += ["last_message_at", "last_message_preview"]
         reopened_from = None
+        woken = False
         if message.direction == Message.Direction.INBOUND:
             self.inbound_count += 1
             changed.append("inbound_count")
-            if not self.is_active or self.status == self.Status.RESOLVED:
+            if self.status == self.Status.SNOOZED and self.is_active:
+                # The customer wrote: a snooze ends early, back to its owner
+                # (or the queue), as when its time runs out.
+                was_paused = self.is_bot_paused
+                reopened_from, woken = self.status, True
+                self.status = (
+                    self.Status.HUMAN
+                    if self.assignee_id is not None
+                    else self.Status.ESCALATED
+                )
+                if self.status == self.Status.ESCALATED:
+                    self.escalated_at = now
+                self.snoozed_until = None
+                changed += ["status", "snoozed_until", "escalated_at"]
+                if self.is_bot_paused != was_paused:
+                    outbox.enqueue("sync_send_policy", self.pk)
+            elif not self.is_active or self.status == self.Status.RESOLVED:
                 # A customer writing again reopens the conversation: to the
                 # agent who had it when so configured, otherwise to the bot.
                 reopened_from = self.status
@@ -345,7 +362,9 @@ class Conversation(models.Model):
         )
         if reopened_from is not None:
             message.status_activity = self._record_status(
-                reopened_from, None, reason="customer wrote again"
+                reopened_from,
+                None,
+                reason="customer replied" if woken else "customer wrote again",
             )
         return message
 
@@ -440,17 +459,21 @@ class Conversation(models.Model):
 
         return self._transition(by, change, reason=reason)
 
-    def snooze(self, agent: Any, until: datetime) -> Activity | None:
-        """Out of sight until ``until``; then back to its owner (who keeps it,
-        and a lead's lock, meanwhile: the bot stays stopped), or to the queue
-        when nobody owned it."""
+    def snooze(self, agent: Any, until: datetime | None) -> Activity | None:
+        """Out of sight until ``until`` (``None``: until the customer writes);
+        then back to its owner (who keeps it, and a lead's lock, meanwhile:
+        the bot stays stopped), or to the queue when nobody owned it. A
+        customer writing wakes it early either way (``add_message``)."""
 
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.status == self.Status.RESOLVED:
                 raise TransitionError("it is resolved")
             return {"status": self.Status.SNOOZED, "snoozed_until": until}
 
-        return self._transition(agent, change, reason=f"until {until:%Y-%m-%d %H:%M}")
+        reason = (
+            f"until {until:%Y-%m-%d %H:%M}" if until else "until the customer replies"
+        )
+        return self._transition(agent, change, reason=reason)
 
     def wake(self) -> Activity | None:
         """A snooze that has run out goes back to its owner, or to the queue

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -394,8 +393,11 @@ def resolve(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def snooze(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = SnoozeForm(request.POST)
     if not form.is_valid():
-        return _refusal(request, 400, "pick how long to snooze")
-    until = timezone.now() + timedelta(minutes=form.cleaned_data["minutes"])
+        errors = form.non_field_errors()
+        return _refusal(
+            request, 400, str(errors[0]) if errors else "pick how long to snooze"
+        )
+    until = form.until_time
     return _conversation_action(request, pk, lambda c: c.snooze(request.user, until))
 
 

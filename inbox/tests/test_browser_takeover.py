@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +391,26 @@ def test_a_leads_assignment_reaches_the_assignees_mine_view_live_with_a_notice(
     agent.page.screenshot(path=screenshots / "assigned-notice.png")
     lead.assert_healthy()
     agent.assert_healthy()
+
+
+def test_snooze_until_a_picked_time_in_the_agents_own_zone(
+    alice: Any, open_inbox: Callable[[Any], Inbox], post: Callable[..., dict[str, Any]]
+) -> None:
+    session = session_key()
+    post(session_id=session, text="call me back on Monday")
+    tab = open_inbox(alice)
+    tab.log_in()
+    pk = tab.conversation_id(session)
+    tab.wait_for_socket(conversation=None)
+    tab.open_conversation(pk)
+    header = tab.page.locator("#conversation-header")
+    header.locator(".snooze-choice").select_option("custom")
+    picker = header.locator(".snooze-at")
+    expect(picker).to_be_visible()
+    day = datetime.now() + timedelta(days=2)  # this machine's zone, as Chromium's
+    picker.fill(day.strftime("%Y-%m-%dT09:30"))
+    header.get_by_role("button", name="Snooze").click()
+    expect(header).to_have_attribute("data-status", "snoozed")
+    # The header shows the very time picked, in the same zone.
+    expect(header.locator(".session time")).to_have_text(f"{day:%b} {day.day}, 09:30")
+    tab.assert_healthy()

@@ -410,3 +410,52 @@ def test_an_agent_takes_over_from_the_owner_their_page_showed_unless_locked() ->
     assert response.status_code == 409
     conversation.refresh_from_db()
     assert conversation.assignee == bob
+
+
+def test_snooze_until_the_customer_replies_or_a_picked_time() -> None:
+    conversation = _conversation()
+    alice = create_user(role="agent", username="alice")
+    conversation.take_over(alice)
+    client = _client(alice)
+    url = f"/inbox/c/{conversation.pk}/snooze/"
+    assert _htmx(client, url, minutes="reply").status_code == 200
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.snoozed_until) == ("snoozed", None)
+    page = client.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    assert "Snoozed until the customer replies" in page
+    wake_snoozed_conversations.fn()  # no time to run out
+    conversation.refresh_from_db()
+    assert conversation.status == "snoozed"
+    # The customer writes: back to its owner at once.
+    post_webhook(message_event(session_id=conversation.session_id, text="any news?"))
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assignee) == ("human", alice)
+    assert conversation.activities.filter(data__reason="customer replied").exists()
+
+    # A picked time, sent with its offset.
+    later = (timezone.now() + timedelta(days=2)).astimezone(
+        timezone.get_fixed_timezone(540)
+    )
+    assert (
+        _htmx(client, url, minutes="custom", until=later.isoformat()).status_code == 200
+    )
+    conversation.refresh_from_db()
+    assert abs((conversation.snoozed_until - later).total_seconds()) < 1
+    # In the past, missing, or too far: refused with the reason.
+    conversation.take_over(alice)
+    for until, reason in [
+        ((timezone.now() - timedelta(hours=1)).isoformat(), b"in the future"),
+        ("", b"pick the time"),
+        ((timezone.now() + timedelta(days=400)).isoformat(), b"within a year"),
+    ]:
+        response = _htmx(client, url, minutes="custom", until=until)
+        assert response.status_code == 400 and reason in response.content
+
+
+def test_a_customer_reply_wakes_a_timed_snooze_early_to_the_queue() -> None:
+    conversation = _conversation()
+    alice = create_user(role="agent", username="alice")
+    conversation.snooze(alice, timezone.now() + timedelta(hours=5))  # nobody owns it
+    post_webhook(message_event(session_id=conversation.session_id, text="hello?"))
+    conversation.refresh_from_db()
+    assert conversation.status == "escalated" and conversation.snoozed_until is None

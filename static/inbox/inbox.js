@@ -473,6 +473,21 @@
     }
   }
 
+  // Snooze "Until…": a time picker, sent as ISO 8601 with this browser's
+  // offset, so the server wakes it at the time the agent meant.
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest && event.target.closest("form.snooze");
+    if (!form) return;
+    var picker = form.querySelector(".snooze-at");
+    if (event.target.classList.contains("snooze-choice")) {
+      picker.hidden = event.target.value !== "custom";
+      if (!picker.hidden) picker.focus();
+    }
+    var until = form.querySelector(".snooze-until");
+    var when = picker.value ? new Date(picker.value) : null;
+    until.value = when && !isNaN(when) ? when.toISOString() : "";
+  });
+
   function afterAnyChange() {
     showNotice();
     markOwnership();
