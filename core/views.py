@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
-from django.db import connection
+from django.contrib.auth.decorators import login_required
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from core import metrics
+from core.roles import role_of
+
+log = logging.getLogger(__name__)
 
 
 @require_GET
@@ -86,3 +93,33 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             status=403,
         )
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    """The agent's own page: their API token, made and revoked by themselves.
+
+    A new token is shown once, on the answer to the POST that made it; after
+    that only when it was made. DRF's TokenAuthentication reads it.
+    """
+    from rest_framework.authtoken.models import Token
+
+    user = request.user
+    assert user.is_authenticated  # login_required
+    shown = ""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action not in ("create", "revoke"):
+            return HttpResponse("action must be create or revoke", status=400)
+        with transaction.atomic():
+            Token.objects.filter(user=user).delete()
+            if action == "create":
+                shown = Token.objects.create(user=user).key
+        log.info("user %s %sd their API token", user.pk, action)
+    token = Token.objects.filter(user=user).first()
+    return render(
+        request,
+        "profile.html",
+        {"token": token, "shown": shown, "role": role_of(user).label},
+    )
