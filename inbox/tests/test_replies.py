@@ -244,18 +244,22 @@ def test_another_agents_reply_is_refused(gateway, alice, conversation) -> None: 
     assert not Message.objects.filter(author="agent").exists()
 
 
-def test_an_owners_reply_costs_ten_queries_live_push_included(
+def test_an_owners_reply_costs_eleven_queries_live_push_included(
     alice, conversation, django_assert_max_num_queries
 ) -> None:  # noqa: ANN001
     """Session, user, role, the page's row; then one transaction: lock, message,
-    conversation, activity. The live row names the owner without asking again,
-    and an id made here needs no savepoint."""
+    conversation, its search document (PostgreSQL), activity. The live row
+    names the owner without asking again, and an id made here needs no
+    savepoint."""
     conversation.take_over(alice)
     client = Client()
     client.force_login(alice)
     url = f"/inbox/c/{conversation.pk}/reply/"
     client.post(url, {"text": "warm-up"}, headers={"HX-Request": "true"})
-    with django_assert_max_num_queries(10) as captured:
+    from django.db import connection
+
+    budget = 11 if connection.vendor == "postgresql" else 10
+    with django_assert_max_num_queries(budget) as captured:
         response = client.post(url, {"text": "on it"}, headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert not any("SAVEPOINT" in q["sql"] for q in captured.captured_queries)
