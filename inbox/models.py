@@ -158,6 +158,70 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         return self.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, pk__lt=pk))
 
 
+SNIPPET_CHARS = 140
+
+
+def search_snippets(conversation_ids: list[int], query: str) -> dict[int, Any]:
+    """For each conversation, its newest message matching ``query``, as
+    ``{"html": escaped excerpt with <mark>ed hits, "at": datetime}``.
+
+    Asked of one page of search results only. On PostgreSQL each conversation
+    is read through its own messages (newest first), never through the
+    word's index, whose hits for a common word run to hundreds of thousands.
+    """
+    terms = _search_terms(query)
+    if not conversation_ids or not terms:
+        return {}
+    found: dict[int, tuple[str, datetime]] = {}
+    if _is_postgres():
+        words = " & ".join(f"{term}:*" for term in terms)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.id, m.text, m.created_at"
+                " FROM unnest(%s::bigint[]) AS c(id) CROSS JOIN LATERAL ("
+                "  SELECT text, created_at FROM inbox_message"
+                "  WHERE conversation_id = c.id"
+                # Not the indexed expression on purpose (see above).
+                "  AND to_tsvector('simple'::regconfig, COALESCE(text, '') || ' ')"
+                "      @@ to_tsquery('simple'::regconfig, %s)"
+                "  ORDER BY id DESC LIMIT 1) m",
+                [list(conversation_ids), words],
+            )
+            found = {pk: (text, at) for pk, text, at in cursor.fetchall()}
+    else:
+        rows = Message.objects.filter(conversation_id__in=conversation_ids)
+        for term in terms:
+            rows = rows.filter(text__icontains=term)
+        for pk, text, at in rows.order_by("-id").values_list(
+            "conversation_id", "text", "created_at"
+        )[:2000]:
+            found.setdefault(pk, (text, at))
+    return {
+        pk: {"html": _highlight(text, terms), "at": at}
+        for pk, (text, at) in found.items()
+    }
+
+
+def _highlight(text: str, terms: list[str]) -> str:
+    """An escaped excerpt of ``text`` around its first hit, hits in <mark>."""
+    from django.utils.html import escape
+
+    pattern = re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+    first = pattern.search(text)
+    start = max(0, (first.start() if first else 0) - SNIPPET_CHARS // 3)
+    end = min(len(text), start + SNIPPET_CHARS)
+    excerpt = text[start:end]
+    pieces, at = [], 0
+    for hit in pattern.finditer(excerpt):
+        pieces += [
+            escape(excerpt[at : hit.start()]),
+            f"<mark>{escape(hit.group())}</mark>",
+        ]
+        at = hit.end()
+    pieces.append(escape(excerpt[at:]))
+    return ("…" if start else "") + "".join(pieces) + ("…" if end < len(text) else "")
+
+
 def _search_terms(query: str) -> list[str]:
     """Words of ``query`` safe to put in a raw tsquery (its operators removed)."""
     cleaned = "".join(ch if ch.isalnum() else " " for ch in query.lower())
@@ -190,6 +254,9 @@ class AlreadyTaken(TransitionError):
 
 
 class Conversation(models.Model):
+    # A search page's "why it matched" (search_snippets); not a column.
+    snippet: dict[str, Any] | None = None
+
     class Status(models.TextChoices):
         BOT = "bot", "Bot"
         ESCALATED = "escalated", "Escalated"

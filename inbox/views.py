@@ -32,6 +32,7 @@ from inbox.models import (
     ReadMark,
     TransitionError,
     WebhookDelivery,
+    search_snippets,
 )
 
 PAGE_SIZE = 50
@@ -202,6 +203,11 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
     page = list(conversations[: PAGE_SIZE + 1])
     has_more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
+    if filters.get("query"):
+        # Why each one matched: its newest matching message, hits marked.
+        snippets = search_snippets([c.pk for c in page], filters["query"])
+        for conversation in page:
+            conversation.snippet = snippets.get(conversation.pk)
     return {
         "conversations": page,
         "next_cursor": encode_cursor(page[-1]) if has_more else "",

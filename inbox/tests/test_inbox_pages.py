@@ -397,3 +397,34 @@ def test_each_conversation_keeps_one_search_document_of_its_words(
     )
     assert Conversation.objects.matching("zebra").count() == 0
     assert Message.objects.filter(text="zebra").count() == 1
+
+
+def test_search_results_show_the_matching_message_with_its_hits_marked(
+    staff_client,
+) -> None:  # noqa: ANN001
+    session = session_key()
+    post_webhook(
+        message_event(session_id=session, message_id=1, text="환불 해주세요 <b>now</b>")
+    )
+    post_webhook(
+        message_event(session_id=session, message_id=2, text="where is my parcel")
+    )
+    html = staff_client.get("/inbox/?q=환불").content.decode()
+    snippet = re.search(r'<span class="preview snippet">(.*?)</span>', html, re.S)
+    assert snippet, html[:2000]
+    # The older message that matched, not the newest one; escaped, hit marked.
+    assert "<mark>환불</mark> 해주세요 &lt;b&gt;now&lt;/b&gt;" in snippet.group(1)
+    assert "parcel" not in snippet.group(1)
+    assert re.search(r"<time datetime=\"[^\"]+\">· \w{3} \d+</time>", snippet.group(1))
+    # Without a search, the row shows the last message as before.
+    plain = staff_client.get("/inbox/").content.decode()
+    assert "preview snippet" not in plain and "where is my parcel" in plain
+
+
+def test_a_long_snippet_is_cut_around_its_first_hit() -> None:
+    from inbox.models import _highlight
+
+    text = "a" * 300 + " Refund please " + "b" * 300
+    html = _highlight(text, ["refund"])
+    assert html.startswith("…") and html.endswith("…")
+    assert "<mark>Refund</mark>" in html and len(html) < 200
