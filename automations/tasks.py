@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-from django.db import transaction
 from django.utils import timezone
 
 from automations import engine, outbound
@@ -88,20 +87,9 @@ def call_webhook(call_id: int) -> None:
 
 @dramatiq.actor(queue_name="automations", max_retries=3, time_limit=30_000)
 def tag_conversation(conversation_id: int, tag: str) -> None:
-    with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update(no_key=True)
-            .filter(pk=conversation_id)
-            .first()
-        )
-        if conversation is None:
-            return
-        tags = list(conversation.metadata.get("tags") or [])
-        if tag in tags:
-            return  # a redelivered job
-        conversation.metadata = {**conversation.metadata, "tags": [*tags, tag]}
-        conversation.save(update_fields=["metadata", "updated_at"])
-    conversation.record_event(f"Tagged “{tag}”", tag=tag)
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is not None:
+        conversation.add_tag(tag)  # once, even for a redelivered job
 
 
 @dramatiq.actor(queue_name="automations", max_retries=3, time_limit=30_000)

@@ -229,6 +229,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "csp",
     "core",
@@ -532,6 +533,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read-only access to conversations and messages.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's Swagger UI from our own static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # The schema needs what the API needs, unless it is made public on purpose.
     "SERVE_PERMISSIONS": [
         "rest_framework.permissions.AllowAny"

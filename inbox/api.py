@@ -7,18 +7,23 @@ drf-spectacular writes the OpenAPI schema from the same serializers.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework import generics, serializers
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework import generics, serializers, views
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
 
+from core.roles import Role, role_of, staff_users
 from inbox.forms import ConversationFilterForm
-from inbox.models import Conversation, Message
+from inbox.models import Conversation, Message, TransitionError
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -180,3 +185,225 @@ class MessageList(generics.ListAPIView):
 
 
 schema_view = SpectacularAPIView.as_view()
+# Swagger UI with its setup script as a file of its own (the CSP allows no
+# inline script), the page's own styles in a static file (nor inline style).
+docs_view = SpectacularSwaggerSplitView.as_view(
+    url_name="inbox:api-schema", template_name="api_docs.html"
+)
+
+
+# --- actions: what the buttons do, for agents' tools ---------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class ReplyInput(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False)
+    note = serializers.BooleanField(default=False)
+
+    def validate_text(self, value: str) -> str:
+        limit = settings.INBOX_MAX_REPLY_CHARS
+        if not value.strip():
+            raise serializers.ValidationError("is required")
+        if len(value) > limit:
+            raise serializers.ValidationError(f"is at most {limit} characters")
+        return value
+
+
+class TakeOverInput(serializers.Serializer):
+    # The owner the caller saw: take it from them (unless a lead locked it).
+    from_owner = serializers.CharField(required=False, allow_blank=True)
+
+
+class HandBackInput(serializers.Serializer):
+    to = serializers.ChoiceField(choices=["bot", "queue"], default="bot")
+
+
+class AssignInput(serializers.Serializer):
+    agent = serializers.CharField(help_text="the agent's username")
+
+
+class SnoozeInput(serializers.Serializer):
+    minutes = serializers.IntegerField(required=False, min_value=1, max_value=525_600)
+    until = serializers.DateTimeField(required=False)
+    until_reply = serializers.BooleanField(default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [k for k in ("minutes", "until") if k in attrs] + (
+            ["until_reply"] if attrs.get("until_reply") else []
+        )
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                "give one of minutes, until or until_reply"
+            )
+        until = attrs.get("until")
+        if until is not None and not (
+            timezone.now() < until <= timezone.now() + timedelta(days=365)
+        ):
+            raise serializers.ValidationError({"until": "must be within a year"})
+        return attrs
+
+    @property
+    def until_time(self) -> Any:
+        data = self.validated_data
+        if data.get("until_reply"):
+            return None
+        if "until" in data:
+            return data["until"]
+        return timezone.now() + timedelta(minutes=data["minutes"])
+
+
+class TagInput(serializers.Serializer):
+    tag = serializers.SlugField(max_length=40, allow_unicode=True)
+
+
+ACTION_ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="the input, and why"),
+    401: OpenApiResponse(description="No valid token or session"),
+    403: OpenApiResponse(ErrorSerializer, description="not yours, or not your role"),
+    404: OpenApiResponse(description="No conversation has this session id"),
+    409: OpenApiResponse(ErrorSerializer, description="it changed meanwhile"),
+}
+
+
+class ConversationAction(views.APIView):
+    """One of the conversation buttons, with the same rules and row locks.
+
+    ``input_class`` checks the body; ``act`` does it with the conversation
+    locked by the model method it calls. Refusals: 403 (another agent's, or
+    the role), 409 (it changed meanwhile: already taken, resolved …).
+    """
+
+    input_class: type[serializers.Serializer] = serializers.Serializer
+    check_owner = True
+    minimum = Role.AGENT
+
+    def post(self, request: Any, session_id: str) -> Response:
+        if "\x00" in session_id:
+            raise NotFound()
+        if role_of(request.user) < self.minimum:
+            return Response({"detail": "your role may not do this"}, status=403)
+        conversation = get_object_or_404(
+            Conversation.objects.select_related("assignee"), session_id=session_id
+        )
+        given = self.input_class(data=request.data)
+        given.is_valid(raise_exception=True)
+        if self.check_owner and (reason := conversation.why_not(request.user)):
+            return Response({"detail": reason}, status=403)
+        try:
+            result = self.act(conversation, given, request.user)
+        except TransitionError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        if isinstance(result, Message):
+            return Response(MessageSerializer(result).data, status=201)
+        conversation.refresh_from_db()
+        annotated = Conversation.objects.with_unread_for(request.user).select_related(
+            "assignee"
+        )
+        return Response(ConversationSerializer(annotated.get(pk=conversation.pk)).data)
+
+    def act(self, conversation: Conversation, given: Any, user: Any) -> Any:
+        raise NotImplementedError
+
+
+def _action(
+    name: str,
+    input_class: type[serializers.Serializer],
+    act: Any,
+    *,
+    summary: str,
+    returns: Any = ConversationSerializer,
+    status: int = 200,
+    check_owner: bool = True,
+    minimum: Role = Role.AGENT,
+) -> Any:
+    """A ConversationAction view for one button, with its OpenAPI description."""
+    view = type(
+        f"{name}Action",
+        (ConversationAction,),
+        {
+            "input_class": input_class,
+            "check_owner": check_owner,
+            "minimum": minimum,
+            "act": staticmethod(act),
+            "__doc__": summary,
+        },
+    )
+    described: Any = extend_schema(
+        request=input_class,
+        responses={status: returns, **ACTION_ERRORS},
+        summary=summary,
+    )(view)
+    return described.as_view()
+
+
+def _take_over(conversation: Conversation, given: Any, user: Any) -> Any:
+    name = given.validated_data.get("from_owner") or ""
+    owner = conversation.assignee
+    from_owner = (
+        owner.pk if owner is not None and owner.get_username() == name else None
+    )
+    return conversation.take_over(user, from_owner=from_owner)
+
+
+def _assign(conversation: Conversation, given: Any, user: Any) -> Any:
+    agent = staff_users().filter(username=given.validated_data["agent"]).first()
+    if agent is None:
+        raise serializers.ValidationError({"agent": "is not an agent here"})
+    return conversation.assign(user, agent)
+
+
+reply_view = _action(
+    "Reply",
+    ReplyInput,
+    lambda c, given, user: c.reply(
+        user, given.validated_data["text"], note=given.validated_data["note"]
+    ),
+    summary="Reply to the customer (taking it over), or add an internal note",
+    returns=MessageSerializer,
+    status=201,
+    check_owner=False,  # a note needs no ownership; a reply checks under the lock
+)
+take_over_view = _action(
+    "TakeOver",
+    TakeOverInput,
+    _take_over,
+    summary="Take the conversation over: the bot stops answering",
+    check_owner=False,  # take_over decides under the row lock
+)
+hand_back_view = _action(
+    "HandBack",
+    HandBackInput,
+    lambda c, given, user: c.hand_back(user, to=given.validated_data["to"]),
+    summary="Hand it back to the bot, or to the escalation queue",
+)
+assign_view = _action(
+    "Assign",
+    AssignInput,
+    _assign,
+    summary="Assign it to an agent and lock it to them (leads and admins)",
+    minimum=Role.LEAD,
+)
+resolve_view = _action(
+    "Resolve",
+    serializers.Serializer,
+    lambda c, given, user: c.resolve(user),
+    summary="Resolve the conversation",
+)
+snooze_view = _action(
+    "Snooze",
+    SnoozeInput,
+    lambda c, given, user: c.snooze(user, given.until_time),
+    summary="Snooze for minutes, until a time, or until the customer replies",
+)
+tag_view = _action(
+    "Tag",
+    TagInput,
+    lambda c, given, user: c.add_tag(
+        given.validated_data["tag"], by=user.get_username()
+    ),
+    summary="Add a tag",
+    check_owner=False,
+)

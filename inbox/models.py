@@ -775,6 +775,39 @@ class Conversation(models.Model):
     def owned_by_other(self, user: Any) -> bool:
         return self.assignee_id is not None and self.assignee_id != user.pk
 
+    def why_not(self, user: Any) -> str:
+        """Why ``user`` may not change this conversation, or ``""`` when they
+        may: the one rule the pages and the API apply.
+
+        Leads and admins may act on anything; an agent not on a conversation
+        another agent owns (taken over, or locked to them by a lead).
+        """
+        from core.roles import Role, role_of
+
+        if role_of(user) >= Role.LEAD or not self.owned_by_other(user):
+            return ""
+        owner = self.assignee.get_username() if self.assignee else "?"
+        if self.is_locked:
+            return f"a lead assigned this conversation to {owner}"
+        return f"already taken by {owner}"
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.metadata.get("tags") or [])
+
+    def add_tag(self, tag: str, *, by: str = "") -> bool:
+        """Tag the conversation (once); ``False`` if it already was."""
+        with transaction.atomic():
+            row = Conversation.objects.select_for_update(no_key=True).get(pk=self.pk)
+            if tag in row.tags:
+                return False
+            row.metadata = {**row.metadata, "tags": [*row.tags, tag]}
+            row.save(update_fields=["metadata", "updated_at"])
+            self.metadata = row.metadata
+            summary = f"Tagged “{tag}”" + (f" by {by}" if by else "")
+            self.record_event(summary, tag=tag)
+        return True
+
     def record_error(self, text: str) -> Activity:
         """Remember the gateway's latest error here. Needs the row lock."""
         self.last_error = text

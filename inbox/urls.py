@@ -27,5 +27,20 @@ urlpatterns = [
         api.MessageList.as_view(),
         name="api-messages",
     ),
+    *[
+        path(
+            f"api/conversations/<path:session_id>/{action}/", view, name=f"api-{action}"
+        )
+        for action, view in [
+            ("reply", api.reply_view),
+            ("take-over", api.take_over_view),
+            ("hand-back", api.hand_back_view),
+            ("assign", api.assign_view),
+            ("resolve", api.resolve_view),
+            ("snooze", api.snooze_view),
+            ("tags", api.tag_view),
+        ]
+    ],
     path("api/schema/", api.schema_view, name="api-schema"),
+    path("api/docs/", api.docs_view, name="api-docs"),
 ]

@@ -316,17 +316,7 @@ def _refusal(request: HtmxHttpRequest, status: int, reason: str) -> HttpResponse
 
 
 def _may_act(user: Any, conversation: Conversation) -> str:
-    """Why ``user`` may not change ``conversation``, or ``""`` when they may.
-
-    Leads and admins may act on anything; an agent not on a conversation
-    another agent owns (taken over, or locked to them by a lead).
-    """
-    if role_of(user) >= Role.LEAD or not conversation.owned_by_other(user):
-        return ""
-    owner = conversation.assignee.get_username() if conversation.assignee else "?"
-    if conversation.is_locked:
-        return f"a lead assigned this conversation to {owner}"
-    return f"already taken by {owner}"
+    return conversation.why_not(user)
 
 
 def _conversation_action(
