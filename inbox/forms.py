@@ -139,3 +139,43 @@ class AssignForm(forms.Form):
         field = self.fields["agent"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = staff_users()
+
+
+BULK_ACTIONS = [
+    ("resolve", "Resolve"),
+    ("assign", "Assign"),
+    ("snooze", "Snooze"),
+    ("read", "Mark read"),
+    ("tag", "Add tag"),
+]
+BULK_MOST = 200
+
+
+class BulkForm(forms.Form):
+    """Several conversations at once: what to do, and its one argument."""
+
+    action = forms.ChoiceField(choices=BULK_ACTIONS)
+    ids = forms.TypedMultipleChoiceField(coerce=int, choices=[])
+    agent = forms.CharField(required=False)
+    minutes = forms.ChoiceField(choices=SNOOZE_CHOICES[:4], required=False)
+    tag = forms.SlugField(max_length=40, allow_unicode=True, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any integer id: they are checked against the database, not a list.
+        field = self.fields["ids"]
+        assert isinstance(field, forms.TypedMultipleChoiceField)
+        field.valid_value = lambda value: str(value).isdecimal()  # type: ignore[method-assign]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        action, ids = data.get("action"), data.get("ids") or []
+        if len(ids) > BULK_MOST:
+            raise forms.ValidationError(f"at most {BULK_MOST} conversations at once")
+        if action == "assign" and not data.get("agent"):
+            raise forms.ValidationError("pick an agent to assign")
+        if action == "snooze" and not data.get("minutes"):
+            raise forms.ValidationError("pick how long to snooze")
+        if action == "tag" and not data.get("tag"):
+            raise forms.ValidationError("type a tag (letters, digits, - or _)")
+        return data

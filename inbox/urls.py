@@ -19,6 +19,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/canned/", views.canned_responses, name="canned"),
     path("inbox/m/<int:pk>/retry/", views.retry_reply, name="retry-reply"),
     path("inbox/queue/", views.escalation_queue, name="queue"),
+    path("inbox/bulk/", views.bulk, name="bulk"),
     path(
         "api/conversations/", api.ConversationList.as_view(), name="api-conversations"
     ),

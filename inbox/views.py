@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from core.roles import Role, role_of, role_required, staff_users
 from inbox import ingest, live, metrics, webhooks
 from inbox.forms import (
     AssignForm,
+    BulkForm,
     ConversationFilterForm,
     HandBackForm,
     ReplyForm,
@@ -260,6 +262,7 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     seq = live.current_seq()  # before reading rows: replay covers the rest
     context = _list_context(request) | {"seq": seq, "open": None}
     context |= _staff_context(request)
+    context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
     if request.htmx and request.GET.get("cursor"):
         return render(request, "inbox/inbox.html#conversation-rows", context)
     if request.htmx and request.htmx.target == "list-pane":
@@ -405,6 +408,71 @@ def assign(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return _refusal(request, 400, "pick an agent to assign")
     agent = form.cleaned_data["agent"]
     return _conversation_action(request, pk, lambda c: c.assign(request.user, agent))
+
+
+@role_required(Role.AGENT)
+@require_POST
+def bulk(request: HtmxHttpRequest) -> HttpResponse:
+    """One action on the selected conversations, each under its own rules and
+    row lock, as if its button had been clicked; the answer says how many
+    were done and why the others were not."""
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        errors = form.non_field_errors() or [
+            f"{name}: {error}" for name, errs in form.errors.items() for error in errs
+        ]
+        return _bulk_answer(request, 0, [str(errors[0])], status=400)
+    data = form.cleaned_data
+    user, action = request.user, data["action"]
+    agent = None
+    if action == "assign":
+        if role_of(user) < Role.LEAD:
+            return _bulk_answer(request, 0, ["only leads assign"], status=403)
+        agent = staff_users().filter(username=data["agent"]).first()
+        if agent is None:
+            return _bulk_answer(request, 0, [f"{data['agent']} is not an agent"], 400)
+    done, refused = 0, []
+    conversations = Conversation.objects.select_related("assignee").filter(
+        pk__in=data["ids"]
+    )
+    for conversation in conversations:
+        try:
+            if action == "read":
+                ReadMark.mark_seen(user, conversation)
+            elif action == "tag":
+                conversation.add_tag(data["tag"], by=user.get_username())
+            elif reason := conversation.why_not(user):
+                raise TransitionError(reason)
+            elif action == "resolve":
+                conversation.resolve(user)
+            elif action == "assign":
+                conversation.assign(user, agent)
+            elif action == "snooze":
+                minutes = data["minutes"]
+                until = (
+                    None
+                    if minutes == "reply"
+                    else timezone.now() + timedelta(minutes=int(minutes))
+                )
+                conversation.snooze(user, until)
+            done += 1
+        except TransitionError as exc:
+            who = conversation.customer_name or conversation.session_id
+            refused.append(f"{who}: {exc}")
+    return _bulk_answer(request, done, refused)
+
+
+def _bulk_answer(
+    request: HtmxHttpRequest, done: int, refused: list[str], status: int = 200
+) -> HttpResponse:
+    if not request.htmx:
+        return redirect("inbox:conversation-list")
+    return render(
+        request,
+        "inbox/inbox.html#bulk-result",
+        {"done": done, "refused": refused},
+        status=status,
+    )
 
 
 # --- replies -----------------------------------------------------------------------

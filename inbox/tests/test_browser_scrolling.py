@@ -95,3 +95,40 @@ def test_wheeling_up_a_long_thread_reaches_its_first_message(
         page.locator(f"#thread-{pk}").get_by_text("line 0 of a long story")
     ).to_be_attached()
     inbox.assert_healthy()
+
+
+def test_pick_rows_with_click_shift_click_and_x_then_resolve_them(
+    agent: Any, open_inbox: Callable[[Any], Inbox], post: Callable[..., Any]
+) -> None:
+    for n in range(5):
+        post(session_id=session_key(), text=f"bulk customer {n}")
+    inbox = open_inbox(agent)
+    inbox.log_in()
+    page = inbox.page
+    rows = page.locator("#conversation-list > li.conversation")
+    expect(rows).to_have_count(5)
+    bar = page.locator("#bulk-bar")
+    expect(bar).to_be_hidden()
+    rows.nth(0).locator("input.pick").click()
+    rows.nth(2).locator("input.pick").click(modifiers=["Shift"])  # 0..2
+    expect(bar).to_be_visible()
+    expect(bar.locator(".bulk-count")).to_have_text("3 selected")
+    # "x" picks the cursor row (j moves the cursor).
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for _ in range(4):
+        page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(bar.locator(".bulk-count")).to_have_text("4 selected")
+    bar.locator(".bulk-action").select_option("resolve")
+    bar.get_by_role("button", name="Apply").click()
+    expect(page.locator("#bulk-result")).to_be_visible()
+    expect(page.locator("#bulk-result")).to_have_text("4 done")
+    expect(bar).to_be_hidden()
+    # The rows' new state arrives over the live stream.
+    expect(
+        page.locator("#conversation-list > li.conversation.status-resolved")
+    ).to_have_count(4)
+    expect(
+        page.locator("#conversation-list > li.conversation.status-bot")
+    ).to_have_count(1)
+    inbox.assert_healthy()

@@ -488,8 +488,92 @@
     until.value = when && !isNaN(when) ? when.toISOString() : "";
   });
 
+  // --- bulk work: pick rows (checkbox, shift-click for a range, "x" on the
+  // cursor row), then one action for all of them. The picks survive live
+  // re-renders of their rows.
+  var picked = new Set();
+  var lastPicked = null;
+  function pickBoxes() {
+    return Array.from(document.querySelectorAll("#conversation-list input.pick"));
+  }
+  function syncPicks() {
+    var bar = document.getElementById("bulk-bar");
+    if (!bar) return;
+    pickBoxes().forEach(function (box) {
+      box.checked = picked.has(box.value);
+      box.closest("li").classList.toggle("picked", box.checked);
+    });
+    bar.hidden = picked.size === 0;
+    bar.querySelector(".bulk-count").textContent = picked.size + " selected";
+    // Picks on rows this page no longer shows still count: send them too.
+    bar.querySelectorAll("input.picked-elsewhere").forEach(function (el) { el.remove(); });
+    var shown = new Set(pickBoxes().map(function (box) { return box.value; }));
+    picked.forEach(function (id) {
+      if (shown.has(id)) return;
+      var hidden = document.createElement("input");
+      hidden.type = "hidden"; hidden.name = "ids"; hidden.value = id;
+      hidden.className = "picked-elsewhere";
+      bar.appendChild(hidden);
+    });
+  }
+  function setPick(box, on) {
+    if (on) picked.add(box.value); else picked.delete(box.value);
+  }
+  document.addEventListener("click", function (event) {
+    var box = event.target.closest && event.target.closest("#conversation-list input.pick");
+    if (box) {
+      var boxes = pickBoxes();
+      if (event.shiftKey && lastPicked !== null) {
+        var from = boxes.findIndex(function (b) { return b.value === lastPicked; });
+        var to = boxes.indexOf(box);
+        if (from >= 0) {
+          boxes.slice(Math.min(from, to), Math.max(from, to) + 1).forEach(function (b) {
+            setPick(b, box.checked);
+          });
+        }
+      }
+      setPick(box, box.checked);
+      lastPicked = box.value;
+      syncPicks();
+      return;
+    }
+    if (event.target.closest && event.target.closest("#bulk-bar .bulk-clear")) {
+      picked.clear();
+      syncPicks();
+    }
+  });
+  document.addEventListener("change", function (event) {
+    if (!event.target.classList || !event.target.classList.contains("bulk-action")) return;
+    var bar = document.getElementById("bulk-bar");
+    var wanted = { assign: ".bulk-assign", snooze: ".bulk-snooze", tag: ".bulk-tag" }[event.target.value];
+    bar.querySelectorAll(".bulk-arg").forEach(function (el) {
+      el.hidden = !wanted || !el.matches(wanted);
+    });
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "x" || event.metaKey || event.ctrlKey || event.altKey) return;
+    var tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select") return;
+    var row = document.querySelector("#conversation-list > li.conversation.cursor")
+      || (document.activeElement && document.activeElement.closest && document.activeElement.closest("#conversation-list > li.conversation"));
+    var box = row && row.querySelector("input.pick");
+    if (!box) return;
+    event.preventDefault();
+    setPick(box, !picked.has(box.value));
+    lastPicked = box.value;
+    syncPicks();
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    // Done: the picks are spent (the rows' new states come over the socket).
+    if (event.detail.elt && event.detail.elt.id === "bulk-bar" && event.detail.successful) {
+      picked.clear();
+      syncPicks();
+    }
+  });
+
   function afterAnyChange() {
     showNotice();
+    syncPicks();
     markOwnership();
     onEscalations();
     refreshWaits();
