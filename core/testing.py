@@ -5,12 +5,15 @@ Each factory sets only what a test needs; everything else gets a plain default.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +223,55 @@ def metric(text: str, line_start: str) -> float:
         if line.startswith(line_start):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+@contextlib.contextmanager
+def conversation_row_held(session_id: str) -> Iterator[threading.Event]:
+    """Hold the conversation's row lock from another thread (PostgreSQL), as a
+    slow transaction would, until the yielded event is set or the block ends."""
+    from django.db import close_old_connections, transaction
+
+    from inbox.models import Conversation
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                Conversation.objects.select_for_update().get(session_id=session_id)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            close_old_connections()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10), "the row was never locked"
+        yield release
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
+def wait_for_a_lock_wait(seconds: float = 10) -> None:
+    """Until PostgreSQL shows a session of this database waiting on a lock.
+
+    Closes this thread's connection when done (it may be a worker thread's,
+    which the test database must not outlive)."""
+    from django.db import connections
+
+    deadline = time.monotonic() + seconds
+    try:
+        with connections["default"].cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    return
+                time.sleep(0.02)
+        raise AssertionError("nothing ever waited on the row lock")
+    finally:
+        connections["default"].close()

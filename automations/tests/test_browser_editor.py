@@ -49,6 +49,14 @@ def three_triggers(lena: Any) -> list[Trigger]:
     return triggers
 
 
+def _new_trigger_page(tab: Inbox) -> tuple[Inbox, Any]:
+    """Logged in, on the editor of a new trigger (a fresh page load)."""
+    tab.log_in()
+    tab.page.goto(f"{tab.server.url}/automations/new/")
+    tab.page.evaluate("window.__notReloaded = true")
+    return tab, tab.page
+
+
 def shot(page: Any, screenshots: Path, name: str) -> None:
     page.mouse.move(0, 0)  # no hover highlight in the picture
     page.screenshot(path=screenshots / f"editor-{name}.png", full_page=True)
@@ -240,11 +248,7 @@ def test_an_agent_sees_the_editor_read_only(
 def test_try_it_needs_only_patterns_not_a_name_or_an_action(
     lena: Any, open_inbox: Callable[[Any], Inbox]
 ) -> None:
-    tab = open_inbox(lena)
-    tab.log_in()
-    page = tab.page
-    page.goto(f"{tab.server.url}/automations/new/")
-    page.evaluate("window.__notReloaded = true")
+    tab, page = _new_trigger_page(open_inbox(lena))
     # A brand-new trigger: no name, its one action row not chosen yet.
     page.locator("#id_patterns").fill("refund|환불")
     page.locator("#try-sample").fill("I want a REFUND please")
@@ -258,11 +262,7 @@ def test_try_it_needs_only_patterns_not_a_name_or_an_action(
 def test_a_hangul_word_boundary_is_warned_and_fixed_with_one_click(
     lena: Any, open_inbox: Callable[[Any], Inbox]
 ) -> None:
-    tab = open_inbox(lena)
-    tab.log_in()
-    page = tab.page
-    page.goto(f"{tab.server.url}/automations/new/")
-    page.evaluate("window.__notReloaded = true")
+    tab, page = _new_trigger_page(open_inbox(lena))
     page.locator("#id_patterns").fill("\\b환불\\b")
     page.locator("#id_patterns").press("End")  # a keyup: the live check runs
     warning = page.locator("#pattern-feedback .warning")
@@ -284,11 +284,7 @@ def test_saving_an_invalid_trigger_shows_its_errors_inside_the_page(
     lena: Any, open_inbox: Callable[[Any], Inbox], settings: Any
 ) -> None:
     settings.DEBUG = True  # as the README's run command serves it
-    tab = open_inbox(lena)
-    tab.log_in()
-    page = tab.page
-    page.goto(f"{tab.server.url}/automations/new/")
-    page.evaluate("window.__notReloaded = true")
+    tab, page = _new_trigger_page(open_inbox(lena))
     page.get_by_label("Name").fill("Broken on purpose")
     page.locator("#id_patterns").fill("(")
     page.locator("select[name$='-type']").select_option("escalate")

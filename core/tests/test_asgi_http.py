@@ -7,7 +7,6 @@ pieces, the response as ``http.response.start`` and ``http.response.body``.
 
 import asyncio
 import json
-import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -277,59 +276,25 @@ def test_a_malformed_content_length_is_a_400() -> None:
     assert "Content-Length" in json.loads(content)["error"]["reason"]
 
 
-def _wait_for_a_lock_wait() -> None:
-    """Until PostgreSQL shows a session of this database waiting on a lock."""
-    from django.db import connections
-
-    try:
-        with connections["default"].cursor() as cursor:
-            for _ in range(250):
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-                if cursor.fetchone()[0]:
-                    return
-                time.sleep(0.02)
-        raise AssertionError("the webhook never waited on the row lock")
-    finally:
-        connections["default"].close()  # this thread's, before the test db goes
-
-
 @pytest.mark.postgres
 def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
     """Requests run side by side in pool threads, as under Django's own handler."""
-    import asyncio
-    import threading
-
-    from django.db import close_old_connections, transaction
-
-    from core.testing import post_webhook, session_key
-    from inbox.models import Conversation
+    from core.testing import (
+        conversation_row_held,
+        post_webhook,
+        session_key,
+        wait_for_a_lock_wait,
+    )
 
     session = session_key()
     post_webhook(message_event(session_id=session, text="first"))
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_row() -> None:
-        try:
-            with transaction.atomic():
-                Conversation.objects.select_for_update().get(session_id=session)
-                locked.set()
-                release.wait(timeout=30)
-        finally:
-            close_old_connections()
-
-    holder = threading.Thread(target=hold_the_row)
-    holder.start()
-    assert locked.wait(timeout=10)
     body = encode(message_event(session_id=session, text="second"))
-    try:
+    with conversation_row_held(session) as release:
 
         async def both() -> tuple[bool, int]:
             # Both on one event loop, as daphne serves them.
             webhook = asyncio.ensure_future(_apost_webhook(body))
-            await asyncio.to_thread(_wait_for_a_lock_wait)
+            await asyncio.to_thread(wait_for_a_lock_wait)
             status, _, _ = await asyncio.wait_for(_acall("/healthz"), timeout=10)
             waiting = not webhook.done()
             release.set()
@@ -337,9 +302,6 @@ def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
             return waiting, status
 
         waiting, health = asyncio.run(both())
-    finally:
-        release.set()
-        holder.join(timeout=30)
     assert health == 200
     assert waiting, "the webhook should still have been waiting on the lock"
     assert Message.objects.filter(text="second").count() == 1

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ import requests
 import websockets
 
 from core.testing import (
+    conversation_row_held,
     create_user,
     encode,
     free_port,
@@ -37,6 +37,7 @@ from core.testing import (
     server_env,
     session_cookie,
     sign,
+    wait_for_a_lock_wait,
     wait_until_healthy,
 )
 
@@ -219,31 +220,16 @@ def test_a_killed_worker_is_replaced_with_no_failed_request(
 def test_sigterm_lets_a_request_in_flight_finish_then_stops_every_worker(
     web: tuple[int, subprocess.Popen[bytes]],
 ) -> None:
-    from django.db import close_old_connections, transaction
 
     from core.testing import post_webhook, session_key
-    from inbox.models import Conversation, Message
+    from inbox.models import Message
 
     port, process = web
     workers = {child.pid for child in _children(process)}
     session = session_key()
     post_webhook(message_event(session_id=session, text="first"))
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_row() -> None:
-        try:
-            with transaction.atomic():
-                Conversation.objects.select_for_update().get(session_id=session)
-                locked.set()
-                release.wait(timeout=30)
-        finally:
-            close_old_connections()
-
-    holder = threading.Thread(target=hold_the_row)
-    holder.start()
-    assert locked.wait(timeout=10)
     body = encode(message_event(session_id=session, text="in flight at SIGTERM"))
-    try:
+    with conversation_row_held(session) as release:
         with ThreadPoolExecutor(max_workers=1) as pool:
             answer = pool.submit(
                 requests.post,
@@ -255,37 +241,18 @@ def test_sigterm_lets_a_request_in_flight_finish_then_stops_every_worker(
                 },
                 timeout=30,
             )
-            _wait_for_a_lock_wait()  # the webhook is inside the view, waiting
+            wait_for_a_lock_wait()  # the webhook is inside the view, waiting
             process.send_signal(signal.SIGTERM)
             time.sleep(1.0)
             assert not answer.done(), "the request was cut off at SIGTERM"
             release.set()
             response = answer.result(timeout=20)
-    finally:
-        release.set()
-        holder.join(timeout=30)
     assert response.status_code == 200, response.text
     assert Message.objects.filter(text="in flight at SIGTERM").count() == 1
     assert process.wait(timeout=20) == 0
     assert not any(psutil.pid_exists(pid) for pid in workers)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-
-
-def _wait_for_a_lock_wait() -> None:
-    """Until PostgreSQL shows a session of this database waiting on a lock."""
-    from django.db import connections
-
-    with connections["default"].cursor() as cursor:
-        for _ in range(500):
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the webhook never waited on the row lock")
 
 
 def _signed_post(port: int, text: str, forwarded_for: str) -> requests.Response:
