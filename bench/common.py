@@ -41,7 +41,7 @@ REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 WEBHOOK_SECRET = "bench-webhook-secret"
 CHANNELS_PREFIX = "openclaw-bench:asgi"
 METRICS_DIR = Path("/tmp/openclaw-bench-metrics")
-# What-if: serve with this many daphne processes behind the port (manage.py web).
+# What-if: serve with the Procfile's web line (gunicorn + this many uvicorn workers).
 WEB_PROCESSES = int(os.environ.get("BENCH_WEB_PROCESSES", "1"))
 
 

@@ -106,7 +106,7 @@ class CpuWindow:
     """CPU used by the server, by this load process and by the whole machine.
 
     The server is every process in the group ``server_pid`` leads: one daphne,
-    or ``manage.py web`` and its daphne children.
+    or gunicorn and its uvicorn workers.
     """
 
     server_pid: int
