@@ -255,6 +255,10 @@ class SnoozeInput(serializers.Serializer):
         return timezone.now() + timedelta(minutes=data["minutes"])
 
 
+class NoInput(serializers.Serializer):
+    """An action that takes nothing but its conversation."""
+
+
 class TagInput(serializers.Serializer):
     tag = serializers.SlugField(max_length=40, allow_unicode=True)
 
@@ -276,7 +280,7 @@ class ConversationAction(views.APIView):
     the role), 409 (it changed meanwhile: already taken, resolved …).
     """
 
-    input_class: type[serializers.Serializer] = serializers.Serializer
+    input_class: type[serializers.Serializer] = NoInput
     check_owner = True
     minimum = Role.AGENT
 
@@ -388,7 +392,7 @@ assign_view = _action(
 )
 resolve_view = _action(
     "Resolve",
-    serializers.Serializer,
+    NoInput,
     lambda c, given, user: c.resolve(user),
     summary="Resolve the conversation",
 )
