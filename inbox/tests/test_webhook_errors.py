@@ -174,7 +174,9 @@ def test_valid_body_still_reports_json_error_shape() -> None:
     assert set(response.json()) == {"status", "error"}
 
 
-@override_settings(OPENCLAW_WEBHOOK_JUNK_RATE="100/m")
+# Per day: a window boundary inside the test (per minute: every minute) would
+# reset the count halfway.
+@override_settings(OPENCLAW_WEBHOOK_JUNK_RATE="100/d")
 def test_junk_from_an_address_does_not_spend_the_signed_budget() -> None:
     # 150 unsigned requests: the first 100 are 401, the rest 429 (junk budget).
     answers = [
