@@ -1,8 +1,17 @@
-"""What every app shares in the database: the outbox of jobs not yet confirmed."""
+"""What every app shares in the database: the outbox of jobs not yet confirmed,
+and each agent's own preferences (language, time zone)."""
 
 from __future__ import annotations
 
-from django.db import models
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils.translation import gettext_lazy as _
 
 
 class OutboxJob(models.Model):
@@ -29,3 +38,77 @@ class OutboxJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor}{tuple(self.args)} (#{self.pk}, {self.attempts} sent)"
+
+
+def language_choices() -> list[tuple[str, str]]:
+    return list(settings.LANGUAGES)
+
+
+def validate_time_zone(value: str) -> None:
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            _("%(zone)s is not a time zone (e.g. Asia/Seoul or Europe/London)."),
+            code="invalid",
+            params={"zone": value},
+        )
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a request needs of a profile; blank fields mean the defaults."""
+
+    language: str = ""
+    time_zone: str = ""
+
+
+class Profile(models.Model):
+    """An agent's own settings. No row, or a blank field, means the default:
+    the browser's language, the team's time zone (``TIME_ZONE``)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=language_choices,
+        help_text=_("Blank: your browser's language."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Blank: the team's time zone."),
+    )
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self) -> str:
+        return f"profile of user #{self.user_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        # Read on every request (core.middleware) from the cache; forget the
+        # old value once the new one is committed, not before.
+        user_id = self.user_id
+        transaction.on_commit(lambda: cache.delete(preferences_key(user_id)))
+
+    @classmethod
+    def preferences_of(cls, user_id: int) -> Preferences:
+        """The user's preferences, cached: no query per request (query budgets)."""
+        key = preferences_key(user_id)
+        found = cache.get(key)
+        if isinstance(found, tuple):
+            return Preferences(*found)
+        row = cls.objects.filter(user_id=user_id).values("language", "time_zone")
+        prefs = Preferences(**row[0]) if row else Preferences()
+        cache.set(key, (prefs.language, prefs.time_zone), 3600)
+        return prefs
+
+
+def preferences_key(user_id: int) -> str:
+    return f"core:preferences:{user_id}"

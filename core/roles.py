@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 AGENT_GROUP = "agent"
@@ -27,7 +28,21 @@ class Role(enum.IntEnum):
 
     @property
     def label(self) -> str:
+        """The role's name in code and markup (``data-role``): never translated."""
         return self.name.lower()
+
+    @property
+    def verbose(self) -> str:
+        """The role's name for people, in the active language."""
+        return str(ROLE_NAMES[self])
+
+
+ROLE_NAMES = {
+    Role.NONE: _("none"),
+    Role.AGENT: _("agent"),
+    Role.LEAD: _("lead"),
+    Role.ADMIN: _("admin"),
+}
 
 
 def role_of(user: Any) -> Role:
@@ -66,13 +81,18 @@ def role_required(
                 return redirect_to_login(request.get_full_path())
             if role_of(request.user) < minimum:
                 return HttpResponseForbidden(
-                    f"This needs the {minimum.label} role.", content_type="text/plain"
+                    needs_role(minimum), content_type="text/plain"
                 )
             return view(request, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def needs_role(minimum: Role) -> str:
+    """The refusal of a user below ``minimum``, in the active language."""
+    return _("This needs the %(role)s role.") % {"role": minimum.verbose}
 
 
 class HasAgentRole(BasePermission):
@@ -82,7 +102,7 @@ class HasAgentRole(BasePermission):
     a signed-in account, or a token, of a user without a role reads nothing.
     """
 
-    message = "This needs the agent role."
+    message = _("This needs the agent role.")
 
     def has_permission(self, request: Any, view: Any) -> bool:
         return role_of(request.user) >= Role.AGENT

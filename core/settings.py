@@ -13,6 +13,7 @@ Two modes share this one file:
 import os
 import re
 import tempfile
+import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,16 @@ def _rate(name: str, default: str) -> str:
     return value
 
 
+def _time_zone(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    if value not in zoneinfo.available_timezones():
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time zone: use an IANA name such as "
+            "UTC, Europe/London or Asia/Seoul"
+        )
+    return value
+
+
 OPENCLAW_WEBHOOK_RATE = _rate("OPENCLAW_WEBHOOK_RATE", "6000/m")
 OPENCLAW_WEBHOOK_JUNK_RATE = _rate("OPENCLAW_WEBHOOK_JUNK_RATE", "120/m")
 # Refused deliveries are counted (metrics) and the first few of each kind a
@@ -244,9 +255,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's Accept-Language (en or ko), until an agent picks one:
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # ... which this one applies, with their time zone (core.models.Profile).
+    "core.middleware.AgentPreferencesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -439,8 +454,13 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "inbox:conversation-list"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+# Each named in its own language: that is how someone looking for theirs finds it.
+LANGUAGES = [("en", "English"), ("ko", "한국어")]
+# Compiled catalogues are committed: running needs no gettext tools.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# The team's zone, for agents who have not picked one (core.models.Profile).
+TIME_ZONE = _time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 

@@ -7,11 +7,15 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core import metrics
+from core.forms import ProfileForm
+from core.models import Profile
 from core.roles import role_of
 
 log = logging.getLogger(__name__)
@@ -98,7 +102,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
-    """The agent's own page: their API token, made and revoked by themselves.
+    """The agent's own page: their language and time zone, and their API token,
+    made and revoked by themselves.
 
     A new token is shown once, on the answer to the POST that made it; after
     that only when it was made. DRF's TokenAuthentication reads it.
@@ -108,10 +113,30 @@ def profile(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated  # login_required
     shown = ""
-    if request.method == "POST":
-        action = request.POST.get("action")
-        if action not in ("create", "revoke"):
-            return HttpResponse("action must be create or revoke", status=400)
+    saved = False
+    status = 200
+    profile = Profile.objects.filter(user=user).first() or Profile(user=user)
+    form = ProfileForm(instance=profile)
+    action = request.POST.get("action") if request.method == "POST" else None
+    if request.method == "POST" and action not in ("create", "revoke", "preferences"):
+        return HttpResponse(
+            _("action must be create, revoke or preferences"), status=400
+        )
+    if action == "preferences":
+        form = ProfileForm(request.POST, instance=profile)
+        if form.is_valid():
+            profile = form.save()
+            saved = True
+            # This answer already speaks the new language, in the new zone.
+            translation.activate(
+                profile.language or translation.get_language_from_request(request)
+            )
+            request.LANGUAGE_CODE = translation.get_language()
+            timezone.activate(profile.time_zone or settings.TIME_ZONE)
+            log.info("user %s saved their preferences", user.pk)
+        else:
+            status = 400
+    elif action in ("create", "revoke"):
         with transaction.atomic():
             Token.objects.filter(user=user).delete()
             if action == "create":
@@ -121,5 +146,14 @@ def profile(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "profile.html",
-        {"token": token, "shown": shown, "role": role_of(user).label},
+        {
+            "token": token,
+            "shown": shown,
+            "role": role_of(user).label,
+            "role_name": role_of(user).verbose,
+            "form": form,
+            "saved": saved,
+            "now": timezone.now(),
+        },
+        status=status,
     )
