@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from automations import outbound
 from automations.models import (
@@ -36,18 +39,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Field:
     name: str
-    label: str
+    label: str | Promise  # lazy: in the language of the page showing it
     kind: str = "text"  # text, textarea, choice, url, json
-    choices: tuple[tuple[str, str], ...] = ()
+    choices: tuple[tuple[str, str | Promise], ...] = ()
     required: bool = True
-    help: str = ""
+    help: str | Promise = ""
     max_length: int = 2_000
 
 
 @dataclass(frozen=True)
 class ActionType:
     key: str
-    label: str
+    label: str | Promise
     fields: tuple[Field, ...]
     run: Callable[[dict[str, Any], TriggerRun, Trigger], str]
     check: Callable[[dict[str, Any]], None] | None = None
@@ -82,26 +85,38 @@ def check_task(config: dict[str, Any]) -> None:
     spec = TASKS.get(name or "")
     if spec is None:
         raise ValidationError(
-            f"Unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}."
+            _("Unknown task %(task)r; allowed: %(allowed)s.")
+            % {"task": name, "allowed": ", ".join(sorted(TASKS))}
         )
     args = config.get("args") or {}
     if isinstance(args, str):
         try:
             args = json.loads(args or "{}")
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"Arguments must be JSON: {exc.msg}.") from exc
+            raise ValidationError(
+                _("Arguments must be JSON: %(reason)s.") % {"reason": exc.msg}
+            ) from exc
     if not isinstance(args, dict):
-        raise ValidationError("Arguments must be a JSON object.")
+        raise ValidationError(_("Arguments must be a JSON object."))
     unknown = set(args) - set(spec.args)
     if unknown:
-        raise ValidationError(f"{name} takes no argument {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("%(task)s takes no argument %(args)s.")
+            % {"task": name, "args": ", ".join(sorted(unknown))}
+        )
     for arg, kind in spec.args.items():
         if arg not in args:
-            raise ValidationError(f"{name} needs the argument {arg!r}.")
+            raise ValidationError(
+                _("%(task)s needs the argument %(arg)r.") % {"task": name, "arg": arg}
+            )
         if not isinstance(args[arg], kind):
-            raise ValidationError(f"{arg} must be a {kind.__name__}.")
+            raise ValidationError(
+                _("%(arg)s must be a %(kind)s.") % {"arg": arg, "kind": kind.__name__}
+            )
         if kind is str and not (0 < len(args[arg]) <= 64):
-            raise ValidationError(f"{arg} must be 1 to 64 characters.")
+            raise ValidationError(
+                _("%(arg)s must be 1 to 64 characters.") % {"arg": arg}
+            )
     config["args"] = args
 
 
@@ -109,18 +124,20 @@ def check_url(config: dict[str, Any]) -> None:
     parts = urlsplit(config.get("url", ""))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(
-            "The URL must start with http:// or https:// and name a host."
+            _("The URL must start with http:// or https:// and name a host.")
         )
     if parts.username or parts.password:
         raise ValidationError(
-            "Put credentials in the receiver's settings, not the URL."
+            _("Put credentials in the receiver's settings, not the URL.")
         )
     # The guard the call itself applies (resolution only, nothing is sent):
     # a private or loopback destination is refused now, not at 3 a.m.
     try:
         outbound.check_url(config["url"])
     except outbound.OutboundError as exc:
-        raise ValidationError(f"Webhook URL: {exc.message}") from exc
+        raise ValidationError(
+            _("Webhook URL: %(reason)s") % {"reason": exc.message}
+        ) from exc
 
 
 # --- performing --------------------------------------------------------------------
@@ -222,9 +239,11 @@ ACTION_TYPES: dict[str, ActionType] = {
         (
             Field(
                 "text",
-                "Reply text",
+                gettext_lazy("Reply text"),
                 "textarea",
-                help="Placeholders: {customer_name}, {platform}, {trigger}",
+                help=gettext_lazy(
+                    "Placeholders: {customer_name}, {platform}, {trigger}"
+                ),
             ),
         ),
         _reply,
@@ -234,11 +253,11 @@ ACTION_TYPES: dict[str, ActionType] = {
         "create_ticket",
         ACTION_LABELS["create_ticket"],
         (
-            Field("subject", "Ticket subject", max_length=200),
-            Field("body", "Ticket body", "textarea", required=False),
+            Field("subject", gettext_lazy("Ticket subject"), max_length=200),
+            Field("body", gettext_lazy("Ticket body"), "textarea", required=False),
             Field(
                 "priority",
-                "Priority",
+                gettext_lazy("Priority"),
                 "choice",
                 choices=tuple(Ticket.Priority.choices),
             ),
@@ -251,10 +270,12 @@ ACTION_TYPES: dict[str, ActionType] = {
         (
             Field(
                 "url",
-                "Webhook URL",
+                gettext_lazy("Webhook URL"),
                 "url",
-                help="POSTed a JSON body signed with this trigger's secret "
-                "(Standard Webhooks). Private and loopback addresses are refused.",
+                help=gettext_lazy(
+                    "POSTed a JSON body signed with this trigger's secret "
+                    "(Standard Webhooks). Private and loopback addresses are refused."
+                ),
                 max_length=500,
             ),
         ),
@@ -267,16 +288,16 @@ ACTION_TYPES: dict[str, ActionType] = {
         (
             Field(
                 "task",
-                "Task",
+                gettext_lazy("Task"),
                 "choice",
                 choices=tuple((name, name) for name in sorted(TASKS)),
             ),
             Field(
                 "args",
-                "Arguments (JSON)",
+                gettext_lazy("Arguments (JSON)"),
                 "json",
                 required=False,
-                help='For example {"tag": "refund"}',
+                help=gettext_lazy('For example {"tag": "refund"}'),
             ),
         ),
         _task,
@@ -290,21 +311,31 @@ def clean_action(raw: dict[str, Any]) -> dict[str, Any]:
     kind = raw.get("type")
     action_type = ACTION_TYPES.get(kind or "")
     if action_type is None:
-        raise ValidationError(f"Unknown action type {kind!r}.")
+        raise ValidationError(_("Unknown action type %(kind)r.") % {"kind": kind})
     config: dict[str, Any] = {"type": kind}
     for field in action_type.fields:
         value = raw.get(field.name, "")
         if isinstance(value, str):
             value = value.strip()
         if field.required and value in ("", None):
-            raise ValidationError(f"{action_type.label}: {field.label} is required.")
+            raise ValidationError(
+                _("%(action)s: %(field)s is required.")
+                % {"action": action_type.label, "field": field.label}
+            )
         if isinstance(value, str) and len(value) > field.max_length:
             raise ValidationError(
-                f"{action_type.label}: {field.label} is at most "
-                f"{field.max_length} characters."
+                _("%(action)s: %(field)s is at most %(limit)d characters.")
+                % {
+                    "action": action_type.label,
+                    "field": field.label,
+                    "limit": field.max_length,
+                }
             )
         if field.kind == "choice" and value and value not in dict(field.choices):
-            raise ValidationError(f"{action_type.label}: pick a {field.label.lower()}.")
+            raise ValidationError(
+                _("%(action)s: pick a %(field)s.")
+                % {"action": action_type.label, "field": str(field.label).lower()}
+            )
         config[field.name] = value
     if action_type.check is not None:
         action_type.check(config)

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AutomationsConfig(AppConfig):
@@ -12,7 +13,7 @@ class AutomationsConfig(AppConfig):
     """
 
     name = "automations"
-    verbose_name = "Automations"
+    verbose_name = _("Automations")
 
     def ready(self) -> None:
         # The actors, registered with the broker in every process: the

@@ -21,6 +21,7 @@ import re2
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from automations.models import (
     BACKTEST_BATCH,
@@ -56,10 +57,12 @@ class PatternProblem:
 def check_pattern(pattern: str) -> PatternProblem | None:
     """Why RE2 cannot run ``pattern`` (with where, when it can tell), or ``None``."""
     if not pattern:
-        return PatternProblem("A pattern cannot be empty.")
+        return PatternProblem(_("A pattern cannot be empty."))
     if len(pattern) > MAX_PATTERN_CHARS:
         return PatternProblem(
-            f"A pattern is at most {MAX_PATTERN_CHARS} characters.", MAX_PATTERN_CHARS
+            _("A pattern is at most %(limit)d characters.")
+            % {"limit": MAX_PATTERN_CHARS},
+            MAX_PATTERN_CHARS,
         )
     try:
         regex = re2.compile(pattern, _options())
@@ -68,7 +71,7 @@ def check_pattern(pattern: str) -> PatternProblem | None:
         return PatternProblem(_explain(reason), _position(pattern, reason))
     if regex.search("") is not None:
         return PatternProblem(
-            "This pattern matches an empty text, so it would fire on every message."
+            _("This pattern matches an empty text, so it would fire on every message.")
         )
     return None
 
@@ -81,14 +84,14 @@ def _error_text(exc: re2.error) -> str:
 def _explain(reason: str) -> str:
     said = reason[:1].upper() + reason[1:]
     if "invalid escape sequence: \\" in reason and reason[-1:].isdigit():
-        return (
-            f"{said}: backreferences are not supported (they can take "
+        return _(
+            "%(reason)s: backreferences are not supported (they can take "
             "exponential time)."
-        )
+        ) % {"reason": said}
     if "invalid perl operator: (?=" in reason or "(?!" in reason:
-        return f"{said}: lookahead is not supported."
+        return _("%(reason)s: lookahead is not supported.") % {"reason": said}
     if "(?<" in reason and "(?<P" not in reason:
-        return f"{said}: lookbehind is not supported."
+        return _("%(reason)s: lookbehind is not supported.") % {"reason": said}
     return said + "."
 
 

@@ -16,6 +16,10 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from automations import engine
 from automations.actions import ACTION_TYPES, Field, clean_action
@@ -107,10 +111,12 @@ def pattern_warnings(lines: list[tuple[int, str]]) -> list[PatternWarning]:
                 PatternWarning(
                     number,
                     pattern,
-                    "\\b is a boundary of ASCII words only: next to Hangul or other "
-                    "non-ASCII letters it never matches. Korean words usually take "
-                    "endings (환불해주세요), so leave it out, or use the Unicode "
-                    "whole-word form.",
+                    _(
+                        "\\b is a boundary of ASCII words only: next to Hangul or "
+                        "other non-ASCII letters it never matches. Korean words "
+                        "usually take endings (환불해주세요), so leave it out, or use "
+                        "the Unicode whole-word form."
+                    ),
                     suggestion,
                 )
             )
@@ -158,7 +164,7 @@ class ActionRow:
         return cls(key=secrets.token_hex(4))
 
     @property
-    def label(self) -> str:
+    def label(self) -> str | Promise:
         action_type = ACTION_TYPES.get(self.type)
         return action_type.label if action_type else ""
 
@@ -198,7 +204,7 @@ def read_action_rows(data: QueryDict) -> tuple[list[ActionRow], list[dict[str, A
                 values[f.name] = data.get(f"action-{key}-{f.name}", "")
         row = ActionRow(key=key, type=kind, values=values)
         if action_type is None:
-            row.error = "Choose what this action does."
+            row.error = _("Choose what this action does.")
         else:
             try:
                 actions.append(clean_action(values))
@@ -218,23 +224,29 @@ class MatchForm(forms.Form):
         choices=Platform.choices,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked: every platform.",
+        label=gettext_lazy("Platforms"),
+        help_text=gettext_lazy("None ticked: every platform."),
     )
     patterns = forms.CharField(
+        label=gettext_lazy("Patterns"),
         widget=forms.Textarea,
-        error_messages={"required": "Add at least one pattern."},
+        error_messages={"required": gettext_lazy("Add at least one pattern.")},
         max_length=engine.MAX_PATTERNS * (engine.MAX_PATTERN_CHARS + 2),
-        help_text="One RE2 pattern a line, e.g. 환불|refund. Spaces at either end "
-        r"of a line are ignored: write \s or [ ] for a space.",
+        help_text=gettext_lazy(
+            "One RE2 pattern a line, e.g. 환불|refund. Spaces at either end "
+            "of a line are ignored: write \\s or [ ] for a space."
+        ),
     )
     match_mode = forms.ChoiceField(
-        label="Fires when",
+        label=gettext_lazy("Fires when"),
         choices=Trigger.MatchMode.choices,
         initial=Trigger.MatchMode.ANY,
         widget=forms.RadioSelect,
     )
     case_sensitive = forms.BooleanField(
-        required=False, help_text="Off: REFUND matches refund."
+        label=gettext_lazy("Case sensitive"),
+        required=False,
+        help_text=gettext_lazy("Off: REFUND matches refund."),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -246,17 +258,21 @@ class MatchForm(forms.Form):
     def clean_patterns(self) -> list[str]:
         lines = split_patterns(self.cleaned_data["patterns"])
         if not lines:
-            raise ValidationError("Add at least one pattern.")
+            raise ValidationError(_("Add at least one pattern."))
         if len(lines) > engine.MAX_PATTERNS:
-            raise ValidationError(f"At most {engine.MAX_PATTERNS} patterns.")
+            raise ValidationError(
+                _("At most %(limit)d patterns.") % {"limit": engine.MAX_PATTERNS}
+            )
         self.pattern_problems = pattern_problems(lines)
         self.pattern_warnings = pattern_warnings(lines)
         if self.pattern_problems:
             raise ValidationError(
                 [
-                    f"Line {p.line}"
-                    + (f", column {p.column}" if p.column else "")
-                    + f": {p.message}"
+                    _("Line %(line)d, column %(column)d: %(message)s")
+                    % {"line": p.line, "column": p.column, "message": p.message}
+                    if p.column
+                    else _("Line %(line)d: %(message)s")
+                    % {"line": p.line, "message": p.message}
                     for p in self.pattern_problems
                 ]
             )
@@ -281,7 +297,7 @@ class MatchForm(forms.Form):
 
 class TryForm(MatchForm):
     sample = forms.CharField(
-        label="Customer message",
+        label=gettext_lazy("Customer message"),
         max_length=20_000,
         strip=False,
         widget=forms.Textarea,
@@ -290,48 +306,59 @@ class TryForm(MatchForm):
 
 class BacktestForm(MatchForm):
     n = forms.IntegerField(
-        label="Messages",
+        label=gettext_lazy("Messages"),
         min_value=1,
         max_value=Backtest.MAX_MESSAGES,
         initial=1_000,
-        help_text=f"The newest stored customer messages, at most "
-        f"{Backtest.MAX_MESSAGES:,}.",
+        help_text=format_lazy(
+            gettext_lazy("The newest stored customer messages, at most {limit}."),
+            limit=f"{Backtest.MAX_MESSAGES:,}",
+        ),
     )
 
 
 class TriggerForm(MatchForm):
-    name = forms.CharField(max_length=120)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False
+        label=gettext_lazy("Description"),
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
     )
-    is_enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+    is_enabled = forms.BooleanField(
+        label=gettext_lazy("Enabled"), required=False, initial=True
+    )
     states = forms.MultipleChoiceField(
-        label="Conversation states",
+        label=gettext_lazy("Conversation states"),
         choices=Conversation.Status.choices,
         required=False,
         initial=default_states,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked: any state. Bot and Escalated by default: not "
-        "while an agent has the conversation.",
+        help_text=gettext_lazy(
+            "None ticked: any state. Bot and Escalated by default: not "
+            "while an agent has the conversation."
+        ),
     )
     priority = forms.IntegerField(
+        label=gettext_lazy("Priority"),
         min_value=-1_000_000,
         max_value=1_000_000,
         initial=100,
-        help_text="Lower runs first.",
+        help_text=gettext_lazy("Lower runs first."),
     )
     stop_after_match = forms.BooleanField(
-        label="Stop after this one",
+        label=gettext_lazy("Stop after this one"),
         required=False,
-        help_text="Triggers after it do not run on the same message.",
+        help_text=gettext_lazy("Triggers after it do not run on the same message."),
     )
-    run_once = forms.BooleanField(label="Once per conversation", required=False)
+    run_once = forms.BooleanField(
+        label=gettext_lazy("Once per conversation"), required=False
+    )
     cooldown_seconds = forms.IntegerField(
-        label="Cooldown (seconds)",
+        label=gettext_lazy("Cooldown (seconds)"),
         min_value=0,
         max_value=MAX_COOLDOWN,
         initial=0,
-        help_text="Quiet time per conversation after it fires.",
+        help_text=gettext_lazy("Quiet time per conversation after it fires."),
     )
     # The version the editor was opened at; a save over a newer one is refused.
     base_version = forms.IntegerField(
@@ -368,11 +395,13 @@ class TriggerForm(MatchForm):
         cleaned = super().clean() or {}
         self.action_rows, actions = read_action_rows(cast(QueryDict, self.data))
         if not self.action_rows:
-            self.add_error(None, "Add at least one action.")
+            self.add_error(None, _("Add at least one action."))
         elif len(self.action_rows) > MAX_ACTIONS:
-            self.add_error(None, f"At most {MAX_ACTIONS} actions.")
+            self.add_error(
+                None, _("At most %(limit)d actions.") % {"limit": MAX_ACTIONS}
+            )
         elif any(row.error for row in self.action_rows):
-            self.add_error(None, "An action needs fixing: see “Then, in order”.")
+            self.add_error(None, _("An action needs fixing: see “Then, in order”."))
         cleaned["actions"] = actions
         return cleaned
 
@@ -392,7 +421,9 @@ class ToggleForm(forms.Form):
 
 
 class MoveForm(forms.Form):
-    direction = forms.ChoiceField(choices=[("up", "Up"), ("down", "Down")])
+    direction = forms.ChoiceField(
+        choices=[("up", gettext_lazy("Up")), ("down", gettext_lazy("Down"))]
+    )
 
     @property
     def step(self) -> int:
@@ -401,7 +432,11 @@ class MoveForm(forms.Form):
 
 class TicketFilterForm(forms.Form):
     status = forms.ChoiceField(
-        choices=[("active", "Open and pending"), *Ticket.Status.choices, ("", "All")],
+        choices=[
+            ("active", gettext_lazy("Open and pending")),
+            *Ticket.Status.choices,
+            ("", gettext_lazy("All")),
+        ],
         required=False,
     )
 

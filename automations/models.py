@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core import outbox
 from inbox.models import Conversation, Message, Platform
@@ -32,9 +34,14 @@ class VersionConflict(Exception):
 
     def __init__(self, current: Trigger) -> None:
         self.current = current
-        who = current.updated_by.get_username() if current.updated_by else "someone"
+        who = (
+            current.updated_by.get_username()
+            if current.updated_by
+            else gettext("someone")
+        )
         super().__init__(
-            f"{who} saved version {current.version} after you opened this trigger."
+            gettext("%(who)s saved version %(number)d after you opened this trigger.")
+            % {"who": who, "number": current.version}
         )
 
 
@@ -53,18 +60,34 @@ class TriggerQuerySet(models.QuerySet["Trigger"]):
 
 # What each kind of action is called (automations.actions defines what they do).
 ACTION_LABELS = {
-    "reply": "Reply",
-    "escalate": "Escalate to a human",
-    "create_ticket": "Create ticket",
-    "call_webhook": "Call webhook",
-    "run_task": "Run a task",
+    "reply": _("Reply"),
+    "escalate": _("Escalate to a human"),
+    "create_ticket": _("Create ticket"),
+    "call_webhook": _("Call webhook"),
+    "run_task": _("Run a task"),
+}
+# What the history calls each versioned field.
+FIELD_LABELS = {
+    "name": _("name"),
+    "description": _("description"),
+    "is_enabled": _("is enabled"),
+    "platforms": _("platforms"),
+    "patterns": _("patterns"),
+    "match_mode": _("match mode"),
+    "case_sensitive": _("case sensitive"),
+    "states": _("states"),
+    "priority": _("priority"),
+    "stop_after_match": _("stop after match"),
+    "run_once": _("run once"),
+    "cooldown_seconds": _("cooldown seconds"),
+    "actions": _("actions"),
 }
 
 
 class Trigger(models.Model):
     class MatchMode(models.TextChoices):
-        ANY = "any", "Any pattern matches"
-        ALL = "all", "All patterns match"
+        ANY = "any", _("Any pattern matches")
+        ALL = "all", _("All patterns match")
 
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
@@ -84,10 +107,10 @@ class Trigger(models.Model):
     priority = models.IntegerField(default=100, db_index=True)
     stop_after_match = models.BooleanField(default=False)
     run_once = models.BooleanField(
-        default=False, help_text="At most once per conversation"
+        default=False, help_text=_("At most once per conversation")
     )
     cooldown_seconds = models.PositiveIntegerField(
-        default=0, help_text="Quiet time per conversation after it fires"
+        default=0, help_text=_("Quiet time per conversation after it fires")
     )
     # [{"type": "reply", "text": ...}, {"type": "create_ticket", ...}, ...];
     # the shapes are in automations.actions.ACTION_TYPES.
@@ -226,7 +249,9 @@ class Trigger(models.Model):
     @property
     def platform_labels(self) -> list[str]:
         labels = dict(Platform.choices)
-        return [labels.get(p, p) for p in self.platforms] or ["All platforms"]
+        return [str(labels.get(p, p)) for p in self.platforms] or [
+            gettext("All platforms")
+        ]
 
     @property
     def action_labels(self) -> list[str]:
@@ -234,11 +259,13 @@ class Trigger(models.Model):
         for action in self.actions:
             kind = action.get("type")
             if kind == "run_task" and action.get("task") == "tag_conversation":
-                labels.append(f"Tag “{(action.get('args') or {}).get('tag', '?')}”")
+                tag = (action.get("args") or {}).get("tag", "?")
+                labels.append(gettext("Tag “%(tag)s”") % {"tag": tag})
             elif kind == "run_task":
-                labels.append(f"Task {action.get('task', '?')}")
+                task = action.get("task", "?")
+                labels.append(gettext("Task %(task)s") % {"task": task})
             else:
-                labels.append(ACTION_LABELS.get(kind, "?"))
+                labels.append(str(ACTION_LABELS.get(kind, "?")))
         return labels
 
 
@@ -273,7 +300,10 @@ class TriggerVersion(models.Model):
 
     @property
     def changed_labels(self) -> list[str]:
-        return [name.replace("_", " ") for name in self.changed_fields]
+        return [
+            str(FIELD_LABELS.get(name, name.replace("_", " ")))
+            for name in self.changed_fields
+        ]
 
 
 class TriggerRun(models.Model):
@@ -317,15 +347,15 @@ class TriggerRun(models.Model):
 
 class Ticket(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PENDING = "pending", "Pending"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        CLOSED = "closed", _("Closed")
 
     class Priority(models.TextChoices):
-        LOW = "low", "Low"
-        NORMAL = "normal", "Normal"
-        HIGH = "high", "High"
-        URGENT = "urgent", "Urgent"
+        LOW = "low", _("Low")
+        NORMAL = "normal", _("Normal")
+        HIGH = "high", _("High")
+        URGENT = "urgent", _("Urgent")
 
     subject = models.CharField(max_length=200)
     body = models.TextField(blank=True)
@@ -370,10 +400,10 @@ class WebhookCall(models.Model):
     """The delivery log of a trigger's "call webhook" action."""
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RETRYING = "retrying", "Retrying"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        RETRYING = "retrying", _("Retrying")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
     trigger = models.ForeignKey(
         Trigger, on_delete=models.CASCADE, related_name="webhook_calls"
@@ -415,10 +445,10 @@ class Backtest(models.Model):
     """
 
     class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     MAX_MESSAGES = 100_000
 

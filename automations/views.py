@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseLocation
 from django_htmx.middleware import HtmxDetails
@@ -41,6 +42,7 @@ from automations.forms import (
     split_patterns,
 )
 from automations.models import (
+    FIELD_LABELS,
     VERSIONED_FIELDS,
     Backtest,
     Ticket,
@@ -49,7 +51,7 @@ from automations.models import (
     TriggerVersion,
     VersionConflict,
 )
-from core.roles import Role, role_of, role_required
+from core.roles import Role, needs_role, role_of, role_required
 from inbox import live
 from inbox.models import Conversation, Platform
 
@@ -78,7 +80,7 @@ def _posts_need_lead(
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method == "POST" and role_of(request.user) < Role.LEAD:
             return HttpResponseForbidden(
-                "This needs the lead role.", content_type="text/plain"
+                needs_role(Role.LEAD), content_type="text/plain"
             )
         return view(request, *args, **kwargs)
 
@@ -137,7 +139,7 @@ def trigger_move(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     trigger = get_object_or_404(Trigger, pk=pk)
     form = MoveForm(request.POST)
     if not form.is_valid():
-        return HttpResponse("direction must be up or down", status=400)
+        return HttpResponse(_("direction must be up or down"), status=400)
     trigger.move(form.step, request.user)
     if not request.htmx:
         return redirect("automations:trigger-list")
@@ -209,7 +211,10 @@ def trigger_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             request.user, expected_version=form.cleaned_data["base_version"]
         )
     except VersionConflict as exc:
-        form.add_error(None, f"{exc} Reload to see it, then edit again.")
+        form.add_error(
+            None,
+            _("%(conflict)s Reload to see it, then edit again.") % {"conflict": exc},
+        )
         trigger.refresh_from_db()
         return _editor(request, form, trigger, status=409)
     if not request.htmx:
@@ -230,7 +235,7 @@ def trigger_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if trigger.is_builtin:
         # Installed by a migration (and again by name if missing): disable it.
         return HttpResponse(
-            "Built-in triggers cannot be deleted; disable it instead.",
+            _("Built-in triggers cannot be deleted; disable it instead."),
             status=409,
             content_type="text/plain",
         )
@@ -246,7 +251,7 @@ def check_patterns(request: HtmxHttpRequest) -> HttpResponse:
     lines = split_patterns(request.GET.get("patterns", "")[:30_000])
     if len(lines) > engine.MAX_PATTERNS:
         # Compiling thousands of lines a keystroke would be an easy way to load us.
-        too_many = f"At most {engine.MAX_PATTERNS} patterns."
+        too_many = _("At most %(limit)d patterns.") % {"limit": engine.MAX_PATTERNS}
         context = {"problems": [], "pattern_errors": [too_many], "checked": True}
     else:
         context = {
@@ -264,7 +269,7 @@ def action_fields(request: HtmxHttpRequest) -> HttpResponse:
     key = request.GET.get("key", "")
     kind = request.GET.get(f"action-{key}-type", "")
     if not ACTION_KEY.fullmatch(key) or (kind and kind not in ACTION_TYPES):
-        return HttpResponse("unknown action row or type", status=400)
+        return HttpResponse(_("unknown action row or type"), status=400)
     row = ActionRow(key=key, type=kind)
     return render(request, "automations/edit.html#action-fields", {"row": row})
 
@@ -331,9 +336,12 @@ def _backtest_context(backtest: Backtest) -> dict[str, Any]:
         }
         for sample in backtest.samples
     ]
-    platforms = [labels.get(p, p) for p in backtest.draft.get("platforms") or []]
+    platforms = [str(labels.get(p, p)) for p in backtest.draft.get("platforms") or []]
     if len(platforms) > 1:
-        platforms = [", ".join(platforms[:-1]) + " or " + platforms[-1]]
+        platforms = [
+            _("%(some)s or %(last)s")
+            % {"some": ", ".join(platforms[:-1]), "last": platforms[-1]}
+        ]
     return {"backtest": backtest, "samples": samples, "platforms": "".join(platforms)}
 
 
@@ -385,15 +393,15 @@ def _shown(name: str, value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if name == "platforms":
         labels = dict(Platform.choices)
-        return ", ".join(labels.get(p, p) for p in value) or "every platform"
+        return ", ".join(str(labels.get(p, p)) for p in value) or _("every platform")
     if name == "states":
         labels = dict(Conversation.Status.choices)
-        return ", ".join(labels.get(s, s) for s in value) or "any state"
+        return ", ".join(str(labels.get(s, s)) for s in value) or _("any state")
     if name == "match_mode":
-        return dict(Trigger.MatchMode.choices).get(value, value)
+        return str(dict(Trigger.MatchMode.choices).get(value, value))
     return str(value)
 
 
@@ -404,7 +412,7 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
-        change: dict[str, Any] = {"field": name, "label": name.replace("_", " ")}
+        change: dict[str, Any] = {"field": name, "label": FIELD_LABELS[name]}
         if name in ("patterns", "actions"):
             diff = difflib.unified_diff(
                 _lines(name, old), _lines(name, new), lineterm="", n=2
