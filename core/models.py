@@ -92,10 +92,12 @@ class Profile(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         super().save(*args, **kwargs)
-        # Read on every request (core.middleware) from the cache; forget the
-        # old value once the new one is committed, not before.
-        user_id = self.user_id
-        transaction.on_commit(lambda: cache.delete(preferences_key(user_id)))
+        # Read on every request (core.middleware) from the cache: forget the
+        # old value now, and again once committed (a request between the two
+        # may have cached the row as it was before).
+        key = preferences_key(self.user_id)
+        cache.delete(key)
+        transaction.on_commit(lambda: cache.delete(key))
 
     @classmethod
     def preferences_of(cls, user_id: int) -> Preferences:

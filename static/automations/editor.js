@@ -1,7 +1,8 @@
 // The automations editor's few behaviours htmx does not cover: removing an
 // action row, focus after adding one, aria-invalid on the patterns as they are
 // checked, Ctrl+Enter to save, and showing refusals (403 etc.) instead of
-// dropping them.
+// dropping them. Its words come from Django's JavaScriptCatalog (gettext,
+// loaded first by base.html).
 (function () {
   "use strict";
 
@@ -23,7 +24,9 @@
     if (!line) return;
     var xhr = event.detail.xhr;
     var text = (xhr.responseText || "").trim();
-    if (!text || text.charAt(0) === "<") text = "The server refused (" + xhr.status + ").";
+    if (!text || text.charAt(0) === "<") {
+      text = interpolate(gettext("The server refused (%s)."), [xhr.status]);
+    }
     line.textContent = text;
     line.hidden = false;
   });
@@ -31,7 +34,7 @@
   document.addEventListener("htmx:sendError", function () {
     var line = alertLine();
     if (!line) return;
-    line.textContent = "The server cannot be reached; nothing was saved.";
+    line.textContent = gettext("The server cannot be reached; nothing was saved.");
     line.hidden = false;
   });
 
