@@ -64,6 +64,8 @@ def test_the_defaults_start() -> None:
         ({"OPENCLAW_MAX_TEXT_CHARS": "-5"}, "OPENCLAW_MAX_TEXT_CHARS='-5' must be 0"),
         ({"OPENCLAW_MAX_TEXT_CHARS": "16k"}, "'16k' is not a whole number"),
         ({"INBOX_REPLY_BACKOFF_SECONDS": "nan"}, "must be 0 or more"),
+        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE='Mars/Olympus' is not a time zone"),
+        ({"TIME_ZONE": "KST"}, "TIME_ZONE='KST' is not a time zone"),
     ],
 )
 def test_a_misconfigured_setting_refuses_to_start_naming_it(
@@ -81,6 +83,7 @@ def test_a_misconfigured_setting_refuses_to_start_naming_it(
         {"DEBUG": "TRUE"},
         {"OPENCLAW_WEBHOOK_RATE": "100/5m"},
         {"OPENCLAW_MAX_TEXT_CHARS": "0"},
+        {"TIME_ZONE": "Asia/Seoul"},
     ],
 )
 def test_good_values_start(env: dict[str, str]) -> None:
