@@ -11,6 +11,7 @@ event at or below it is dropped.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections import OrderedDict
 from datetime import timedelta
@@ -20,12 +21,13 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
 from core.roles import Role, role_of
 from inbox import live, metrics
-from inbox.models import AgentStatus, Conversation, ReadMark
+from inbox.models import AgentStatus, Contact, Conversation, ReadMark
 
 SWEEP_SECONDS = 20.0
 
@@ -131,7 +133,15 @@ class InboxConsumer(AsyncWebsocketConsumer):
             query=params.get("q", "")[:200],
             user_id=user.pk,
             page=params.get("page", "")[:16],
+            tag=params.get("tag", "")[:40].lower(),
+            since=_float(params.get("since")),
+            until=_float(params.get("until")),
         )
+        if self.view.tag:
+            self.view.tagged_contacts = await _tagged_contacts(self.view.tag)
+        if assignee := params.get("assignee", "")[:150]:
+            # An unknown name matches nobody's conversations (-1), not everyone's.
+            self.view.assignee_id = await _user_id(assignee) or -1
         self.presence = Presence(self)
         self.ahead: set[int] = set()
         self.unread_seen: dict[int, int] = {}
@@ -511,6 +521,31 @@ def _int(value: str | None) -> int | None:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+@database_sync_to_async
+def _tagged_contacts(tag: str) -> frozenset[int]:
+    return frozenset(
+        Contact.objects.with_tag(tag).values_list("pk", flat=True)[:10_000]
+    )
+
+
+@database_sync_to_async
+def _user_id(username: str) -> int | None:
+    return (
+        get_user_model()
+        .objects.filter(username=username)
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 @database_sync_to_async

@@ -7,8 +7,9 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.text import slugify
 
-from inbox.models import Conversation, Platform
+from inbox.models import Contact, Conversation, Platform
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -32,6 +33,12 @@ class ConversationFilterForm(forms.Form):
         choices=[("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassigned")]
     )
     q = forms.CharField(max_length=200)
+    tag = forms.SlugField(max_length=40, allow_unicode=True)
+    # A username: leads look at one agent's conversations.
+    assignee = forms.CharField(max_length=150)
+    # Last activity between these days (inclusive), in the agent's time zone.
+    since = forms.DateField()
+    until = forms.DateField()
     cursor = forms.CharField(max_length=200)
 
     def __init__(self, data: Any) -> None:
@@ -59,7 +66,25 @@ class ConversationFilterForm(forms.Form):
             "status": data.get("status") or "",
             "owner": data.get("owner") or "",
             "query": data.get("q") or "",
+            "tag": (data.get("tag") or "").lower(),
+            "assignee": data.get("assignee") or "",
+            "since": data["since"].isoformat() if data.get("since") else "",
+            "until": data["until"].isoformat() if data.get("until") else "",
         }
+
+    def query_items(self) -> list[tuple[str, str]]:
+        """The filters as the list's URL parameters (a saved view's query)."""
+        f = self.filters
+        return [
+            ("q", f["query"]),
+            ("platform", f["platform"]),
+            ("status", f["status"]),
+            ("owner", f["owner"]),
+            ("tag", f["tag"]),
+            ("assignee", f["assignee"]),
+            ("since", f["since"]),
+            ("until", f["until"]),
+        ]
 
     @property
     def cursor_key(self) -> tuple[datetime, int] | None:
@@ -146,6 +171,7 @@ BULK_ACTIONS = [
     ("assign", "Assign"),
     ("snooze", "Snooze"),
     ("read", "Mark read"),
+    ("unread", "Mark unread"),
     ("tag", "Add tag"),
 ]
 BULK_MOST = 200
@@ -179,3 +205,54 @@ class BulkForm(forms.Form):
         if action == "tag" and not data.get("tag"):
             raise forms.ValidationError("type a tag (letters, digits, - or _)")
         return data
+
+
+TAGS_MOST = 20
+
+
+def parse_tags(value: str) -> list[str]:
+    """ "VIP, 환불 요청" → ["vip", "환불-요청"]: lower-case slugs, each once."""
+    tags = []
+    for piece in value.replace(";", ",").split(","):
+        tag = slugify(piece.strip(), allow_unicode=True)[:40]
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+class ContactForm(forms.ModelForm):
+    """What agents keep about a customer: a name, tags and notes."""
+
+    tags = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="Comma-separated, e.g. vip, refund",
+    )
+
+    class Meta:
+        model = Contact
+        fields = ["name", "notes"]
+        widgets = {"notes": forms.Textarea(attrs={"rows": 4})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["tags"] = ", ".join(self.instance.tags)
+
+    def clean_tags(self) -> list[str]:
+        tags = parse_tags(self.cleaned_data["tags"])
+        if len(tags) > TAGS_MOST:
+            raise forms.ValidationError(f"at most {TAGS_MOST} tags")
+        return tags
+
+    def save(self, commit: bool = True) -> Contact:
+        self.instance.tags = self.cleaned_data["tags"]
+        return super().save(commit=commit)
+
+
+class MergeForm(forms.Form):
+    other = forms.IntegerField(min_value=1)
+
+
+class SavedViewForm(forms.Form):
+    name = forms.CharField(max_length=60, strip=True)

@@ -76,6 +76,7 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
             )
         else:
             _fill_customer(conversation, event.fields["conversation"])
+        conversation.link_contact()
         gap, moved = _track_transcript(conversation, event)
         message = None
         receipt = False

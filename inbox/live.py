@@ -131,6 +131,10 @@ def event_for(activity: Activity) -> dict[str, Any]:
         # An assignment tells its assignee (set below for status changes).
         "assigned_by": "",
         "customer": conversation.customer_name or conversation.customer_id,
+        # For tabs filtered by tag or by days (View.shows).
+        "tags": conversation.tags,
+        "contact": conversation.contact_id,
+        "last_at": conversation.last_message_at.timestamp(),
     }
     if activity.message is not None:
         event["item"] = render_message(activity.message)
@@ -271,9 +275,29 @@ class View:
     # "queue": the escalation queue page, which shows no rows or threads and
     # only needs the counter (it reloads its list when the count changes).
     page: str = ""
+    tag: str = ""
+    # Contacts carrying ``tag`` when the tab connected (a tag added to a
+    # customer later shows on the next page load).
+    tagged_contacts: frozenset[int] = frozenset()
+    assignee_id: int | None = None
+    # The list's activity window, as epoch seconds (None: open-ended).
+    since: float | None = None
+    until: float | None = None
 
     def shows(self, event: dict[str, Any]) -> bool:
         if self.platform and event["platform"] != self.platform:
+            return False
+        if self.tag and not (
+            self.tag in event.get("tags", ())
+            or event.get("contact") in self.tagged_contacts
+        ):
+            return False
+        if self.assignee_id is not None and event["assignee"] != self.assignee_id:
+            return False
+        last = event.get("last_at", event["at"])
+        if self.since is not None and last < self.since:
+            return False
+        if self.until is not None and last >= self.until:
             return False
         if self.status and event["status"] != self.status:
             return False

@@ -50,6 +50,19 @@ class Platform(models.TextChoices):
             return cls.OTHER
 
 
+def activity_window(since: str, until: str) -> tuple[datetime | None, datetime | None]:
+    """Days (ISO dates, inclusive) as instants in the active time zone."""
+    zone = timezone.get_current_timezone()
+
+    def midnight(day: str, plus: int = 0) -> datetime | None:
+        if not day:
+            return None
+        start = datetime.fromisoformat(day).date() + timedelta(days=plus)
+        return datetime.combine(start, datetime.min.time(), tzinfo=zone)
+
+    return midnight(since), midnight(until, 1)
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def active(self) -> ConversationQuerySet:
         return self.filter(is_active=True)
@@ -66,8 +79,21 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         owner: str = "",
         user: Any = None,
         query: str = "",
+        tag: str = "",
+        assignee: str = "",
+        since: str = "",
+        until: str = "",
     ) -> ConversationQuerySet:
         qs: ConversationQuerySet = self
+        if tag:
+            qs = qs.tagged(tag)
+        if assignee:
+            qs = qs.filter(assignee__username=assignee)
+        start, end = activity_window(since, until)
+        if start is not None:
+            qs = qs.filter(last_message_at__gte=start)
+        if end is not None:
+            qs = qs.filter(last_message_at__lt=end)
         if platform:
             qs = qs.filter(platform=platform)
         if status:
@@ -79,6 +105,14 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         if query:
             qs = qs.matching(query)
         return qs
+
+    def tagged(self, tag: str) -> ConversationQuerySet:
+        """Conversations tagged ``tag``, or whose customer is."""
+        if _is_postgres():
+            own = Q(metadata__contains={"tags": [tag]})
+        else:  # SQLite has no JSON containment: the quoted tag in the stored list
+            own = Q(metadata__tags__icontains=f'"{tag}"')
+        return self.filter(own | Q(contact__in=Contact.objects.with_tag(tag)))
 
     def matching(self, query: str) -> ConversationQuerySet:
         """Conversations whose customer or any message matches ``query``.
@@ -253,6 +287,122 @@ class AlreadyTaken(TransitionError):
         super().__init__(f"already taken by {name}")
 
 
+class ContactQuerySet(models.QuerySet["Contact"]):
+    def with_tag(self, tag: str) -> ContactQuerySet:
+        if _is_postgres():
+            return self.filter(tags__contains=[tag])
+        # SQLite has no JSON containment: the quoted tag inside the stored list.
+        return self.filter(tags__icontains=f'"{tag}"')
+
+    def named(self, query: str) -> ContactQuerySet:
+        query = query.strip()[:100]
+        return self.filter(Q(name__icontains=query) | Q(external_id__icontains=query))
+
+
+class Contact(models.Model):
+    """A customer: one per platform sender id, however many conversations.
+
+    Merging points one contact at another (``merged_into``); the merged one
+    stays as an alias so its platform id keeps resolving to the survivor,
+    and its conversations move over.
+    """
+
+    NOTES_CHARS = 10_000
+
+    platform = models.CharField(
+        max_length=16, choices=Platform.choices, default=Platform.OTHER
+    )
+    # The platform's id for the sender (Telegram chat id, WhatsApp number...).
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True, max_length=NOTES_CHARS)
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="aliases",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "external_id"], name="contact_platform_id_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+    @classmethod
+    def for_customer(cls, platform: str, external_id: str, name: str = "") -> Contact:
+        """The contact for a platform sender id, made on first sight.
+
+        Concurrent first messages race on the unique pair: ``get_or_create``
+        retries the read in its savepoint. A merged contact answers with the
+        one it was merged into.
+        """
+        contact, created = cls.objects.get_or_create(
+            platform=platform, external_id=external_id[:255], defaults={"name": name}
+        )
+        if not created and not contact.name and name:
+            contact.name = name[:255]
+            contact.save(update_fields=["name", "updated_at"])
+        return contact.merged_into if contact.merged_into else contact
+
+    def identities(self) -> list[Contact]:
+        """This contact and every contact merged into it."""
+        return [self, *self.aliases.all()]
+
+    def conversations(self) -> ConversationQuerySet:
+        return Conversation.objects.filter(
+            contact_id__in=[c.pk for c in self.identities()]
+        ).by_activity()
+
+    def set_tags(self, tags: list[str]) -> None:
+        self.tags = sorted(set(tags))
+        self.save(update_fields=["tags", "updated_at"])
+
+    def merge(self, other: Contact) -> None:
+        """Fold ``other`` (and its aliases) into this contact.
+
+        Tags are joined, notes appended, conversations moved. Both rows are
+        locked, lower id first, so two agents merging the pair both ways
+        cannot deadlock; the second finds them merged and refuses.
+        """
+        if other.pk == self.pk:
+            raise ValueError("a contact cannot be merged into itself")
+        with transaction.atomic():
+            first, second = sorted([self.pk, other.pk])
+            rows = {
+                row.pk: row
+                for row in Contact.objects.select_for_update().filter(
+                    pk__in=[first, second]
+                )
+            }
+            keep, gone = rows[self.pk], rows[other.pk]
+            if keep.merged_into_id or gone.merged_into_id:
+                raise ValueError("already merged")
+            ids = [gone.pk, *gone.aliases.values_list("pk", flat=True)]
+            Contact.objects.filter(merged_into=gone).update(merged_into=keep)
+            gone.merged_into = keep
+            gone.save(update_fields=["merged_into", "updated_at"])
+            Conversation.objects.filter(contact_id__in=ids).update(contact=keep)
+            keep.tags = sorted({*keep.tags, *gone.tags})
+            if gone.notes:
+                keep.notes = "\n\n".join(n for n in (keep.notes, gone.notes) if n)[
+                    : self.NOTES_CHARS
+                ]
+            keep.name = keep.name or gone.name
+            keep.save(update_fields=["tags", "notes", "name", "updated_at"])
+        self.refresh_from_db()
+
+
 class Conversation(models.Model):
     # A search page's "why it matched" (search_snippets); not a column.
     snippet: dict[str, Any] | None = None
@@ -270,6 +420,14 @@ class Conversation(models.Model):
     )
     customer_id = models.CharField(max_length=255, blank=True)
     customer_name = models.CharField(max_length=255, blank=True)
+    # Set once the customer's platform id is known (store() links it).
+    contact = models.ForeignKey(
+        Contact,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversation_set",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.BOT)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -329,6 +487,17 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.customer_name or self.session_id
+
+    def link_contact(self) -> None:
+        """Point at the customer's contact once their platform id is known.
+
+        Needs the row lock (``store()`` holds it).
+        """
+        if self.contact_id is None and self.customer_id:
+            self.contact = Contact.for_customer(
+                self.platform, self.customer_id, self.customer_name
+            )
+            self.save(update_fields=["contact", "updated_at"])
 
     @classmethod
     def lock_for_session(
@@ -1207,6 +1376,27 @@ class Activity(models.Model):
         return f"{by}: {data.get('from')} → {to}{reason}"
 
 
+class SavedView(models.Model):
+    """An agent's named list filters ("my escalated WhatsApp")."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=60)
+    # The list's query string (platform=whatsapp&status=escalated&owner=mine).
+    query = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="savedview_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ReadMark(models.Model):
     """How many inbound messages of a conversation one agent has seen."""
 
@@ -1232,6 +1422,15 @@ class ReadMark(models.Model):
             conversation=conversation,
             defaults={"inbound_seen": conversation.inbound_count},
         )
+
+    @classmethod
+    def mark_unread(cls, user: Any, conversation: Conversation) -> int:
+        """Show the newest customer message as unread again; the new count."""
+        seen = max(conversation.inbound_count - 1, 0)
+        cls.objects.update_or_create(
+            user=user, conversation=conversation, defaults={"inbound_seen": seen}
+        )
+        return conversation.inbound_count - seen
 
 
 class WebhookDelivery(models.Model):

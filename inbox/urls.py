@@ -9,6 +9,13 @@ urlpatterns = [
     path("inbox/", views.conversation_list, name="conversation-list"),
     path("inbox/c/<int:pk>/", views.conversation_detail, name="conversation-detail"),
     path("inbox/c/<int:pk>/older/", views.older_messages, name="older-messages"),
+    path("inbox/c/<int:pk>/contact/", views.contact_panel, name="contact"),
+    path(
+        "inbox/c/<int:pk>/contact/candidates/",
+        views.contact_candidates,
+        name="contact-candidates",
+    ),
+    path("inbox/c/<int:pk>/contact/merge/", views.merge_contact, name="contact-merge"),
     path("inbox/c/<int:pk>/take-over/", views.take_over, name="take-over"),
     path("inbox/c/<int:pk>/hand-back/", views.hand_back, name="hand-back"),
     path("inbox/c/<int:pk>/escalate/", views.escalate, name="escalate"),
@@ -20,6 +27,9 @@ urlpatterns = [
     path("inbox/m/<int:pk>/retry/", views.retry_reply, name="retry-reply"),
     path("inbox/queue/", views.escalation_queue, name="queue"),
     path("inbox/bulk/", views.bulk, name="bulk"),
+    path("inbox/views/", views.save_view, name="save-view"),
+    path("inbox/views/<int:pk>/delete/", views.delete_view, name="delete-view"),
+    path("inbox/c/<int:pk>/unread/", views.mark_unread, name="mark-unread"),
     path(
         "api/conversations/", api.ConversationList.as_view(), name="api-conversations"
     ),

@@ -3,14 +3,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
 from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
@@ -19,21 +25,27 @@ from inbox import ingest, live, metrics, webhooks
 from inbox.forms import (
     AssignForm,
     BulkForm,
+    ContactForm,
     ConversationFilterForm,
     HandBackForm,
+    MergeForm,
     ReplyForm,
+    SavedViewForm,
     SnoozeForm,
     encode_cursor,
 )
 from inbox.models import (
     Activity,
     CannedResponse,
+    Contact,
     Conversation,
     Message,
     Platform,
     ReadMark,
+    SavedView,
     TransitionError,
     WebhookDelivery,
+    activity_window,
     search_snippets,
 )
 
@@ -210,10 +222,18 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         snippets = search_snippets([c.pk for c in page], filters["query"])
         for conversation in page:
             conversation.snippet = snippets.get(conversation.pk)
+    since, until = activity_window(filters["since"], filters["until"])
     return {
         "conversations": page,
         "next_cursor": encode_cursor(page[-1]) if has_more else "",
         "filters": filters,
+        "filter_query": urlencode({k: v for k, v in form.query_items() if v}),
+        "window": {
+            "since": since.timestamp() if since else "",
+            "until": until.timestamp() if until else "",
+        },
+        "saved_views": list(_saved_views(request.user)),
+        "assignees": list(staff_users().values_list("username", flat=True)),
         "platforms": Platform.choices,
         "statuses": Conversation.Status.choices,
     }
@@ -275,10 +295,11 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
 def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     seq = live.current_seq()
     conversation = get_object_or_404(
-        Conversation.objects.select_related("assignee"), pk=pk
+        Conversation.objects.select_related("assignee", "contact"), pk=pk
     )
     ReadMark.mark_seen(request.user, conversation)
     context = _thread_context(conversation) | {"seq": seq, "open": conversation}
+    context |= _contact_context(conversation)
     context |= _staff_context(request) | {"reply_form": ReplyForm()}
     context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
     if request.htmx and request.htmx.target == "thread-pane":
@@ -299,6 +320,173 @@ def older_messages(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "inbox/inbox.html#older-messages",
         _thread_context(conversation, before),
     )
+
+
+# --- the customer beside the thread ----------------------------------------------
+
+HISTORY_SHOWN = 10
+
+
+def _contact_context(conversation: Conversation, form: Any = None) -> dict[str, Any]:
+    """The side panel: who the customer is and what else they wrote about."""
+    contact = conversation.contact
+    aliases = list(contact.aliases.all()) if contact is not None else []
+    history: list[Conversation] = []
+    if contact is not None:
+        history = list(
+            Conversation.objects.filter(
+                contact_id__in=[contact.pk, *(a.pk for a in aliases)]
+            )
+            .exclude(pk=conversation.pk)
+            .by_activity()[:HISTORY_SHOWN]
+        )
+    info = conversation.metadata if isinstance(conversation.metadata, dict) else {}
+    return {
+        "conversation": conversation,
+        "contact": contact,
+        "aliases": aliases,
+        "history": history,
+        "channel_info": [
+            (str(key)[:60], str(value)[:200])
+            for key, value in list(info.items())[:20]
+            if key != "tags" and value not in ("", None, [], {})
+        ],
+        "contact_form": form
+        if form is not None
+        else (ContactForm(instance=contact) if contact is not None else None),
+    }
+
+
+def _panel(
+    request: HtmxHttpRequest, conversation: Conversation, **extra: Any
+) -> HttpResponse:
+    context = _contact_context(conversation, extra.pop("form", None)) | extra
+    status = 400 if context.get("error") else 200
+    return render(request, "inbox/inbox.html#contact-panel", context, status=status)
+
+
+@role_required(Role.AGENT)
+@require_http_methods(["GET", "POST"])
+def contact_panel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The panel (GET) or the agent's edit of name, tags and notes (POST)."""
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"), pk=pk
+    )
+    if request.method == "GET" or conversation.contact is None:
+        return _panel(request, conversation)
+    form = ContactForm(request.POST, instance=conversation.contact)
+    if not form.is_valid():
+        return _panel(request, conversation, form=form, error="not saved")
+    form.save()
+    return _panel(request, conversation, saved=True)
+
+
+@role_required(Role.AGENT)
+@require_GET
+def contact_candidates(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Contacts the open conversation's customer could be merged with."""
+    conversation = get_object_or_404(Conversation, pk=pk)
+    query = request.GET.get("q", "").strip()
+    found: list[Contact] = []
+    if conversation.contact_id is not None and len(query) >= 2:
+        found = list(
+            Contact.objects.named(query)
+            .filter(merged_into__isnull=True)
+            .exclude(pk=conversation.contact_id)
+            .order_by("-updated_at")[:10]
+        )
+    return render(
+        request,
+        "inbox/inbox.html#merge-candidates",
+        {"conversation": conversation, "candidates": found, "query": query},
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def merge_contact(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Fold another contact into this conversation's customer."""
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"), pk=pk
+    )
+    form = MergeForm(request.POST)
+    keep = conversation.contact
+    if keep is None or not form.is_valid():
+        return _panel(request, conversation, error="pick a contact to merge")
+    other = Contact.objects.filter(pk=form.cleaned_data["other"]).first()
+    if other is None:
+        return _panel(request, conversation, error="that contact no longer exists")
+    try:
+        keep.merge(other)
+    except ValueError as exc:
+        return _panel(request, conversation, error=f"not merged: {exc}")
+    conversation.record_event(
+        f"Merged contact “{other}” into “{keep}” by {request.user.get_username()}",
+        merged=other.pk,
+    )
+    conversation.refresh_from_db()
+    return _panel(request, conversation, merged=other)
+
+
+# --- saved views, read state --------------------------------------------------------
+
+
+def _saved_views(user: Any) -> QuerySet[SavedView]:
+    return SavedView.objects.filter(user=user)
+
+
+@role_required(Role.AGENT)
+@require_POST
+def save_view(request: HtmxHttpRequest) -> HttpResponse:
+    """Name the list's current filters; saving a name again replaces it."""
+    form = SavedViewForm(request.POST)
+    filters = ConversationFilterForm(request.POST)
+    query = urlencode({k: v for k, v in filters.query_items() if v})
+    error = ""
+    if not form.is_valid():
+        error = "give the view a name (up to 60 characters)"
+    elif not query:
+        error = "pick a filter first: this view would show everything"
+    else:
+        user: Any = request.user
+        SavedView.objects.update_or_create(
+            user=user,
+            name=form.cleaned_data["name"],
+            defaults={"query": query},
+        )
+    return render(
+        request,
+        "inbox/inbox.html#saved-views",
+        {
+            "saved_views": _saved_views(request.user),
+            "view_error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def delete_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    _saved_views(request.user).filter(pk=pk).delete()
+    return render(
+        request,
+        "inbox/inbox.html#saved-views",
+        {"saved_views": _saved_views(request.user)},
+    )
+
+
+@role_required(Role.AGENT)
+@require_POST
+def mark_unread(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Leave the conversation unread for this agent and go back to the list."""
+    conversation = get_object_or_404(Conversation, pk=pk)
+    ReadMark.mark_unread(request.user, conversation)
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Location"] = reverse("inbox:conversation-list")
+        return response
+    return redirect("inbox:conversation-list")
 
 
 # --- takeover, hand-back, escalation ---------------------------------------------
@@ -439,6 +627,8 @@ def bulk(request: HtmxHttpRequest) -> HttpResponse:
         try:
             if action == "read":
                 ReadMark.mark_seen(user, conversation)
+            elif action == "unread":
+                ReadMark.mark_unread(user, conversation)
             elif action == "tag":
                 conversation.add_tag(data["tag"], by=user.get_username())
             elif reason := conversation.why_not(user):

@@ -17,7 +17,7 @@
     }
     var params = new URLSearchParams({ after: after || "" });
     if (view) {
-      ["platform", "status", "owner", "q", "page"].forEach(function (key) {
+      ["platform", "status", "owner", "q", "page", "tag", "assignee", "since", "until"].forEach(function (key) {
         if (view.dataset[key]) params.set(key, view.dataset[key]);
       });
     }
@@ -271,6 +271,10 @@
     } else if (event.key === "Enter") {
       var row = rows.find(function (li) { return li.classList.contains("cursor"); });
       if (row && document.activeElement === document.body) row.querySelector("a").click();
+    } else if (event.key === "u") {
+      // Leave the open conversation unread and go back to the list.
+      var unread = document.querySelector("#conversation-header form.mark-unread button");
+      if (unread) { event.preventDefault(); unread.click(); }
     }
   });
 
