@@ -13,3 +13,4 @@ class InboxConfig(AppConfig):
         register_collector(ActiveSessionsCollector())
         signals.activities_committed.connect(live.on_committed, dispatch_uid="live")
         signals.reply_queued.connect(tasks.on_reply_queued, dispatch_uid="replies")
+        signals.bell_changed.connect(live.on_bell, dispatch_uid="bell")

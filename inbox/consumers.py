@@ -152,7 +152,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.seq_task: asyncio.Task | None = None
         self.seq_sent = 0  # the number the browser was last sent
         self.seen_task: asyncio.Task | None = None
-        self.groups_joined: list[str] = [live.INBOX_GROUP]
+        self.groups_joined: list[str] = [live.INBOX_GROUP, live.user_group(user.pk)]
         conversation = _int(params.get("conversation"))
         if conversation is not None and await _conversation_exists(conversation):
             self.view.conversation = conversation
@@ -230,6 +230,10 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await self.presence.on_typing(message)
 
     # -- group messages --------------------------------------------------------
+
+    async def inbox_bell(self, message: dict[str, Any]) -> None:
+        """This agent's notification count (every tab of theirs gets it)."""
+        await self.send(message["html"])
 
     async def inbox_events(self, message: dict[str, Any]) -> None:
         live.remember(message["events"])

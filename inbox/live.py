@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.db import models
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
@@ -169,15 +170,52 @@ def publish(activities: list[Activity]) -> None:
     if not activities:
         return
     events = [event_for(activity) for activity in activities]
+    _group_send(INBOX_GROUP, {"type": "inbox.events", "events": events})
+
+
+def user_group(user_id: int) -> str:
+    """Every tab of one staff member (their bell)."""
+    return f"user-{int(user_id)}"
+
+
+def on_bell(sender: Any, user_ids: list[int], kind: str, **kwargs: Any) -> None:
+    """Receiver of ``inbox.signals.bell_changed``: each user's new count."""
+    from inbox.models import Notification
+
+    counts = dict.fromkeys(user_ids, 0) | dict(
+        Notification.objects.unread()
+        .filter(user_id__in=user_ids)
+        .values_list("user_id")
+        .annotate(n=models.Count("pk"))
+    )
+    for user_id, count in counts.items():
+        _group_send(
+            user_group(user_id),
+            {"type": "inbox.bell", "html": render_bell_count(count, kind)},
+        )
+
+
+def render_bell_count(count: int, new: str = "") -> str:
+    """The nav's bell counter; ``new`` names what just arrived (the page may
+    play a sound for it)."""
+    count = int(count)
+    hidden = "" if count else " hidden"
+    new = new if new in ("assigned", "mention", "sla") else ""
+    return (
+        f'<span id="bell-count" class="count" hx-swap-oob="true"{hidden}'
+        f' data-count="{count}" data-new="{new}">{count}</span>'
+    )
+
+
+def _group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
-    message = {"type": "inbox.events", "events": events}
     loop = _server_loop()
     if loop is not None:
         # In the web server: hand the send to its event loop and return, so
         # the webhook's answer does not wait on Redis (measured: 5-6 ms of a
         # ~16 ms delivery). A send that fails is found by the consumers'
         # gap fill and sweep, which read the activity rows.
-        loop.call_soon_threadsafe(_send_soon, loop, layer, message)
+        loop.call_soon_threadsafe(_send_soon, loop, layer, group, message)
         return
     # Elsewhere (a worker, a management command): on this process's publisher
     # loop. ``async_to_sync`` would start a new event loop per call, and the
@@ -185,7 +223,7 @@ def publish(activities: list[Activity]) -> None:
     sending = None
     try:
         sending = asyncio.run_coroutine_threadsafe(
-            layer.group_send(INBOX_GROUP, message), _publisher_loop()
+            layer.group_send(group, message), _publisher_loop()
         )
         sending.result(timeout=PUBLISH_TIMEOUT)
     except Exception as exc:  # a lost frame: the tabs fill the gap from the database
@@ -233,8 +271,10 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and loop.is_running() else None
 
 
-def _send_soon(loop: asyncio.AbstractEventLoop, layer: Any, message: dict) -> None:
-    task = loop.create_task(layer.group_send(INBOX_GROUP, message))
+def _send_soon(
+    loop: asyncio.AbstractEventLoop, layer: Any, group: str, message: dict
+) -> None:
+    task = loop.create_task(layer.group_send(group, message))
     _sending.add(task)  # keep a reference until it is done
     task.add_done_callback(_sent)
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core import outbox
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
-from inbox.signals import publish_on_commit, reply_queued_on_commit
+from inbox.signals import bell_on_commit, publish_on_commit, reply_queued_on_commit
 
 PREVIEW_CHARS = 160
 PLUGIN_CACHE_SECONDS = 10
@@ -670,7 +670,17 @@ class Conversation(models.Model):
                 "is_active": True,
             }
 
-        return self._transition(lead, change)
+        with transaction.atomic():
+            activity = self._transition(lead, change)
+            if activity is not None and agent.pk != getattr(lead, "pk", None):
+                Notification.send(
+                    [agent],
+                    kind=Notification.Kind.ASSIGNED,
+                    conversation=self,
+                    key=str(activity.pk),
+                    text=f"{lead.get_username()} assigned you {self}",
+                )
+        return activity
 
     def hand_back(self, agent: Any, *, to: str = "bot") -> Activity | None:
         """Give the conversation back to the bot, or (``to="queue"``) to the queue."""
@@ -735,7 +745,17 @@ class Conversation(models.Model):
                 return None
             return {"status": self.Status.HUMAN, "assignee": agent}
 
-        return self._transition(None, change, reason="auto-assigned")
+        with transaction.atomic():
+            activity = self._transition(None, change, reason="auto-assigned")
+            if activity is not None:
+                Notification.send(
+                    [agent],
+                    kind=Notification.Kind.ASSIGNED,
+                    conversation=self,
+                    key=str(activity.pk),
+                    text=f"Auto-assign gave you {self}",
+                )
+        return activity
 
     def resolve(self, agent: Any) -> Activity | None:
         def change(row: Conversation) -> dict[str, Any] | None:
@@ -836,8 +856,26 @@ class Conversation(models.Model):
                 sent_by=agent,
                 text=text,
             )
+            if note:
+                row.notify_mentions(agent, message)
         self._copy_state(row)
         return message
+
+    def notify_mentions(self, author: Any, note: Message) -> None:
+        """Tell each staff member @named in an internal note."""
+        from core.roles import staff_users
+
+        names = {name.rstrip(".") for name in MENTION.findall(note.text)}
+        if not names:
+            return
+        named = staff_users().filter(username__in=names).exclude(pk=author.pk)
+        Notification.send(
+            list(named),
+            kind=Notification.Kind.MENTION,
+            conversation=self,
+            key=str(note.pk),
+            text=f"{author.get_username()} mentioned you: {note.text[:200]}",
+        )
 
     def auto_reply(
         self, text: str, *, sender: str, metadata: dict[str, Any]
@@ -1374,6 +1412,91 @@ class Activity(models.Model):
         if to == Status.RESOLVED:
             return f"resolved by {by}{reason}"
         return f"{by}: {data.get('from')} → {to}{reason}"
+
+
+MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(read_at__isnull=True)
+
+
+class Notification(models.Model):
+    """Something one staff member should see: the bell's list.
+
+    At most one per (user, kind, conversation, key): the SLA sweep and a
+    redelivered job can run twice and still notify once. ``key`` tells
+    occasions apart (the escalation's start, the note's id).
+    """
+
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned to you"
+        MENTION = "mention", "Mentioned you"
+        SLA = "sla", "Waiting past the SLA"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(max_length=64)
+    text = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "kind", "conversation", "key"],
+                name="notification_once",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "-created_at"],
+                condition=Q(read_at__isnull=True),
+                name="notification_unread_idx",
+            ),
+            models.Index(fields=["user", "-created_at"], name="notification_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.text}"
+
+    @classmethod
+    def send(
+        cls,
+        users: list[Any],
+        *,
+        kind: str,
+        conversation: Conversation,
+        key: str,
+        text: str,
+    ) -> None:
+        """Notify ``users`` (once per occasion); the bells ring after commit."""
+        rows = [
+            cls(user=u, kind=kind, conversation=conversation, key=key, text=text[:300])
+            for u in users
+        ]
+        if not rows:
+            return
+        cls.objects.bulk_create(rows, ignore_conflicts=True)
+        bell_on_commit([u.pk for u in users], kind)
+
+    @classmethod
+    def mark_read(cls, user: Any, conversation_id: int | None = None) -> int:
+        unread = cls.objects.unread().filter(user=user)
+        if conversation_id is not None:
+            unread = unread.filter(conversation_id=conversation_id)
+        done = unread.update(read_at=timezone.now())
+        if done:
+            bell_on_commit([user.pk], "")
+        return done
 
 
 class SavedView(models.Model):

@@ -24,6 +24,10 @@ message_stored = Signal()
 # Arguments: ``activities``.
 activities_committed = Signal()
 
+# Users whose notifications changed (inbox.live rings their bells).
+# Arguments: ``user_ids``, ``kind`` (what was added; "" when read).
+bell_changed = Signal()
+
 # A committed reply to send through the gateway (inbox.tasks).
 # Arguments: ``message_id``.
 reply_queued = Signal()
@@ -40,3 +44,10 @@ def publish_on_commit(activities: list[Any]) -> None:
 def reply_queued_on_commit(message_id: int) -> None:
     """Start sending reply ``message_id`` once the current transaction commits."""
     transaction.on_commit(lambda: reply_queued.send(sender=None, message_id=message_id))
+
+
+def bell_on_commit(user_ids: list[int], kind: str) -> None:
+    """Update these users' bells once the current transaction commits."""
+    transaction.on_commit(
+        lambda: bell_changed.send(sender=None, user_ids=user_ids, kind=kind)
+    )

@@ -25,6 +25,7 @@ from inbox.models import (
     Conversation,
     GatewayLink,
     Message,
+    Notification,
     WebhookDelivery,
 )
 from inbox.signals import message_stored
@@ -292,6 +293,33 @@ def wake_snoozed_conversations() -> None:
     )[:500]
     for conversation in due:
         conversation.wake()
+
+
+@cron("* * * * *")
+@dramatiq.actor(max_retries=0, time_limit=60_000)
+def notify_sla_breaches() -> None:
+    """Ring every staff member's bell for each escalation waiting longer than
+    INBOX_SLA_RED_SECONDS: once per escalation (the notification's key is
+    when it started), however often this runs or how many schedulers do."""
+    from core.roles import staff_users
+
+    cutoff = timezone.now() - timedelta(seconds=settings.INBOX_SLA_RED_SECONDS)
+    late = Conversation.objects.filter(
+        status=Conversation.Status.ESCALATED, escalated_at__lte=cutoff
+    ).order_by("escalated_at")[:200]
+    staff = list(staff_users())
+    for conversation in late:
+        assert conversation.escalated_at is not None
+        minutes = int(
+            (timezone.now() - conversation.escalated_at).total_seconds() // 60
+        )
+        Notification.send(
+            staff,
+            kind=Notification.Kind.SLA,
+            conversation=conversation,
+            key=conversation.escalated_at.isoformat(),
+            text=f"{conversation} has waited {minutes} min for a human",
+        )
 
 
 @cron("* * * * *")

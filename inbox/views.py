@@ -40,6 +40,7 @@ from inbox.models import (
     Contact,
     Conversation,
     Message,
+    Notification,
     Platform,
     ReadMark,
     SavedView,
@@ -298,6 +299,7 @@ def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         Conversation.objects.select_related("assignee", "contact"), pk=pk
     )
     ReadMark.mark_seen(request.user, conversation)
+    Notification.mark_read(request.user, conversation.pk)
     context = _thread_context(conversation) | {"seq": seq, "open": conversation}
     context |= _contact_context(conversation)
     context |= _staff_context(request) | {"reply_form": ReplyForm()}
@@ -426,6 +428,29 @@ def merge_contact(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     conversation.refresh_from_db()
     return _panel(request, conversation, merged=other)
+
+
+# --- notifications ------------------------------------------------------------------
+
+BELL_SHOWN = 20
+
+
+@role_required(Role.AGENT)
+@require_http_methods(["GET", "POST"])
+def notifications(request: HtmxHttpRequest) -> HttpResponse:
+    """The bell's list (GET); POST marks them all read."""
+    user: Any = request.user
+    if request.method == "POST":
+        Notification.mark_read(user)
+    rows = list(
+        Notification.objects.filter(user=user)
+        .select_related("conversation")
+        .order_by("-created_at")[:BELL_SHOWN]
+    )
+    template = "inbox/notifications.html"
+    if request.htmx:
+        template += "#bell-list"
+    return render(request, template, {"notifications": rows})
 
 
 # --- saved views, read state --------------------------------------------------------
