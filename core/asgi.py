@@ -18,6 +18,7 @@ tells ``inbox.live`` which event loop serves the request.
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,13 +57,21 @@ class RequestGuard:
       publish from the view is handed to the loop instead of waiting on Redis.
     """
 
-    def __init__(self, app: Any, *, max_body: int) -> None:
+    # Replies carry the agent's attached files: a larger cap there only.
+    UPLOADS = re.compile(r"^/inbox/c/\d+/reply/$")
+
+    def __init__(self, app: Any, *, max_body: int, max_upload: int = 0) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_upload = max(max_upload, max_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"RequestGuard cannot serve {scope['type']!r}")
+        if self.UPLOADS.match(scope.get("path", "")):
+            cap = self.max_upload
+        else:
+            cap = self.max_body
         headers = _headers(scope.get("headers", []))
         lengths = [v for k, v in headers if k.lower() == b"content-length"]
         scope = {**scope, "headers": headers}
@@ -73,8 +82,8 @@ class RequestGuard:
             except ValueError:
                 await _refuse(send, 400, "Content-Length is not a number")
                 return
-            if length > self.max_body:
-                await _refuse(send, 413, self._too_large())
+            if length > cap:
+                await _refuse(send, 413, self._too_large(cap))
                 return
             await self.app(scope, receive, send)
             return
@@ -85,8 +94,8 @@ class RequestGuard:
             if message["type"] == "http.disconnect":
                 return  # the client left before it finished sending
             body += message.get("body", b"")
-            if len(body) > self.max_body:
-                await _refuse(send, 413, self._too_large())
+            if len(body) > cap:
+                await _refuse(send, 413, self._too_large(cap))
                 return
             if not message.get("more_body"):
                 break
@@ -102,8 +111,8 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return f"the body is larger than {self.max_body} bytes"
+    def _too_large(self, cap: int) -> str:
+        return f"the body is larger than {cap} bytes"
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -138,6 +147,7 @@ http_application = RequestGuard(
     # asks; the stubs type it by its class.
     WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),  # type: ignore[arg-type]
     max_body=settings.WEB_MAX_BODY_BYTES,
+    max_upload=settings.WEB_MAX_UPLOAD_BYTES,
 )
 
 application = ProtocolTypeRouter(

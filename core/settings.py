@@ -477,6 +477,19 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Files agents attach to replies (inbox.attachments), served back at
+# MEDIA_URL for the chat platforms to fetch. INBOX_PUBLIC_URL is the origin
+# the gateway reaches this inbox at, when it is not the one agents use.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+MEDIA_URL = "/media/"
+INBOX_PUBLIC_URL = env.str("INBOX_PUBLIC_URL", default="")
+INBOX_MAX_ATTACHMENTS = env.int("INBOX_MAX_ATTACHMENTS", default=5)
+INBOX_MAX_ATTACHMENT_BYTES = env.int(
+    "INBOX_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024
+)
+# A reply with its files may be this large (RequestGuard, core/asgi.py);
+# every other request keeps WEB_MAX_BODY_BYTES.
+WEB_MAX_UPLOAD_BYTES = INBOX_MAX_ATTACHMENTS * INBOX_MAX_ATTACHMENT_BYTES + 1_048_576
 # Embedded mode serves straight from the app folders, no collectstatic step.
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
@@ -514,7 +527,9 @@ CONTENT_SECURITY_POLICY = {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],
+        # Customers' images are shown from wherever the chat platform keeps
+        # them (loaded by the browser, no referrer); nothing else is remote.
+        "img-src": ["*", "data:"],
         "connect-src": ["'self'"],  # the live websocket, same origin
         "object-src": ["'none'"],
         "base-uri": ["'self'"],

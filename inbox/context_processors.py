@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.http import HttpRequest
 
 
 def bell(request: HttpRequest) -> dict[str, Any]:
-    """The bell's unread count, for signed-in users (one indexed count)."""
+    """The bell's unread count, for signed-in users (one indexed count).
+
+    Counted only when a template shows it (the full page's navigation), not
+    for every htmx fragment rendered with this request.
+    """
     from inbox.models import Notification
 
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"bell_count": Notification.objects.unread().filter(user=user).count()}
+
+    @functools.cache
+    def count() -> int:
+        return Notification.objects.unread().filter(user=user).count()
+
+    return {"bell_count": count}

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -92,9 +93,51 @@ class ConversationFilterForm(forms.Form):
         return self.cleaned_data.get("cursor")
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files from one input (Django's documented recipe)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)] if data else []
+
+
 class ReplyForm(forms.Form):
-    text = forms.CharField(strip=True)
+    text = forms.CharField(strip=True, required=False)
     note = forms.BooleanField(required=False)
+    attach = MultipleFileField(required=False)
+
+    def clean_attach(self) -> list[Any]:
+        from django.conf import settings
+
+        files = self.cleaned_data.get("attach") or []
+        most, cap = settings.INBOX_MAX_ATTACHMENTS, settings.INBOX_MAX_ATTACHMENT_BYTES
+        if len(files) > most:
+            raise forms.ValidationError(f"At most {most} files in one reply.")
+        for upload in files:
+            if upload.size > cap:
+                raise forms.ValidationError(
+                    f"{upload.name} is {filesizeformat(upload.size)};"
+                    f" files are at most {filesizeformat(cap)}."
+                )
+        return files
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("text") and not data.get("attach") and not self.errors:
+            self.add_error("text", "Write a reply or attach a file.")
+        if data.get("note") and data.get("attach"):
+            self.add_error("attach", "Notes cannot carry files; send them as a reply.")
+        return data
 
     def clean_text(self) -> str:
         from django.conf import settings

@@ -829,7 +829,14 @@ class Conversation(models.Model):
             },
         )
 
-    def reply(self, agent: Any, text: str, *, note: bool = False) -> Message:
+    def reply(
+        self,
+        agent: Any,
+        text: str,
+        *,
+        note: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Message:
         """Write an agent's reply (queued for the gateway) or an internal note.
 
         Replying to a conversation the bot or the queue has takes it over
@@ -855,6 +862,7 @@ class Conversation(models.Model):
                 sender=agent.get_username(),
                 sent_by=agent,
                 text=text,
+                attachments=attachments or [],
             )
             if note:
                 row.notify_mentions(agent, message)
@@ -1119,6 +1127,35 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway_message_id}: {self.preview}"
+
+    IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+    @property
+    def attachment_items(self) -> list[dict[str, Any]]:
+        """Attachments for the thread: web URLs only (a ``javascript:`` or
+        ``data:`` URL is shown as a name, never linked), images marked for a
+        preview the browser loads itself."""
+        items = []
+        for raw in self.attachments if isinstance(self.attachments, list) else []:
+            item = raw if isinstance(raw, dict) else {"url": str(raw)}
+            url = str(item.get("url") or "")
+            kind = str(item.get("type") or "")
+            name = str(item.get("name") or "") or url.rsplit("/", 1)[-1][:80]
+            safe = url.lower().startswith(("https://", "http://"))
+            path = url.split("?", 1)[0].lower()
+            image = safe and (
+                kind in ("image/png", "image/jpeg", "image/gif", "image/webp")
+                or (not kind and path.endswith(self.IMAGE_EXTENSIONS))
+            )
+            items.append(
+                {
+                    "url": url if safe else "",
+                    "name": name or kind or "attachment",
+                    "is_image": image,
+                    "size": item.get("size"),
+                }
+            )
+        return items
 
     @property
     def is_note(self) -> bool:

@@ -27,6 +27,11 @@ urlpatterns = [
     path("inbox/m/<int:pk>/retry/", views.retry_reply, name="retry-reply"),
     path("inbox/queue/", views.escalation_queue, name="queue"),
     path("inbox/bulk/", views.bulk, name="bulk"),
+    path(
+        "media/attachments/<slug:key>/<str:name>",
+        views.attachment,
+        name="attachment",
+    ),
     path("inbox/notifications/", views.notifications, name="notifications"),
     path("inbox/views/", views.save_view, name="save-view"),
     path("inbox/views/<int:pk>/delete/", views.delete_view, name="delete-view"),

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +21,7 @@ from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
 from core.roles import Role, role_of, role_required, staff_users
-from inbox import ingest, live, metrics, webhooks
+from inbox import attachments, ingest, live, metrics, webhooks
 from inbox.forms import (
     AssignForm,
     BulkForm,
@@ -430,6 +430,13 @@ def merge_contact(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _panel(request, conversation, merged=other)
 
 
+@require_GET
+def attachment(request: HttpRequest, key: str, name: str) -> FileResponse:
+    """An agent's attached file, fetched by the chat platform (public by its
+    unguessable URL, as the platforms need; see ``inbox.attachments``)."""
+    return attachments.serve(key, name)
+
+
 # --- notifications ------------------------------------------------------------------
 
 BELL_SHOWN = 20
@@ -704,7 +711,7 @@ def reply(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(
         Conversation.objects.select_related("assignee"), pk=pk
     )
-    form = ReplyForm(request.POST)
+    form = ReplyForm(request.POST, request.FILES)
     context: dict[str, Any] = {"conversation": conversation, "reply_form": form}
     if not form.is_valid():
         return render(request, "inbox/inbox.html#composer", context, status=400)
@@ -712,9 +719,13 @@ def reply(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not note and (reason := _may_act(request.user, conversation)):
         context["composer_error"] = reason
         return render(request, "inbox/inbox.html#composer", context, status=409)
+    files = [attachments.save(f, request) for f in form.cleaned_data["attach"]]
     try:
-        message = conversation.reply(request.user, form.cleaned_data["text"], note=note)
+        message = conversation.reply(
+            request.user, form.cleaned_data["text"], note=note, attachments=files
+        )
     except TransitionError as exc:
+        attachments.discard(files)
         context["composer_error"] = str(exc)
         return render(request, "inbox/inbox.html#composer", context, status=409)
     if not request.htmx:

@@ -305,3 +305,17 @@ def test_a_request_waiting_on_a_row_lock_does_not_hold_up_the_others() -> None:
     assert health == 200
     assert waiting, "the webhook should still have been waiting on the lock"
     assert Message.objects.filter(text="second").count() == 1
+
+
+def test_only_the_reply_form_may_carry_files_larger_than_the_body_cap() -> None:
+    from django.conf import settings
+
+    size = str(settings.WEB_MAX_BODY_BYTES + 1000).encode()
+    header = [(b"content-length", size)]
+    assert _call("/inbox/c/1/contact/", method="POST", headers=header)[0] == 413
+    assert _call("/inbox/c/1/reply/x", method="POST", headers=header)[0] == 413
+    over = str(settings.WEB_MAX_UPLOAD_BYTES + 1).encode()
+    status, _, content = _call(
+        "/inbox/c/1/reply/", method="POST", headers=[(b"content-length", over)]
+    )
+    assert status == 413 and str(settings.WEB_MAX_UPLOAD_BYTES).encode() in content
