@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from core.roles import Role, role_of, staff_users
 from inbox.forms import ConversationFilterForm
-from inbox.models import Conversation, Message, TransitionError
+from inbox.models import Conversation, Message, TransitionError, wake_at
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -248,11 +248,7 @@ class SnoozeInput(serializers.Serializer):
     @property
     def until_time(self) -> Any:
         data = self.validated_data
-        if data.get("until_reply"):
-            return None
-        if "until" in data:
-            return data["until"]
-        return timezone.now() + timedelta(minutes=data["minutes"])
+        return wake_at(minutes=data.get("minutes"), until=data.get("until"))
 
 
 class NoInput(serializers.Serializer):

@@ -10,7 +10,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import slugify
 
-from inbox.models import Contact, Conversation, Platform
+from inbox.models import Contact, Conversation, Platform, wake_at
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -190,11 +190,9 @@ class SnoozeForm(forms.Form):
     def until_time(self) -> datetime | None:
         """When it wakes; ``None``: when the customer replies."""
         choice = self.cleaned_data["minutes"]
-        if choice == "reply":
-            return None
         if choice == "custom":
-            return self.cleaned_data["until"]
-        return timezone.now() + timedelta(minutes=int(choice))
+            return wake_at(until=self.cleaned_data["until"])
+        return wake_at(minutes=None if choice == "reply" else int(choice))
 
 
 class AssignForm(forms.Form):

@@ -63,6 +63,18 @@ def activity_window(since: str, until: str) -> tuple[datetime | None, datetime |
     return midnight(since), midnight(until, 1)
 
 
+def wake_at(
+    *, minutes: int | None = None, until: datetime | None = None
+) -> datetime | None:
+    """When a snooze ends: at ``until``, after ``minutes``, or (neither) when
+    the customer replies. The one rule the page, bulk work and the API use."""
+    if until is not None:
+        return until
+    if minutes is not None:
+        return timezone.now() + timedelta(minutes=minutes)
+    return None
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def active(self) -> ConversationQuerySet:
         return self.filter(is_active=True)

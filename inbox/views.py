@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -48,6 +47,7 @@ from inbox.models import (
     WebhookDelivery,
     activity_window,
     search_snippets,
+    wake_at,
 )
 
 PAGE_SIZE = 50
@@ -671,12 +671,9 @@ def bulk(request: HtmxHttpRequest) -> HttpResponse:
                 conversation.assign(user, agent)
             elif action == "snooze":
                 minutes = data["minutes"]
-                until = (
-                    None
-                    if minutes == "reply"
-                    else timezone.now() + timedelta(minutes=int(minutes))
+                conversation.snooze(
+                    user, wake_at(minutes=None if minutes == "reply" else int(minutes))
                 )
-                conversation.snooze(user, until)
             done += 1
         except TransitionError as exc:
             who = conversation.customer_name or conversation.session_id
