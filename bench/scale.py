@@ -7,6 +7,7 @@ every step of this benchmark; ``python -m bench`` drops it at the end.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,11 @@ SEARCHES = [
     ("search recall", "recall"),
     ("search warranty", "warranty"),
 ]
+# The list's filters (issue 13), same targets as search.
+FILTERS = [
+    ("filter tag vip", "tag=vip"),
+    ("filter 30 days", "since=DAYS30"),
+]
 TARGETS = {"first page p95_ms": 50.0, "search p95_ms": 200.0}
 
 
@@ -38,7 +44,13 @@ def run(quick: bool) -> dict[str, Any]:
     pages = [
         (label, "/inbox/" + (f"?q={quote(q)}" if q else "")) for label, q in SEARCHES
     ]
+    since = (date.today() - timedelta(days=30)).isoformat()
+    pages += [
+        (label, "/inbox/?" + q.replace("DAYS30", since)) for label, q in FILTERS
+    ]
     thread = seeded["long_thread"]
+    # The conversation page: list, thread and the contact panel with the
+    # customer's earlier conversations.
     pages.append((f"thread of {thread['messages']}", f"/inbox/c/{thread['id']}/"))
     paths = [path for _, path in pages]
     profile = common.task("query_profile", *paths, timeout=600)

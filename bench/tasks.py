@@ -234,6 +234,12 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
             for conv_id in range(1, n_conv + 1):
                 platform = rng.choices(platforms, p_weights)[0]
                 name = f"{rng.choice(NAMES)} {rng.randrange(1, 9999)}"
+                # Customers come back: ids from a pool smaller than the
+                # conversations, and the long thread's customer has dozens
+                # of earlier conversations (its contact panel lists them).
+                customer = str(rng.randrange(10**8 + 1, 10**8 + 1 + n_conv * 6 // 10))
+                if conv_id == long_thread or conv_id % (n_conv // 40) == 0:
+                    platform, customer, name = "telegram", str(10**8), "김민준 단골"
                 status = rng.choices(statuses, s_weights)[0]
                 last_at = last_ats[conv_id]
                 count = max(1, round(rng.uniform(1, 2 * avg - 1)))
@@ -291,7 +297,7 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
                         conv_id,
                         f"agent:main:{platform}:dm:{conv_id:09d}",
                         platform,
-                        str(rng.randrange(10**8, 10**9)),
+                        customer,
                         name,
                         status,
                         assignee,
@@ -347,8 +353,23 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
             " unnest(to_tsvector('simple'::regconfig, COALESCE(m.text, ''))) u"
             " GROUP BY m.conversation_id"
         )
+        # A contact per customer, as storing links them; one in ten tagged.
+        cursor.execute("UPDATE inbox_conversation SET contact_id = NULL")
+        cursor.execute("DELETE FROM inbox_contact")
+        cursor.execute(
+            "INSERT INTO inbox_contact (platform, external_id, name, tags, notes,"
+            " created_at, updated_at)"
+            " SELECT DISTINCT ON (platform, customer_id) platform, customer_id,"
+            " customer_name, CASE WHEN hashtext(customer_id) % 10 = 0"
+            " THEN '[\"vip\"]'::jsonb ELSE '[]'::jsonb END, '', created_at, created_at"
+            " FROM inbox_conversation ORDER BY platform, customer_id, created_at"
+        )
+        cursor.execute(
+            "UPDATE inbox_conversation c SET contact_id = ct.id FROM inbox_contact ct"
+            " WHERE ct.platform = c.platform AND ct.external_id = c.customer_id"
+        )
     with connection.cursor() as cursor:
-        for table in (*tables, "inbox_conversationsearch"):
+        for table in (*tables, "inbox_conversationsearch", "inbox_contact"):
             cursor.execute(f"VACUUM (ANALYZE) {table}")
         cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
         size = cursor.fetchone()[0]
