@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
 
@@ -108,9 +110,16 @@ class Profile(models.Model):
             return Preferences(*found)
         row = cls.objects.filter(user_id=user_id).values("language", "time_zone")
         prefs = Preferences(**row[0]) if row else Preferences()
-        cache.set(key, (prefs.language, prefs.time_zone), 3600)
+        # No expiry: every change deletes it (save).
+        cache.set(key, (prefs.language, prefs.time_zone), None)
         return prefs
 
 
 def preferences_key(user_id: int) -> str:
     return f"core:preferences:{user_id}"
+
+
+@receiver(user_logged_in)
+def load_preferences(sender: Any, user: Any, **kwargs: Any) -> None:
+    """Read them once at login, so the pages after it need no query for them."""
+    Profile.preferences_of(user.pk)
