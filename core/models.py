@@ -12,6 +12,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 
@@ -117,6 +118,15 @@ class Profile(models.Model):
 
 def preferences_key(user_id: int) -> str:
     return f"core:preferences:{user_id}"
+
+
+@receiver(post_delete, sender=Profile)
+def forget_preferences(sender: Any, instance: Profile, **kwargs: Any) -> None:
+    # Also when its user is deleted (a cascade calls no delete()): SQLite may
+    # hand that user id out again.
+    key = preferences_key(instance.user_id)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.delete(key))
 
 
 @receiver(user_logged_in)
