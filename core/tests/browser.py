@@ -321,6 +321,10 @@ class Inbox:
 
     def assert_healthy(self) -> None:
         assert self.page.evaluate("window.__notReloaded === true"), "the page reloaded"
+        self.assert_healthy_but_reloaded()
+
+    def assert_healthy_but_reloaded(self) -> None:
+        """No dialog, script, htmx or CSP error, for a test that navigates."""
         assert self.dialogs == [], f"a dialog fired: {self.dialogs}"
         assert self.errors == [], f"page errors: {self.errors}"
         assert self.htmx_errors == [], f"htmx errors: {self.htmx_errors}"
