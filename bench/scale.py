@@ -45,9 +45,7 @@ def run(quick: bool) -> dict[str, Any]:
         (label, "/inbox/" + (f"?q={quote(q)}" if q else "")) for label, q in SEARCHES
     ]
     since = (date.today() - timedelta(days=30)).isoformat()
-    pages += [
-        (label, "/inbox/?" + q.replace("DAYS30", since)) for label, q in FILTERS
-    ]
+    pages += [(label, "/inbox/?" + q.replace("DAYS30", since)) for label, q in FILTERS]
     thread = seeded["long_thread"]
     # The conversation page: list, thread and the contact panel with the
     # customer's earlier conversations.
