@@ -306,3 +306,35 @@ def test_a_huge_declared_body_is_refused_before_it_is_sent(
         # Not one byte of the 300 MB is sent: the answer must come anyway.
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_serve_stops_on_ctrl_c_even_with_a_request_half_sent(tmp_path: Path) -> None:
+    """The README's run command ends on Ctrl+C, worker and all, even while a
+    view's thread waits for the rest of a request body from daphne's loop."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env |= {"SQLITE_PATH": str(tmp_path / "serve.sqlite3"), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_healthy(port, timeout=60)
+        half = socket.create_connection(("127.0.0.1", port))
+        half.sendall(
+            b"POST /api/openclaw/webhook/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a"'
+        )
+        time.sleep(1.0)  # the view's thread is now waiting for the rest
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+        half.close()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
