@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
+from django.utils import timezone, translation
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import generics, serializers, views
@@ -290,12 +290,16 @@ class ConversationAction(views.APIView):
         )
         given = self.input_class(data=request.data)
         given.is_valid(raise_exception=True)
-        if self.check_owner and (reason := conversation.why_not(request.user)):
+        # The API answers in English whatever the client's Accept-Language.
+        with translation.override("en"):
+            reason = self.check_owner and conversation.why_not(request.user)
+        if reason:
             return Response({"detail": reason}, status=403)
         try:
             result = self.act(conversation, given, request.user)
         except TransitionError as exc:
-            return Response({"detail": str(exc)}, status=409)
+            with translation.override("en"):
+                return Response({"detail": str(exc)}, status=409)
         if isinstance(result, Message):
             return Response(MessageSerializer(result).data, status=201)
         conversation.refresh_from_db()

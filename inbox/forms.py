@@ -9,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from inbox.models import Contact, Conversation, Platform, wake_at
 
@@ -26,12 +28,18 @@ class ConversationFilterForm(forms.Form):
     shows more), it never turns the inbox into an error page.
     """
 
-    platform = forms.ChoiceField(choices=[("", "All platforms"), *Platform.choices])
+    platform = forms.ChoiceField(
+        choices=[("", gettext_lazy("All platforms")), *Platform.choices]
+    )
     status = forms.ChoiceField(
-        choices=[("", "Any status"), *Conversation.Status.choices]
+        choices=[("", gettext_lazy("Any status")), *Conversation.Status.choices]
     )
     owner = forms.ChoiceField(
-        choices=[("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassigned")]
+        choices=[
+            ("", gettext_lazy("Everyone's")),
+            ("mine", gettext_lazy("Mine")),
+            ("unassigned", gettext_lazy("Unassigned")),
+        ]
     )
     q = forms.CharField(max_length=200)
     tag = forms.SlugField(max_length=40, allow_unicode=True)
@@ -122,21 +130,29 @@ class ReplyForm(forms.Form):
         files = self.cleaned_data.get("attach") or []
         most, cap = settings.INBOX_MAX_ATTACHMENTS, settings.INBOX_MAX_ATTACHMENT_BYTES
         if len(files) > most:
-            raise forms.ValidationError(f"At most {most} files in one reply.")
+            raise forms.ValidationError(
+                _("At most %(most)s files in one reply.") % {"most": most}
+            )
         for upload in files:
             if upload.size > cap:
                 raise forms.ValidationError(
-                    f"{upload.name} is {filesizeformat(upload.size)};"
-                    f" files are at most {filesizeformat(cap)}."
+                    _("%(name)s is %(size)s; files are at most %(cap)s.")
+                    % {
+                        "name": upload.name,
+                        "size": filesizeformat(upload.size),
+                        "cap": filesizeformat(cap),
+                    }
                 )
         return files
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not data.get("text") and not data.get("attach") and not self.errors:
-            self.add_error("text", "Write a reply or attach a file.")
+            self.add_error("text", _("Write a reply or attach a file."))
         if data.get("note") and data.get("attach"):
-            self.add_error("attach", "Notes cannot carry files; send them as a reply.")
+            self.add_error(
+                "attach", _("Notes cannot carry files; send them as a reply.")
+            )
         return data
 
     def clean_text(self) -> str:
@@ -146,21 +162,25 @@ class ReplyForm(forms.Form):
         cap = settings.INBOX_MAX_REPLY_CHARS
         if len(text) > cap:
             raise forms.ValidationError(
-                f"A reply is at most {cap} characters; this one has {len(text)}."
+                _("A reply is at most %(cap)s characters; this one has %(n)s.")
+                % {"cap": cap, "n": len(text)}
             )
         return text
 
 
 class HandBackForm(forms.Form):
-    to = forms.ChoiceField(choices=[("bot", "Bot"), ("queue", "Queue")], initial="bot")
+    to = forms.ChoiceField(
+        choices=[("bot", gettext_lazy("Bot")), ("queue", gettext_lazy("Queue"))],
+        initial="bot",
+    )
 
 
 SNOOZE_CHOICES = [
-    ("30", "30 minutes"),
-    ("120", "2 hours"),
-    ("1440", "Tomorrow"),
-    ("reply", "Until the customer replies"),
-    ("custom", "Until…"),
+    ("30", gettext_lazy("30 minutes")),
+    ("120", gettext_lazy("2 hours")),
+    ("1440", gettext_lazy("Tomorrow")),
+    ("reply", gettext_lazy("Until the customer replies")),
+    ("custom", gettext_lazy("Until…")),
 ]
 SNOOZE_LONGEST = timedelta(days=365)
 
@@ -179,11 +199,11 @@ class SnoozeForm(forms.Form):
         if choice == "custom":
             now = timezone.now()
             if until is None:
-                raise forms.ValidationError("pick the time to snooze until")
+                raise forms.ValidationError(_("pick the time to snooze until"))
             if until <= now:
-                raise forms.ValidationError("pick a time in the future")
+                raise forms.ValidationError(_("pick a time in the future"))
             if until > now + SNOOZE_LONGEST:
-                raise forms.ValidationError("pick a time within a year")
+                raise forms.ValidationError(_("pick a time within a year"))
         return data
 
     @property
@@ -208,12 +228,12 @@ class AssignForm(forms.Form):
 
 
 BULK_ACTIONS = [
-    ("resolve", "Resolve"),
-    ("assign", "Assign"),
-    ("snooze", "Snooze"),
-    ("read", "Mark read"),
-    ("unread", "Mark unread"),
-    ("tag", "Add tag"),
+    ("resolve", gettext_lazy("Resolve")),
+    ("assign", gettext_lazy("Assign")),
+    ("snooze", gettext_lazy("Snooze")),
+    ("read", gettext_lazy("Mark read")),
+    ("unread", gettext_lazy("Mark unread")),
+    ("tag", gettext_lazy("Add tag")),
 ]
 BULK_MOST = 200
 
@@ -238,13 +258,15 @@ class BulkForm(forms.Form):
         data = super().clean() or {}
         action, ids = data.get("action"), data.get("ids") or []
         if len(ids) > BULK_MOST:
-            raise forms.ValidationError(f"at most {BULK_MOST} conversations at once")
+            raise forms.ValidationError(
+                _("at most %(most)s conversations at once") % {"most": BULK_MOST}
+            )
         if action == "assign" and not data.get("agent"):
-            raise forms.ValidationError("pick an agent to assign")
+            raise forms.ValidationError(_("pick an agent to assign"))
         if action == "snooze" and not data.get("minutes"):
-            raise forms.ValidationError("pick how long to snooze")
+            raise forms.ValidationError(_("pick how long to snooze"))
         if action == "tag" and not data.get("tag"):
-            raise forms.ValidationError("type a tag (letters, digits, - or _)")
+            raise forms.ValidationError(_("type a tag (letters, digits, - or _)"))
         return data
 
 
@@ -267,7 +289,7 @@ class ContactForm(forms.ModelForm):
     tags = forms.CharField(
         required=False,
         max_length=1000,
-        help_text="Comma-separated, e.g. vip, refund",
+        help_text=gettext_lazy("Comma-separated, e.g. vip, refund"),
     )
 
     class Meta:
@@ -283,7 +305,9 @@ class ContactForm(forms.ModelForm):
     def clean_tags(self) -> list[str]:
         tags = parse_tags(self.cleaned_data["tags"])
         if len(tags) > TAGS_MOST:
-            raise forms.ValidationError(f"at most {TAGS_MOST} tags")
+            raise forms.ValidationError(
+                _("at most %(most)s tags") % {"most": TAGS_MOST}
+            )
         return tags
 
     def save(self, commit: bool = True) -> Contact:

@@ -13,6 +13,8 @@ from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from core import outbox
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
@@ -289,14 +291,28 @@ def _is_postgres() -> bool:
 
 
 class TransitionError(Exception):
-    """A state change that cannot happen; ``str()`` is shown to the agent."""
+    """A state change that cannot happen; ``str()`` is shown to the agent, in
+    the language active when it is shown (the API's answers are English)."""
+
+    def __init__(self, message: str, **params: Any) -> None:
+        # ``message``: the English text, marked with gettext_noop.
+        self.message, self.params = message, params
+        super().__init__(message % params if params else message)
+
+    def __str__(self) -> str:
+        text = gettext(self.message)
+        return text % self.params if self.params else text
 
 
 class AlreadyTaken(TransitionError):
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        name = owner.get_username() if owner is not None else "someone else"
-        super().__init__(f"already taken by {name}")
+        if owner is None:
+            super().__init__(gettext_noop("already taken by someone else"))
+        else:
+            super().__init__(
+                gettext_noop("already taken by %(name)s"), name=owner.get_username()
+            )
 
 
 class ContactQuerySet(models.QuerySet["Contact"]):
@@ -388,7 +404,7 @@ class Contact(models.Model):
         cannot deadlock; the second finds them merged and refuses.
         """
         if other.pk == self.pk:
-            raise ValueError("a contact cannot be merged into itself")
+            raise ValueError(gettext("a contact cannot be merged into itself"))
         with transaction.atomic():
             first, second = sorted([self.pk, other.pk])
             rows = {
@@ -399,7 +415,7 @@ class Contact(models.Model):
             }
             keep, gone = rows[self.pk], rows[other.pk]
             if keep.merged_into_id or gone.merged_into_id:
-                raise ValueError("already merged")
+                raise ValueError(gettext("already merged"))
             ids = [gone.pk, *gone.aliases.values_list("pk", flat=True)]
             Contact.objects.filter(merged_into=gone).update(merged_into=keep)
             gone.merged_into = keep
@@ -420,11 +436,11 @@ class Conversation(models.Model):
     snippet: dict[str, Any] | None = None
 
     class Status(models.TextChoices):
-        BOT = "bot", "Bot"
-        ESCALATED = "escalated", "Escalated"
-        HUMAN = "human", "Human"
-        SNOOZED = "snoozed", "Snoozed"
-        RESOLVED = "resolved", "Resolved"
+        BOT = "bot", _("Bot")
+        ESCALATED = "escalated", _("Escalated")
+        HUMAN = "human", _("Human")
+        SNOOZED = "snoozed", _("Snoozed")
+        RESOLVED = "resolved", _("Resolved")
 
     session_id = models.CharField(max_length=255, unique=True)
     platform = models.CharField(
@@ -702,7 +718,7 @@ class Conversation(models.Model):
             if row.status == target and row.assignee_id is None:
                 return None
             if row.status == self.Status.RESOLVED:
-                raise TransitionError("it is resolved")
+                raise TransitionError(gettext_noop("it is resolved"))
             return {"status": target, "assignee": None, "is_locked": False}
 
         return self._transition(agent, change)
@@ -725,7 +741,7 @@ class Conversation(models.Model):
 
         def change(row: Conversation) -> dict[str, Any] | None:
             if row.status == self.Status.RESOLVED:
-                raise TransitionError("it is resolved")
+                raise TransitionError(gettext_noop("it is resolved"))
             return {"status": self.Status.SNOOZED, "snoozed_until": until}
 
         reason = (
@@ -864,7 +880,9 @@ class Conversation(models.Model):
                 raise AlreadyTaken(row.assignee)
             if not note and row.status != self.Status.HUMAN:
                 # Handed back or resolved since this page was drawn.
-                raise TransitionError("it changed meanwhile; take it over again")
+                raise TransitionError(
+                    gettext_noop("it changed meanwhile; take it over again")
+                )
             if row.assignee_id == agent.pk:
                 row.assignee = agent  # the live row names the owner: no query for it
             message = row._write_outbound(
@@ -1015,8 +1033,10 @@ class Conversation(models.Model):
             return ""
         owner = self.assignee.get_username() if self.assignee else "?"
         if self.is_locked:
-            return f"a lead assigned this conversation to {owner}"
-        return f"already taken by {owner}"
+            return gettext("a lead assigned this conversation to %(owner)s") % {
+                "owner": owner
+            }
+        return gettext("already taken by %(name)s") % {"name": owner}
 
     @property
     def tags(self) -> list[str]:
@@ -1032,7 +1052,8 @@ class Conversation(models.Model):
             row.save(update_fields=["metadata", "updated_at"])
             self.metadata = row.metadata
             summary = f"Tagged “{tag}”" + (f" by {by}" if by else "")
-            self.record_event(summary, tag=tag)
+            # ``by`` too: the timeline words it in each reader's language.
+            self.record_event(summary, tag=tag, by=by)
         return True
 
     def record_error(self, text: str) -> Activity:
@@ -1050,34 +1071,34 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     class Direction(models.TextChoices):
-        INBOUND = "inbound", "From customer"
-        OUTBOUND = "outbound", "To customer"
+        INBOUND = "inbound", _("From customer")
+        OUTBOUND = "outbound", _("To customer")
 
     class Kind(models.TextChoices):
-        TEXT = "text", "Text"
-        MEDIA = "media", "Media"
-        RESET = "reset", "Session reset"
-        ERROR = "error", "Gateway error"
-        NOTE = "note", "Internal note"
+        TEXT = "text", _("Text")
+        MEDIA = "media", _("Media")
+        RESET = "reset", _("Session reset")
+        ERROR = "error", _("Gateway error")
+        NOTE = "note", _("Internal note")
 
     class DeliveryState(models.TextChoices):
-        RECEIVED = "received", "Received"
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending…"
-        RETRYING = "retrying", "Retrying"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        FAILED = "failed", "Failed"
+        RECEIVED = "received", _("Received")
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending…")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
         # A bot reply the gateway wrote while its send policy was "deny": the
         # customer never got it.
-        SUPPRESSED = "suppressed", "Suppressed draft"
+        SUPPRESSED = "suppressed", _("Suppressed draft")
 
     class Author(models.TextChoices):
-        CUSTOMER = "customer", "Customer"
-        BOT = "bot", "Bot"
-        AGENT = "agent", "Agent"
-        AUTOMATION = "automation", "Automation"
-        SYSTEM = "system", "System"
+        CUSTOMER = "customer", _("Customer")
+        BOT = "bot", _("Bot")
+        AGENT = "agent", _("Agent")
+        AUTOMATION = "automation", _("Automation")
+        SYSTEM = "system", _("System")
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -1176,7 +1197,7 @@ class Message(models.Model):
     @property
     def state_label(self) -> str:
         if self.delivery_state == self.DeliveryState.RETRYING:
-            return f"retrying ({self.attempts})…"
+            return gettext("retrying (%(n)s)…") % {"n": self.attempts}
         return self.get_delivery_state_display()
 
     # --- sending a reply: each step locks the row and is published live --------
@@ -1433,34 +1454,89 @@ class Activity(models.Model):
 
     @property
     def summary(self) -> str:
-        """A status change in words, for the conversation's timeline."""
+        """A status change in words, for the conversation's timeline, in the
+        active language: built from ``data`` when it is read, so rows stored
+        before a translation existed read in the agent's language too."""
         data = self.data
         if self.kind == self.Kind.EVENT:
-            return str(data.get("summary", ""))
+            return _event_summary(data)
         by, to, owner = data.get("by") or "system", data.get("to"), data.get("owner")
-        reason = f" ({data['reason']})" if data.get("reason") else ""
+        if by == "system":
+            by = gettext("system")
+        words = {"by": by, "owner": owner, "reason": _reason(data.get("reason"))}
         Status = Conversation.Status
         if to == Status.HUMAN:
             if data.get("from") == Status.SNOOZED and data.get("by") == "system":
-                return f"snooze ended, back to {owner}"
+                return gettext("snooze ended, back to %(owner)s") % words
             if data.get("reason") == "auto-assigned":
-                return f"auto-assigned to {owner}"
+                return gettext("auto-assigned to %(owner)s") % words
             if owner and owner != by:
-                return f"{by} assigned it to {owner}{reason}"
+                if words["reason"]:
+                    return (
+                        gettext("%(by)s assigned it to %(owner)s (%(reason)s)") % words
+                    )
+                return gettext("%(by)s assigned it to %(owner)s") % words
             if data.get("from") == Status.RESOLVED:
-                return f"reopened for {owner}{reason}"
-            return f"{by} took over"
+                if words["reason"]:
+                    return gettext("reopened for %(owner)s (%(reason)s)") % words
+                return gettext("reopened for %(owner)s") % words
+            return gettext("%(by)s took over") % words
         if to == Status.ESCALATED:
-            return f"escalated to the queue by {by}{reason}"
+            if words["reason"]:
+                return gettext("escalated to the queue by %(by)s (%(reason)s)") % words
+            return gettext("escalated to the queue by %(by)s") % words
         if to == Status.BOT:
             if data.get("from") == Status.RESOLVED:
-                return f"reopened for the bot{reason}"
-            return f"{by} handed it back to the bot"
+                if words["reason"]:
+                    return gettext("reopened for the bot (%(reason)s)") % words
+                return gettext("reopened for the bot") % words
+            return gettext("%(by)s handed it back to the bot") % words
         if to == Status.SNOOZED:
-            return f"{by} snoozed it{reason}"
+            if words["reason"]:
+                return gettext("%(by)s snoozed it (%(reason)s)") % words
+            return gettext("%(by)s snoozed it") % words
         if to == Status.RESOLVED:
-            return f"resolved by {by}{reason}"
+            if words["reason"]:
+                return gettext("resolved by %(by)s (%(reason)s)") % words
+            return gettext("resolved by %(by)s") % words
+        reason = f" ({words['reason']})" if words["reason"] else ""
         return f"{by}: {data.get('from')} → {to}{reason}"
+
+
+# Reasons the inbox itself stores with a status change (free text from the
+# gateway, the bot or an automation is shown as it came).
+SNOOZE_UNTIL = re.compile(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)")
+ESCALATED_BY = re.compile(r"escalated by (.+)", re.DOTALL)
+
+
+def _reason(reason: Any) -> str:
+    """A stored English reason in the active language."""
+    reason = str(reason or "")
+    if reason == "until the customer replies":
+        return gettext("until the customer replies")
+    if reason == "snooze ended":
+        return gettext("snooze ended")
+    if reason == "auto-assigned":
+        return gettext("auto-assigned")
+    if found := SNOOZE_UNTIL.fullmatch(reason):
+        return gettext("until %(time)s") % {"time": found.group(1)}
+    if found := ESCALATED_BY.fullmatch(reason):
+        return gettext("escalated by %(name)s") % {"name": found.group(1)}
+    return reason
+
+
+def _event_summary(data: dict[str, Any]) -> str:
+    """A timeline event in the active language when the inbox wrote it (a tag
+    added with its author stored), else the text it was stored with."""
+    stored = str(data.get("summary", ""))
+    tag = data.get("tag")
+    if isinstance(tag, str) and "by" in data and stored.startswith("Tagged “"):
+        if data["by"]:
+            return gettext("Tagged “%(tag)s” by %(by)s") % data
+        return gettext("Tagged “%(tag)s”") % data
+    if {"merged", "gone", "keep", "by"} <= data.keys():
+        return gettext("Merged contact “%(gone)s” into “%(keep)s” by %(by)s") % data
+    return stored
 
 
 MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -1480,9 +1556,9 @@ class Notification(models.Model):
     """
 
     class Kind(models.TextChoices):
-        ASSIGNED = "assigned", "Assigned to you"
-        MENTION = "mention", "Mentioned you"
-        SLA = "sla", "Waiting past the SLA"
+        ASSIGNED = "assigned", _("Assigned to you")
+        MENTION = "mention", _("Mentioned you")
+        SLA = "sla", _("Waiting past the SLA")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"

@@ -10,6 +10,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import (
     require_GET,
@@ -378,7 +379,7 @@ def contact_panel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return _panel(request, conversation)
     form = ContactForm(request.POST, instance=conversation.contact)
     if not form.is_valid():
-        return _panel(request, conversation, form=form, error="not saved")
+        return _panel(request, conversation, form=form, error=_("not saved"))
     form.save()
     return _panel(request, conversation, saved=True)
 
@@ -414,17 +415,24 @@ def merge_contact(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = MergeForm(request.POST)
     keep = conversation.contact
     if keep is None or not form.is_valid():
-        return _panel(request, conversation, error="pick a contact to merge")
+        return _panel(request, conversation, error=_("pick a contact to merge"))
     other = Contact.objects.filter(pk=form.cleaned_data["other"]).first()
     if other is None:
-        return _panel(request, conversation, error="that contact no longer exists")
+        return _panel(request, conversation, error=_("that contact no longer exists"))
     try:
         keep.merge(other)
     except ValueError as exc:
-        return _panel(request, conversation, error=f"not merged: {exc}")
+        return _panel(
+            request, conversation, error=_("not merged: %(why)s") % {"why": exc}
+        )
+    by = request.user.get_username()
     conversation.record_event(
-        f"Merged contact “{other}” into “{keep}” by {request.user.get_username()}",
+        f"Merged contact “{other}” into “{keep}” by {by}",
         merged=other.pk,
+        # The names too: the timeline words it in each reader's language.
+        gone=str(other),
+        keep=str(keep),
+        by=by,
     )
     conversation.refresh_from_db()
     return _panel(request, conversation, merged=other)
@@ -476,9 +484,9 @@ def save_view(request: HtmxHttpRequest) -> HttpResponse:
     query = urlencode({k: v for k, v in filters.query_items() if v})
     error = ""
     if not form.is_valid():
-        error = "give the view a name (up to 60 characters)"
+        error = _("give the view a name (up to 60 characters)")
     elif not query:
-        error = "pick a filter first: this view would show everything"
+        error = _("pick a filter first: this view would show everything")
     else:
         user: Any = request.user
         SavedView.objects.update_or_create(
@@ -614,7 +622,7 @@ def snooze(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         errors = form.non_field_errors()
         return _refusal(
-            request, 400, str(errors[0]) if errors else "pick how long to snooze"
+            request, 400, str(errors[0]) if errors else _("pick how long to snooze")
         )
     until = form.until_time
     return _conversation_action(request, pk, lambda c: c.snooze(request.user, until))
@@ -625,7 +633,7 @@ def snooze(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def assign(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = AssignForm(request.POST)
     if not form.is_valid():
-        return _refusal(request, 400, "pick an agent to assign")
+        return _refusal(request, 400, _("pick an agent to assign"))
     agent = form.cleaned_data["agent"]
     return _conversation_action(request, pk, lambda c: c.assign(request.user, agent))
 
@@ -647,10 +655,11 @@ def bulk(request: HtmxHttpRequest) -> HttpResponse:
     agent = None
     if action == "assign":
         if role_of(user) < Role.LEAD:
-            return _bulk_answer(request, 0, ["only leads assign"], status=403)
+            return _bulk_answer(request, 0, [_("only leads assign")], status=403)
         agent = staff_users().filter(username=data["agent"]).first()
         if agent is None:
-            return _bulk_answer(request, 0, [f"{data['agent']} is not an agent"], 400)
+            refusal = _("%(name)s is not an agent") % {"name": data["agent"]}
+            return _bulk_answer(request, 0, [refusal], 400)
     done, refused = 0, []
     conversations = Conversation.objects.select_related("assignee").filter(
         pk__in=data["ids"]
