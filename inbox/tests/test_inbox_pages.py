@@ -416,7 +416,10 @@ def test_search_results_show_the_matching_message_with_its_hits_marked(
     # The older message that matched, not the newest one; escaped, hit marked.
     assert "<mark>환불</mark> 해주세요 &lt;b&gt;now&lt;/b&gt;" in snippet.group(1)
     assert "parcel" not in snippet.group(1)
-    assert re.search(r"<time datetime=\"[^\"]+\">· \w{3} \d+</time>", snippet.group(1))
+    assert re.search(
+        r"· <time datetime=\"[^\"]+\" data-stamp>\w{3} \d+, \d\d:\d\d</time>",
+        snippet.group(1),
+    )
     # Without a search, the row shows the last message as before.
     plain = staff_client.get("/inbox/").content.decode()
     assert "preview snippet" not in plain and "where is my parcel" in plain

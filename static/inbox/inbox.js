@@ -145,7 +145,7 @@
   }
 
   document.addEventListener("htmx:wsConnecting", function () {
-    if (!isOpen) setStatus("connecting", "reconnecting…");
+    if (!isOpen) setStatus("connecting", gettext("reconnecting…"));
   });
   document.addEventListener("htmx:wsOpen", function (event) {
     if (!fromCurrent(event)) return;
@@ -155,7 +155,7 @@
     // The thread's own resume point has been used.
     var open = document.getElementById("live-conversation");
     if (open) delete open.dataset.seq;
-    setStatus("live", "live");
+    setStatus("live", gettext("live"));
   });
   document.addEventListener("htmx:wsClose", function (event) {
     // A socket replaced by a newer one (a reconnect racing a retry) says nothing.
@@ -164,21 +164,21 @@
     var code = event.detail.event && event.detail.event.code;
     if (code === 4401) {
       // Logged out (the session expired): to the login page, then back here.
-      setStatus("connecting", "logged out…");
+      setStatus("connecting", gettext("logged out…"));
       location.href = "/login/?next=" + encodeURIComponent(location.pathname + location.search);
       return;
     }
     if (code === 4403) {
-      setStatus("connecting", "no access");
+      setStatus("connecting", gettext("no access"));
       return;
     }
-    setStatus("connecting", "reconnecting…");
+    setStatus("connecting", gettext("reconnecting…"));
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     // Too much was missed to replay: the server asks for a fresh page.
     var stale = document.getElementById("live-stale");
     if (stale && stale.dataset.stale) {
-      setStatus("connecting", "reloading…");
+      setStatus("connecting", gettext("reloading…"));
       location.reload();
       return;
     }
@@ -221,16 +221,23 @@
     if (thread && pinned) thread.scrollTop = thread.scrollHeight;
   }
 
-  var units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
-  var format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  // In the page's language (Django's catalogue), as the server's naturaltime words them.
+  var units = [
+    [31536000, function (n) { return ngettext("%s year ago", "%s years ago", n); }],
+    [2592000, function (n) { return ngettext("%s month ago", "%s months ago", n); }],
+    [86400, function (n) { return ngettext("%s day ago", "%s days ago", n); }],
+    [3600, function (n) { return ngettext("%s hour ago", "%s hours ago", n); }],
+    [60, function (n) { return ngettext("%s minute ago", "%s minutes ago", n); }],
+  ];
   function refreshTimes() {
     var now = Date.now();
     document.querySelectorAll("time[data-relative]").forEach(function (el) {
-      var seconds = Math.round((Date.parse(el.getAttribute("datetime")) - now) / 1000);
-      var text = "just now";
+      var seconds = Math.round((now - Date.parse(el.getAttribute("datetime"))) / 1000);
+      var text = gettext("just now");
       for (var i = 0; i < units.length; i++) {
-        if (Math.abs(seconds) >= units[i][1]) {
-          text = format.format(Math.round(seconds / units[i][1]), units[i][0]);
+        if (seconds >= units[i][0]) {
+          var n = Math.floor(seconds / units[i][0]);
+          text = interpolate(units[i][1](n), [n]);
           break;
         }
       }
@@ -313,13 +320,13 @@
     var send = composer.querySelector("button[type=submit]");
     composer.classList.toggle("owned-by-other", other);
     notice.hidden = !other;
-    notice.querySelector(".name").textContent = header.dataset.owner || "another agent";
+    notice.querySelector(".name").textContent = header.dataset.owner || gettext("another agent");
     notice.querySelector(".take-from").hidden = header.dataset.locked === "yes";
     if (from) from.value = other ? header.dataset.ownerId : "";
     if (note) note.disabled = other;
     if (forced) forced.disabled = !other;
     composer.classList.toggle("as-note", other || (note && note.checked));
-    if (send) send.textContent = other ? "Add note" : "Send";
+    if (send) send.textContent = other ? gettext("Add note") : gettext("Send");
   }
 
   // --- escalations: the count in the navigation, the tab title, notifications.
@@ -339,9 +346,9 @@
     if (fresh.length && window.Notification && Notification.permission === "granted") {
       fresh.forEach(function (id) {
         var row = document.querySelector("#conv-" + id + " .customer");
-        var who = row ? row.textContent : "A customer";
-        var note = new Notification("Escalated: " + who, {
-          body: "Waiting for a human", tag: "escalation-" + id,
+        var who = row ? row.textContent : gettext("A customer");
+        var note = new Notification(interpolate(gettext("Escalated: %s"), [who]), {
+          body: gettext("Waiting for a human"), tag: "escalation-" + id,
         });
         note.onclick = function () { window.focus(); location.href = "/inbox/c/" + id + "/"; };
       });
@@ -508,7 +515,7 @@
       box.closest("li").classList.toggle("picked", box.checked);
     });
     bar.hidden = picked.size === 0;
-    bar.querySelector(".bulk-count").textContent = picked.size + " selected";
+    bar.querySelector(".bulk-count").textContent = interpolate(gettext("%s selected"), [picked.size]);
     // Picks on rows this page no longer shows still count: send them too.
     bar.querySelectorAll("input.picked-elsewhere").forEach(function (el) { el.remove(); });
     var shown = new Set(pickBoxes().map(function (box) { return box.value; }));
