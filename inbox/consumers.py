@@ -23,8 +23,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.utils import timezone
+from django.http import HttpRequest
+from django.utils import timezone, translation
 
+from core.models import Profile
 from core.roles import Role, role_of
 from inbox import live, metrics
 from inbox.models import AgentStatus, Contact, Conversation, ReadMark
@@ -126,6 +128,9 @@ class InboxConsumer(AsyncWebsocketConsumer):
             k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()
         }
         self.user = user
+        # The tab's language, for its whole life: rows and headers come
+        # rendered in every language (live.event_for), the tab takes its own.
+        self.language = await _db(_language_of)(user.pk, self.scope)
         self.view = live.View(
             platform=params.get("platform", "")[:16],
             status=params.get("status", "")[:16],
@@ -326,9 +331,12 @@ class InboxConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, events: list[dict[str, Any]]) -> None:
         """Send the events as one frame. Hold the lock."""
+        events = [live.localized(event, self.language) for event in events]
         events = self._newest_items(events)
         unread = await self._unread_for(events)
-        text = live.frame(events, view=self.view, seq=self.hwm, unread=unread)
+        text = live.frame(
+            events, view=self.view, seq=self.hwm, unread=unread, language=self.language
+        )
         if text == live.seq_marker(self.hwm):
             if self.seq_task is None or self.seq_task.done():
                 self.seq_task = asyncio.ensure_future(self._send_seq_later())
@@ -504,6 +512,7 @@ class Presence:
                 self.conversation,
                 viewers=sorted(name for name, _ in self.viewers.values()),
                 typing=sorted(name for name, _ in self.typists.values()),
+                language=self.consumer.language,
             )
         )
         # Expire by itself: re-render when the next name runs out.
@@ -518,6 +527,24 @@ class Presence:
                 max(min(deadlines) - now, 0) + 0.05,
                 lambda: asyncio.ensure_future(self.render()),
             )
+
+
+def _language_of(user_id: int, scope: dict[str, Any]) -> str:
+    """The agent's saved language (cached: core.models.Profile), else the
+    handshake's Accept-Language or language cookie, as LocaleMiddleware reads
+    them for pages, else ``LANGUAGE_CODE``."""
+    chosen = Profile.preferences_of(user_id).language
+    if chosen:
+        try:
+            return translation.get_supported_language_variant(chosen)
+        except LookupError:
+            pass  # a language since removed from LANGUAGES
+    request = HttpRequest()
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
+    request.COOKIES = dict(scope.get("cookies") or {})
+    return translation.get_language_from_request(request)
 
 
 def _int(value: str | None) -> int | None:

@@ -20,10 +20,12 @@ from datetime import timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import models
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import escape
+from django.utils.translation import gettext, ngettext
 
 from inbox.models import Activity, Conversation, Message
 
@@ -92,12 +94,65 @@ def _assigned_by(activity: Activity, conversation: Conversation) -> str:
     ):
         return ""
     by = str(data.get("by") or "")
-    return "Auto-assign" if by in ("", "system") else by
+    return AUTO_ASSIGN if by in ("", "system") else by
+
+
+AUTO_ASSIGN = "Auto-assign"
+
+
+def languages() -> list[str]:
+    """Every language a tab may speak (``LANGUAGES``), the default first."""
+    default = translation.get_supported_language_variant(settings.LANGUAGE_CODE)
+    return [default, *(code for code, _ in settings.LANGUAGES if code != default)]
+
+
+def _fragments(activity: Activity) -> dict[str, str]:
+    """The parts of an event that have words in them, in the active language."""
+    conversation = activity.conversation
+    parts = {
+        # A reply's delivery state changes nothing in the list: no row, so
+        # every tab but the conversation's gets just the sequence number.
+        "row": ""
+        if activity.kind == Activity.Kind.MESSAGE_UPDATED
+        else render_row(conversation),
+        # The thread's entry: appended (a new message or audit line) or, for
+        # a reply's delivery state, replaced where it stands.
+        "item": "",
+        "header": "",
+    }
+    if activity.message is not None:
+        parts["item"] = render_message(activity.message)
+    elif activity.kind in (Activity.Kind.STATUS_CHANGED, Activity.Kind.EVENT):
+        parts["item"] = render_audit(activity)
+    if activity.kind not in (
+        Activity.Kind.MESSAGE_ADDED,
+        Activity.Kind.MESSAGE_UPDATED,
+    ):
+        parts["header"] = render_header(conversation)
+    return parts
+
+
+def localized(event: dict[str, Any], language: str) -> dict[str, Any]:
+    """``event`` with its fragments in ``language`` (the default's if it has none)."""
+    parts = event.get("i18n", {}).get(language)
+    return event | parts if parts else event
 
 
 def event_for(activity: Activity) -> dict[str, Any]:
-    """The channel-layer message for one activity, rendered once for every client."""
+    """The channel-layer message for one activity, rendered once for every client.
+
+    Once per language, that is: the default's fragments at the top level, the
+    others' under ``i18n`` (plain strings: the message crosses Redis), and
+    each tab takes its own (``localized``). Renders = events x languages.
+    """
     conversation = activity.conversation
+    default, *others = languages()
+    with translation.override(default):
+        fragments = _fragments(activity)
+    i18n = {}
+    for code in others:
+        with translation.override(code):
+            i18n[code] = _fragments(activity)
     moves_to_top = activity.kind == Activity.Kind.CONVERSATION_CREATED or (
         activity.kind == Activity.Kind.MESSAGE_ADDED
         and activity.message is not None
@@ -115,22 +170,16 @@ def event_for(activity: Activity) -> dict[str, Any]:
         "assignee": conversation.assignee_id,
         "inbound": conversation.inbound_count,
         "to_top": moves_to_top,
-        # A reply's delivery state changes nothing in the list: no row, so
-        # every tab but the conversation's gets just the sequence number.
-        "row": ""
-        if activity.kind == Activity.Kind.MESSAGE_UPDATED
-        else render_row(conversation),
-        # The thread's entry: appended (a new message or audit line) or, for
-        # a reply's delivery state, replaced where it stands.
-        "item": "",
+        **fragments,
+        "i18n": i18n,
         "item_key": "",
         "replace": activity.kind == Activity.Kind.MESSAGE_UPDATED,
-        "header": "",
         "from_customer": False,
         "escalated": False,
         "escalations": None,
         # An assignment tells its assignee (set below for status changes).
         "assigned_by": "",
+        "auto_assigned": False,
         "customer": conversation.customer_name or conversation.customer_id,
         # For tabs filtered by tag or by days (View.shows).
         "tags": conversation.tags,
@@ -138,21 +187,18 @@ def event_for(activity: Activity) -> dict[str, Any]:
         "last_at": conversation.last_message_at.timestamp(),
     }
     if activity.message is not None:
-        event["item"] = render_message(activity.message)
         event["item_key"] = f"msg-{activity.message.pk}"
         event["from_customer"] = activity.message.is_from_customer
     elif activity.kind in (Activity.Kind.STATUS_CHANGED, Activity.Kind.EVENT):
-        event["item"] = render_audit(activity)
         event["item_key"] = f"act-{activity.pk}"
     if activity.kind == Activity.Kind.STATUS_CHANGED:
         event["escalated"] = activity.data.get("to") == Conversation.Status.ESCALATED
         event["escalations"] = escalation_count()
         event["assigned_by"] = _assigned_by(activity, conversation)
-    if activity.kind not in (
-        Activity.Kind.MESSAGE_ADDED,
-        Activity.Kind.MESSAGE_UPDATED,
-    ):
-        event["header"] = render_header(conversation)
+        # Worded in each tab's language (_notices).
+        event["auto_assigned"] = bool(event["assigned_by"]) and str(
+            activity.data.get("by") or ""
+        ) in ("", "system")
     return event
 
 
@@ -354,12 +400,19 @@ def seq_marker(seq: int) -> str:
 
 
 def frame(
-    events: list[dict[str, Any]], *, view: View, seq: int, unread: dict[int, int]
+    events: list[dict[str, Any]],
+    *,
+    view: View,
+    seq: int,
+    unread: dict[int, int],
+    language: str = "",
 ) -> str:
     """One websocket frame of ``hx-swap-oob`` fragments; applying it twice is harmless.
 
     Rows are removed then inserted at the top (so a replayed row does not
-    appear twice); thread items likewise by their ``msg-<pk>`` id.
+    appear twice); thread items likewise by their ``msg-<pk>`` id. The events'
+    fragments are taken as given (``localized`` picks a tab's); ``language``
+    words the notice.
     """
     parts = [seq_marker(seq)]
     if view.page == "queue":
@@ -386,7 +439,9 @@ def frame(
                 )
             if event["header"]:
                 parts.append(event["header"])
-    return "".join(parts) + _escalation_fragment(events) + _notices(events, view)
+    with translation.override(language or None):
+        notices = _notices(events, view)
+    return "".join(parts) + _escalation_fragment(events) + notices
 
 
 def _notices(events: list[dict[str, Any]], view: View) -> str:
@@ -399,12 +454,18 @@ def _notices(events: list[dict[str, Any]], view: View) -> str:
             and event.get("assigned_by")
         ):
             pk = int(event["conversation"])
-            who = escape(event["customer"] or "a customer")
+            who = escape(event["customer"] or gettext("a customer"))
+            words = {
+                "by": escape(event["assigned_by"]),
+                "customer": f'<a href="/inbox/c/{pk}/">{who}</a>',
+            }
+            if event.get("auto_assigned"):
+                text = gettext("Auto-assign assigned you %(customer)s") % words
+            else:
+                text = gettext("%(by)s assigned you %(customer)s") % words
             return (
                 f'<p id="notice" class="notice" role="status" aria-live="polite"'
-                f' hx-swap-oob="true" data-conversation="{pk}">'
-                f"{escape(event['assigned_by'])} assigned you "
-                f'<a href="/inbox/c/{pk}/">{who}</a></p>'
+                f' hx-swap-oob="true" data-conversation="{pk}">{text}</p>'
             )
     return ""
 
@@ -443,20 +504,32 @@ def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
 
 
 def render_presence(
-    conversation_id: int, *, viewers: list[str], typing: list[str]
+    conversation_id: int, *, viewers: list[str], typing: list[str], language: str = ""
 ) -> str:
-    """Who else is here and who is typing, for one tab (names are escaped)."""
+    """Who else is here and who is typing, for one tab in its language (names
+    are escaped)."""
     pk = int(conversation_id)
     others = ", ".join(escape(name) for name in viewers)
     typists = ", ".join(escape(name) for name in typing)
-    verb = "is" if len(typing) == 1 else "are"
+    with translation.override(language or None):
+        here = gettext("Also here: %(names)s") % {"names": others} if others else ""
+        busy = (
+            ngettext(
+                "%(names)s is typing a reply…",
+                "%(names)s are typing a reply…",
+                len(typing),
+            )
+            % {"names": typists}
+            if typists
+            else ""
+        )
     return (
         f'<p id="presence-{pk}" class="presence" hx-swap-oob="true">'
-        + (f"Also here: {others}" if others else "")
+        + here
         + "</p>"
         + f'<p id="typing-{pk}" class="typing-warning" role="status"'
         + ' hx-swap-oob="true">'
-        + (f"{typists} {verb} typing a reply…" if typists else "")
+        + busy
         + "</p>"
     )
 
