@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
@@ -13,12 +14,15 @@ from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_noop
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from core import outbox
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
 from inbox.signals import bell_on_commit, publish_on_commit, reply_queued_on_commit
+
+# Choice labels, worded when shown. Typed as str: other apps build dicts of
+# them and format them, which a lazy string does as a str.
+_ = cast(Callable[[str], str], gettext_lazy)
 
 PREVIEW_CHARS = 160
 PLUGIN_CACHE_SECONDS = 10
