@@ -222,12 +222,12 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
     a_text.press("Enter")
     mine = a.page.locator(f"#thread-{pk} > li.message.author-agent", has_text=reply)
     expect(mine).to_have_count(1)
-    expect(mine.locator(".state")).to_have_text(State.SENT.label)
+    expect(mine.locator(".state")).to_have_text(str(State.SENT.label))
     expect(mine).to_have_class(re.compile(r"\bstate-sent\b"))
     a.page.screenshot(path=screenshots / "takeover-3-alice-reply-sent.png")
     # ... then the gateway's echo of it says delivered.
     gateway.release.set()
-    expect(mine.locator(".state")).to_have_text(State.DELIVERED.label)
+    expect(mine.locator(".state")).to_have_text(str(State.DELIVERED.label))
     expect(mine).to_have_class(re.compile(r"\bstate-delivered\b"))
     item_id = mine.get_attribute("id")
     seen = [
@@ -236,7 +236,9 @@ def test_take_over_reply_and_note_as_two_agents_see_them(
     # In order of first appearance (a frame replayed after a reconnect may
     # draw a state again, idempotently).
     assert list(dict.fromkeys(seen)) == REPLY_STATES, seen
-    expect(b.page.locator(f"#{item_id} .state")).to_have_text(State.DELIVERED.label)
+    expect(b.page.locator(f"#{item_id} .state")).to_have_text(
+        str(State.DELIVERED.label)
+    )
 
     # The gateway got it exactly once, under the reply's own id.
     [sent] = gateway.received
