@@ -157,6 +157,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.seq_task: asyncio.Task | None = None
         self.seq_sent = 0  # the number the browser was last sent
         self.seen_task: asyncio.Task | None = None
+        self.seen_since: Any = None
         self.groups_joined: list[str] = [live.INBOX_GROUP, live.user_group(user.pk)]
         conversation = _int(params.get("conversation"))
         if conversation is not None and await _conversation_exists(conversation):
@@ -206,7 +207,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         seen_task = getattr(self, "seen_task", None)
         if seen_task is not None and not seen_task.done():
             seen_task.cancel()
-            await _db(_mark_seen)(self.user, self.view.conversation)
+            await _db(_mark_seen)(self.user, self.view.conversation, self.seen_since)
         if getattr(self, "counted", False):
             metrics.WEBSOCKET_CLIENTS.dec()
             self.counted = False
@@ -377,13 +378,15 @@ class InboxConsumer(AsyncWebsocketConsumer):
 
     def _mark_seen_soon(self, conversation_id: int) -> None:
         if self.seen_task is None or self.seen_task.done():
+            # An explicit "mark unread" after this moment wins over the mark.
+            self.seen_since = timezone.now()
             self.seen_task = asyncio.ensure_future(
                 self._mark_seen_later(conversation_id)
             )
 
     async def _mark_seen_later(self, conversation_id: int) -> None:
         await asyncio.sleep(1.0)
-        await _db(_mark_seen)(self.user, conversation_id)
+        await _db(_mark_seen)(self.user, conversation_id, self.seen_since)
 
     async def _unread_for(self, events: list[dict[str, Any]]) -> dict[int, int]:
         result: dict[int, int] = {}
@@ -595,7 +598,7 @@ def _marks_for(conversation_id: int) -> dict[int, int]:
     return dict(marks.values_list("user_id", "inbound_seen"))
 
 
-def _mark_seen(user: Any, conversation_id: int) -> None:
+def _mark_seen(user: Any, conversation_id: int, since: Any = None) -> None:
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is not None:
-        ReadMark.mark_seen(user, conversation)
+        ReadMark.mark_seen(user, conversation, unless_changed_since=since)

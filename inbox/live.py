@@ -370,13 +370,20 @@ class View:
     since: float | None = None
     until: float | None = None
 
+    def lacks_tag(self, event: dict[str, Any]) -> bool:
+        """The tab lists one tag and this event's conversation does not carry
+        it, as far as the event knows. Messages never remove a tag, and an
+        event rendered before a merge or a tag edit may name the old contact:
+        such an event adds nothing to the list, and takes nothing away."""
+        return bool(self.tag) and not (
+            self.tag in event.get("tags", ())
+            or event.get("contact") in self.tagged_contacts
+        )
+
     def shows(self, event: dict[str, Any]) -> bool:
         if self.platform and event["platform"] != self.platform:
             return False
-        if self.tag and not (
-            self.tag in event.get("tags", ())
-            or event.get("contact") in self.tagged_contacts
-        ):
+        if self.lacks_tag(event):
             return False
         if self.assignee_id is not None and event["assignee"] != self.assignee_id:
             return False
@@ -492,6 +499,8 @@ def render_escalation_count(count: int, new: str = "") -> str:
 
 def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
     pk = event["conversation"]
+    if view.lacks_tag(event):
+        return ""
     if not view.shows(event):
         return f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
     if to_top and not view.query:

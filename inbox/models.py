@@ -1668,7 +1668,24 @@ class ReadMark(models.Model):
         return f"{self.user} saw {self.inbound_seen} of {self.conversation}"
 
     @classmethod
-    def mark_seen(cls, user: Any, conversation: Conversation) -> None:
+    def mark_seen(
+        cls,
+        user: Any,
+        conversation: Conversation,
+        *,
+        unless_changed_since: datetime | None = None,
+    ) -> None:
+        """Everything inbound so far is read. ``unless_changed_since``: a
+        deferred mark (the live tab's) that an explicit mark since then,
+        such as "mark unread", overrides."""
+        if unless_changed_since is not None and (
+            cls.objects.filter(
+                user=user,
+                conversation=conversation,
+                seen_at__gte=unless_changed_since,
+            ).exists()
+        ):
+            return
         cls.objects.update_or_create(
             user=user,
             conversation=conversation,

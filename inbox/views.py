@@ -524,7 +524,7 @@ def mark_unread(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     ReadMark.mark_unread(request.user, conversation)
     if request.htmx:
         response = HttpResponse(status=204)
-        response["HX-Location"] = reverse("inbox:conversation-list")
+        response["HX-Redirect"] = reverse("inbox:conversation-list")
         return response
     return redirect("inbox:conversation-list")
 

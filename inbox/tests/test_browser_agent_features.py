@@ -167,6 +167,8 @@ def test_images_both_ways_saved_views_and_mark_unread(
 
     # A saved view of the filters.
     page.select_option("#f-status", "human")
+    page.wait_for_url("**/inbox/?*status=human*")  # the list is redrawn
+    expect(page.locator("#f-status")).to_have_value("human")
     page.fill("#view-name", "my human chats")
     page.keyboard.press("Enter")
     chip = page.locator("#saved-views a", has_text="my human chats")

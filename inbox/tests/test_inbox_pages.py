@@ -241,10 +241,11 @@ def test_a_customer_message_without_a_sender_shows_the_customer_name(
         }
     )
     conversation = Conversation.objects.get()
-    # Session, user, role, profile, conversation, read mark, escalation count,
-    # the timeline page, the contact panel (aliases, history), the list page
-    # with saved views and assignees: a fixed number, not one per message.
-    with django_assert_max_num_queries(19):
+    # Session, user, role, conversation, read mark (4 with its savepoints),
+    # its notifications read, escalation count, the timeline page, the contact
+    # panel (aliases, history), the list page with saved views and assignees,
+    # the bell: a fixed number, not one per message.
+    with django_assert_max_num_queries(20):
         html = staff_client.get(f"/inbox/c/{conversation.pk}/").content.decode()
     assert html.count('<span class="sender">김민준</span>') == 2
 

@@ -113,7 +113,7 @@ def test_mark_unread_leaves_the_newest_message_unread_for_that_agent_only() -> N
     client.get(f"/inbox/c/{conversation.pk}/")  # opening reads it
     _as(bob).get(f"/inbox/c/{conversation.pk}/")
     answer = client.post(f"/inbox/c/{conversation.pk}/unread/", headers=HX)
-    assert answer.status_code == 204 and answer["HX-Location"] == "/inbox/"
+    assert answer.status_code == 204 and answer["HX-Redirect"] == "/inbox/"
     marks = dict(ReadMark.objects.values_list("user__username", "inbound_seen"))
     assert marks == {"alice": 1, "bob": 2}
     html = client.get("/inbox/").content.decode()
@@ -137,8 +137,8 @@ async def test_a_tab_filtered_by_tag_and_assignee_gets_only_matching_rows() -> N
     )
     frames = "".join(await receive_all(tab, timeout=1.0))
     assert f'afterbegin:#conversation-list"><li id="conv-{vip.pk}"' in frames
-    assert f'<div id="conv-{other.pk}" hx-swap-oob="delete">' in frames
-    assert f'<li id="conv-{other.pk}"' not in frames
+    # Untagged: not added (and not removed: an event may predate a merge).
+    assert f'id="conv-{other.pk}"' not in frames
     await tab.disconnect()
 
     mine = await connect(alice, "assignee=alice")
