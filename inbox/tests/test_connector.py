@@ -241,6 +241,9 @@ def test_one_connector_leads_and_a_standby_takes_over(
         assert gateway.subscribers == 1
         gateway.customer_writes(KEY, "one", bot=False)
         wait_for(lambda: texts() == ["one"])
+        # The row is visible at commit, a moment before the connector's thread
+        # counts it: stopping in between would lose the count, not the row.
+        wait_for(lambda: leader.connector.stored == 1, 5)
         leader.stop()
         started = time.monotonic()
         wait_for(lambda: standby.connector.state == "live", seconds=10)
