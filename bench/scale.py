@@ -50,6 +50,8 @@ def run(quick: bool) -> dict[str, Any]:
     # The conversation page: list, thread and the contact panel with the
     # customer's earlier conversations.
     pages.append((f"thread of {thread['messages']}", f"/inbox/c/{thread['id']}/"))
+    # A conversation as most are (a few messages), its contact panel open.
+    pages.append(("conversation + panel", f"/inbox/c/{seeded['returning']}/"))
     paths = [path for _, path in pages]
     profile = common.task("query_profile", *paths, timeout=600)
     # Same data, same run: the worst-case searches as the old query ran them.

@@ -382,6 +382,10 @@ def seed_scale(conversations: str, messages: str) -> dict[str, Any]:
         "database_size": size,
         "activities": len(activities),
         "long_thread": {"id": long_thread, "messages": LONG_THREAD},
+        # One of the long thread's customer's other conversations (short).
+        "returning": n_conv // 40
+        if n_conv // 40 != long_thread
+        else 2 * (n_conv // 40),
         "cold_words": {
             COLD_RARE: {
                 "conversations": COLD_RARE_CONVERSATIONS,
