@@ -43,10 +43,54 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}"
 
 
-def render_row(conversation: Conversation, *, unread: int | None = None) -> str:
-    return render_to_string(
-        f"{TEMPLATE}#conversation-row", {"conversation": conversation, "unread": unread}
+def render_row(
+    conversation: Conversation, *, unread: int | None = None, selected: bool = False
+) -> str:
+    """The list's row for ``conversation``, in the active language and zone.
+
+    A page draws 50 and every agent's page the same ones: each is rendered
+    once per everything it prints (the key below) and kept, so a page pays
+    the template for rows that changed only. The key holds the values
+    themselves, not ``updated_at``: a queryset ``update()`` skips that.
+    A search result carries its snippet and is always rendered.
+    """
+    context = {"conversation": conversation, "unread": unread, "selected": selected}
+    if conversation.snippet is not None:
+        return render_to_string(f"{TEMPLATE}#conversation-row", context)
+    key = (
+        conversation.pk,
+        conversation.status,
+        conversation.is_active,
+        conversation.platform,
+        conversation.last_message_at,
+        conversation.customer_name,
+        conversation.customer_id,
+        conversation.session_id,
+        conversation.last_message_preview,
+        conversation.assignee.get_username() if conversation.assignee else "",
+        conversation.last_error,
+        unread,
+        selected,
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
     )
+    with _rows_lock:
+        html = _rows.get(key)
+        if html is not None:
+            _rows.move_to_end(key)
+            return html
+    html = render_to_string(f"{TEMPLATE}#conversation-row", context)
+    with _rows_lock:
+        _rows[key] = html
+        while len(_rows) > ROWS_KEPT:
+            _rows.popitem(last=False)
+    return html
+
+
+# Rendered rows by what they show (render_row); about 1.5 KB each.
+ROWS_KEPT = 20_000
+_rows: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_rows_lock = threading.Lock()
 
 
 def render_badge(conversation_id: int, unread: int) -> str:
@@ -561,6 +605,8 @@ _rendering = threading.Lock()
 def forget() -> None:
     """Drop the process's event memory (tests, where numbers restart)."""
     _recent.clear()
+    with _rows_lock:
+        _rows.clear()
 
 
 def remember(events: list[dict[str, Any]]) -> None:

@@ -438,6 +438,8 @@ class Contact(models.Model):
 class Conversation(models.Model):
     # A search page's "why it matched" (search_snippets); not a column.
     snippet: dict[str, Any] | None = None
+    # The list's rendered row (inbox.live.render_row); not a column.
+    row_html: str = ""
 
     class Status(models.TextChoices):
         BOT = "bot", _("Bot")

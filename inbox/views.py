@@ -206,7 +206,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
 # --- inbox pages ----------------------------------------------------------------
 
 
-def _list_context(request: HttpRequest) -> dict[str, Any]:
+def _list_context(request: HttpRequest, open_pk: int | None = None) -> dict[str, Any]:
     form = ConversationFilterForm(request.GET)
     filters = form.filters
     conversations = (
@@ -224,6 +224,12 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         snippets = search_snippets([c.pk for c in page], filters["query"])
         for conversation in page:
             conversation.snippet = snippets.get(conversation.pk)
+    for conversation in page:
+        conversation.row_html = live.render_row(
+            conversation,
+            unread=conversation.unread,  # type: ignore[attr-defined]
+            selected=conversation.pk == open_pk,
+        )
     since, until = activity_window(filters["since"], filters["until"])
     return {
         "conversations": page,
@@ -307,7 +313,9 @@ def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
     if request.htmx and request.htmx.target == "thread-pane":
         return render(request, "inbox/inbox.html#thread-pane", context)
-    return render(request, "inbox/inbox.html", context | _list_context(request))
+    return render(
+        request, "inbox/inbox.html", context | _list_context(request, conversation.pk)
+    )
 
 
 @role_required(Role.AGENT)

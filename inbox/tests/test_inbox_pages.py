@@ -433,3 +433,29 @@ def test_a_long_snippet_is_cut_around_its_first_hit() -> None:
     html = _highlight(text, ["refund"])
     assert html.startswith("…") and html.endswith("…")
     assert "<mark>Refund</mark>" in html and len(html) < 200
+
+
+def test_kept_rows_follow_every_change_they_show(staff_client) -> None:  # noqa: ANN001
+    """The list keeps rendered rows (inbox.live.render_row), keyed by what they
+    print: a change made with a queryset update (no updated_at), a new unread
+    count, the open conversation and the language each draw it afresh."""
+    session = session_key()
+    post_webhook(message_event(session_id=session, message_id=1, senderName="Kim"))
+    conversation = Conversation.objects.get()
+    row = f'id="conv-{conversation.pk}"'
+
+    def page(path: str = "/inbox/", **headers: str) -> str:
+        html = staff_client.get(path, headers=headers).content.decode()
+        return html[html.index(row) : html.index("</li>", html.index(row))]
+
+    first = page()
+    assert "Kim" in first and 'aria-label="1 unread">1</span>' in first
+    assert page() == first  # kept, and the same
+    Conversation.objects.filter(pk=conversation.pk).update(customer_name="Lee")
+    assert "Lee" in page() and "Kim" not in page()
+    post_webhook(message_event(session_id=session, message_id=2, text="again"))
+    assert 'aria-label="2 unread">2</span>' in page()
+    opened = page(f"/inbox/c/{conversation.pk}/")
+    assert 'class="conversation status-bot selected"' in opened
+    assert "selected" not in page()
+    assert "선택" in page(**{"Accept-Language": "ko"})
