@@ -23,6 +23,7 @@ from django_ratelimit.core import is_ratelimited
 from core.roles import Role, role_of, role_required, staff_users
 from inbox import attachments, ingest, live, metrics, webhooks
 from inbox.forms import (
+    BULK_ACTIONS,
     AssignForm,
     BulkForm,
     ContactForm,
@@ -352,10 +353,17 @@ def _contact_context(conversation: Conversation, form: Any = None) -> dict[str, 
             .by_activity()[:HISTORY_SHOWN]
         )
     info = conversation.metadata if isinstance(conversation.metadata, dict) else {}
+    # The customer's other identities: not the one this conversation is from.
+    own = (conversation.platform, conversation.customer_id)
+    others = [
+        c
+        for c in ([contact, *aliases] if contact is not None else [])
+        if (c.platform, c.external_id) != own
+    ]
     return {
         "conversation": conversation,
         "contact": contact,
-        "aliases": aliases,
+        "aliases": others,
         "history": history,
         "channel_info": [
             (str(key)[:60], str(value)[:200])
@@ -414,12 +422,27 @@ def contact_candidates(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @role_required(Role.AGENT)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def merge_contact(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Fold another contact into this conversation's customer."""
+    """Fold another contact into this conversation's customer (POST); GET asks
+    the agent to confirm first, naming both: a merge cannot be undone."""
     conversation = get_object_or_404(
         Conversation.objects.select_related("contact"), pk=pk
     )
+    if request.method == "GET":
+        asked = MergeForm(request.GET)
+        other = (
+            Contact.objects.filter(pk=asked.cleaned_data["other"]).first()
+            if asked.is_valid()
+            else None
+        )
+        if other is None or conversation.contact is None:
+            return HttpResponse(_("pick a contact to merge"), status=400)
+        return render(
+            request,
+            "inbox/inbox.html#merge-confirm",
+            {"conversation": conversation, "other": other},
+        )
     form = MergeForm(request.POST)
     keep = conversation.contact
     if keep is None or not form.is_valid():
@@ -703,10 +726,11 @@ def _bulk_answer(
 ) -> HttpResponse:
     if not request.htmx:
         return redirect("inbox:conversation-list")
+    action = dict(BULK_ACTIONS).get(request.POST.get("action", ""), "")
     return render(
         request,
         "inbox/inbox.html#bulk-result",
-        {"done": done, "refused": refused},
+        {"done": done, "refused": refused, "action": action},
         status=status,
     )
 

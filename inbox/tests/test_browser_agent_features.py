@@ -72,6 +72,8 @@ def test_the_customer_beside_the_thread_tags_history_and_merge(
     page.click(".merge summary")
     page.fill("#merge-q", "8210999")
     page.click("#merge-candidates button.merge-into")
+    expect(page.locator(".merge-confirm")).to_contain_text("cannot be undone")
+    page.click("#merge-candidates button.merge-yes")
     expect(panel.locator(".saved")).to_contain_text("Merged")
     expect(panel.locator(".history li")).to_have_count(2)
     expect(panel.locator(".history")).to_contain_text("hello from WhatsApp")
@@ -111,12 +113,22 @@ def test_the_bell_rings_live_and_clears_when_opened(
     expect(bell).to_have_text("1")
     page.wait_for_function("document.body.dataset.bellRang === '1'")
     page.click("#bell summary")
-    item = page.locator("#bell-list .notification.unread")
+    item = page.locator("#bell-list .notification.is-unread")
     expect(item).to_contain_text("lena assigned you 김민준")
     item.locator("a").click()
     expect(page.locator(f"#thread-{pk}")).to_be_visible()
     page.goto(f"{agent.server.url}/inbox/")
     expect(page.locator("#bell-count")).to_be_hidden()
+    # On a phone the open list stays on the screen, its link text readable.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.click("#bell summary")
+    expect(page.locator("#bell-list .bell-tools")).to_be_visible()
+    box = page.locator("#bell-list").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    color = page.eval_on_selector(
+        "#bell-list button.link", "b => getComputedStyle(b).color"
+    )
+    assert color != "rgb(255, 255, 255)"
     agent.assert_healthy_but_reloaded()
 
 

@@ -124,7 +124,15 @@ def test_merge_brings_the_other_channel_into_the_panel() -> None:
     found = client.get(
         f"/inbox/c/{telegram.pk}/contact/candidates/", {"q": "8210"}, headers=HX
     ).content.decode()
-    assert f'value="{whatsapp.contact_id}"' in found
+    assert f"?other={whatsapp.contact_id}" in found
+    # Asked first, naming both; nothing is merged by asking.
+    asked = client.get(
+        f"/inbox/c/{telegram.pk}/contact/merge/",
+        {"other": whatsapp.contact_id},
+        headers=HX,
+    ).content.decode()
+    assert "Merge Minjun into 김민준?" in asked and "cannot be undone" in asked
+    assert Contact.objects.get(pk=whatsapp.contact_id).merged_into_id is None
     answer = client.post(
         f"/inbox/c/{telegram.pk}/contact/merge/",
         {"other": whatsapp.contact_id},
