@@ -122,7 +122,7 @@ def test_pick_rows_with_click_shift_click_and_x_then_resolve_them(
     bar.locator(".bulk-action").select_option("resolve")
     bar.get_by_role("button", name="Apply").click()
     expect(page.locator("#bulk-result")).to_be_visible()
-    expect(page.locator("#bulk-result")).to_have_text("4 done")
+    expect(page.locator("#bulk-result")).to_have_text("Resolve: 4 done")
     expect(bar).to_be_hidden()
     # The rows' new state arrives over the live stream.
     expect(
