@@ -81,6 +81,14 @@ def wake_at(
     return None
 
 
+def json_list_has(field: str, value: str) -> Q:
+    """``field``, a JSON list, holds ``value``. SQLite has no JSON
+    containment: there, the quoted value inside the stored list."""
+    if _is_postgres():
+        return Q(**{f"{field}__contains": [value]})
+    return Q(**{f"{field}__icontains": f'"{value}"'})
+
+
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def active(self) -> ConversationQuerySet:
         return self.filter(is_active=True)
@@ -126,11 +134,14 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
 
     def tagged(self, tag: str) -> ConversationQuerySet:
         """Conversations tagged ``tag``, or whose customer is."""
-        if _is_postgres():
-            own = Q(metadata__contains={"tags": [tag]})
-        else:  # SQLite has no JSON containment: the quoted tag in the stored list
-            own = Q(metadata__tags__icontains=f'"{tag}"')
-        return self.filter(own | Q(contact__in=Contact.objects.with_tag(tag)))
+        return self.filter(
+            json_list_has("metadata__tags", tag)
+            | Q(contact__in=Contact.objects.with_tag(tag))
+        )
+
+    def of_customer(self, identities: list[Contact]) -> ConversationQuerySet:
+        """A customer's conversations, under any of their (merged) contacts."""
+        return self.filter(contact_id__in=[c.pk for c in identities]).by_activity()
 
     def matching(self, query: str) -> ConversationQuerySet:
         """Conversations whose customer or any message matches ``query``.
@@ -321,10 +332,7 @@ class AlreadyTaken(TransitionError):
 
 class ContactQuerySet(models.QuerySet["Contact"]):
     def with_tag(self, tag: str) -> ContactQuerySet:
-        if _is_postgres():
-            return self.filter(tags__contains=[tag])
-        # SQLite has no JSON containment: the quoted tag inside the stored list.
-        return self.filter(tags__icontains=f'"{tag}"')
+        return self.filter(json_list_has("tags", tag))
 
     def named(self, query: str) -> ContactQuerySet:
         query = query.strip()[:100]
@@ -390,15 +398,6 @@ class Contact(models.Model):
     def identities(self) -> list[Contact]:
         """This contact and every contact merged into it."""
         return [self, *self.aliases.all()]
-
-    def conversations(self) -> ConversationQuerySet:
-        return Conversation.objects.filter(
-            contact_id__in=[c.pk for c in self.identities()]
-        ).by_activity()
-
-    def set_tags(self, tags: list[str]) -> None:
-        self.tags = sorted(set(tags))
-        self.save(update_fields=["tags", "updated_at"])
 
     def merge(self, other: Contact) -> None:
         """Fold ``other`` (and its aliases) into this contact.
@@ -707,12 +706,8 @@ class Conversation(models.Model):
         with transaction.atomic():
             activity = self._transition(lead, change)
             if activity is not None and agent.pk != getattr(lead, "pk", None):
-                Notification.send(
-                    [agent],
-                    kind=Notification.Kind.ASSIGNED,
-                    conversation=self,
-                    key=str(activity.pk),
-                    text=f"{lead.get_username()} assigned you {self}",
+                self._tell_assignee(
+                    agent, activity, f"{lead.get_username()} assigned you {self}"
                 )
         return activity
 
@@ -782,14 +777,18 @@ class Conversation(models.Model):
         with transaction.atomic():
             activity = self._transition(None, change, reason="auto-assigned")
             if activity is not None:
-                Notification.send(
-                    [agent],
-                    kind=Notification.Kind.ASSIGNED,
-                    conversation=self,
-                    key=str(activity.pk),
-                    text=f"Auto-assign gave you {self}",
-                )
+                self._tell_assignee(agent, activity, f"Auto-assign gave you {self}")
         return activity
+
+    def _tell_assignee(self, agent: Any, activity: Activity, text: str) -> None:
+        """Ring the bell of the agent an assignment (``activity``) gave this to."""
+        Notification.send(
+            [agent],
+            kind=Notification.Kind.ASSIGNED,
+            conversation=self,
+            key=str(activity.pk),
+            text=text,
+        )
 
     def resolve(self, agent: Any) -> Activity | None:
         def change(row: Conversation) -> dict[str, Any] | None:

@@ -241,10 +241,16 @@ def _list_context(request: HttpRequest, open_pk: int | None = None) -> dict[str,
             "since": since.timestamp() if since else "",
             "until": until.timestamp() if until else "",
         },
-        "saved_views": list(_saved_views(request.user)),
-        "assignees": list(staff_users().values_list("username", flat=True)),
         "platforms": Platform.choices,
         "statuses": Conversation.Status.choices,
+    }
+
+
+def _list_chrome(request: HttpRequest) -> dict[str, Any]:
+    """What the list pane shows around its rows (not a "load more" page)."""
+    return {
+        "saved_views": list(_saved_views(request.user)),
+        "assignees": list(staff_users().values_list("username", flat=True)),
     }
 
 
@@ -288,12 +294,15 @@ def _staff_context(request: HttpRequest) -> dict[str, Any]:
 @role_required(Role.AGENT)
 @require_GET
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
+    if request.htmx and request.GET.get("cursor"):
+        # "Load more": rows only, after those the page holds.
+        return render(
+            request, "inbox/inbox.html#conversation-rows", _list_context(request)
+        )
     seq = live.current_seq()  # before reading rows: replay covers the rest
     context = _list_context(request) | {"seq": seq, "open": None}
-    context |= _staff_context(request)
+    context |= _list_chrome(request) | _staff_context(request)
     context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
-    if request.htmx and request.GET.get("cursor"):
-        return render(request, "inbox/inbox.html#conversation-rows", context)
     if request.htmx and request.htmx.target == "list-pane":
         return render(request, "inbox/inbox.html#list-pane", context)
     return render(request, "inbox/inbox.html", context)
@@ -314,9 +323,8 @@ def conversation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context["agents"] = staff_users() if role_of(request.user) >= Role.LEAD else []
     if request.htmx and request.htmx.target == "thread-pane":
         return render(request, "inbox/inbox.html#thread-pane", context)
-    return render(
-        request, "inbox/inbox.html", context | _list_context(request, conversation.pk)
-    )
+    context |= _list_context(request, conversation.pk) | _list_chrome(request)
+    return render(request, "inbox/inbox.html", context)
 
 
 @role_required(Role.AGENT)
@@ -342,24 +350,16 @@ HISTORY_SHOWN = 10
 def _contact_context(conversation: Conversation, form: Any = None) -> dict[str, Any]:
     """The side panel: who the customer is and what else they wrote about."""
     contact = conversation.contact
-    aliases = list(contact.aliases.all()) if contact is not None else []
-    history: list[Conversation] = []
-    if contact is not None:
-        history = list(
-            Conversation.objects.filter(
-                contact_id__in=[contact.pk, *(a.pk for a in aliases)]
-            )
-            .exclude(pk=conversation.pk)
-            .by_activity()[:HISTORY_SHOWN]
-        )
+    identities = contact.identities() if contact is not None else []
+    history = list(
+        Conversation.objects.of_customer(identities).exclude(pk=conversation.pk)[
+            :HISTORY_SHOWN
+        ]
+    )
     info = conversation.metadata if isinstance(conversation.metadata, dict) else {}
     # The customer's other identities: not the one this conversation is from.
     own = (conversation.platform, conversation.customer_id)
-    others = [
-        c
-        for c in ([contact, *aliases] if contact is not None else [])
-        if (c.platform, c.external_id) != own
-    ]
+    others = [c for c in identities if (c.platform, c.external_id) != own]
     return {
         "conversation": conversation,
         "contact": contact,
