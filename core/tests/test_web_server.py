@@ -90,13 +90,21 @@ def test_the_procfile_web_line_is_gunicorn_with_uvicorn_workers() -> None:
     assert gunicorn.workers >= 2
 
 
-def test_the_embedded_default_is_sent_to_serve(tmp_path: Path) -> None:
-    # One process's channel layer and no worker: that is manage.py serve's job.
-    env = {
+def embedded_env() -> dict[str, str]:
+    """This environment without DATABASE_URL and REDIS_URL: the embedded default."""
+    return {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
     }
+
+
+def test_the_embedded_default_is_sent_to_serve(tmp_path: Path) -> None:
+    # One process's channel layer and no worker: that is manage.py serve's job.
     done = subprocess.run(
-        web_line(free_port()), cwd=ROOT, env=env, capture_output=True, timeout=60
+        web_line(free_port()),
+        cwd=ROOT,
+        env=embedded_env(),
+        capture_output=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert b"manage.py serve" in done.stderr
@@ -311,10 +319,10 @@ def test_a_huge_declared_body_is_refused_before_it_is_sent(
 def test_serve_stops_on_ctrl_c_even_with_a_request_half_sent(tmp_path: Path) -> None:
     """The README's run command ends on Ctrl+C, worker and all, even while a
     view's thread waits for the rest of a request body from daphne's loop."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")
+    env = embedded_env() | {
+        "SQLITE_PATH": str(tmp_path / "serve.sqlite3"),
+        "PYTHONUNBUFFERED": "1",
     }
-    env |= {"SQLITE_PATH": str(tmp_path / "serve.sqlite3"), "PYTHONUNBUFFERED": "1"}
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
