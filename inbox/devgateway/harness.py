@@ -48,6 +48,9 @@ PLUGIN_MANIFEST = "openclaw.plugin.json"
 Log = Callable[[str], None]
 
 
+PORT_ATTEMPTS = 3
+
+
 class GatewayNotReady(RuntimeError):
     """The gateway exited or did not become ready; the message ends with its log."""
 
@@ -295,19 +298,33 @@ class RealGateway:
             self.installation = ensure_installed(log=self.log)
         if self._requested_port:
             _require_free(self._requested_port)
-        self.port = self._requested_port or free_port()
         atexit.register(self.stop)  # a crashed test run must not leave a gateway
         try:
+            # The helpers first: they bind port 0 too, and the kernel may hand
+            # them a port picked for the gateway a moment earlier.
             self.model.start()
             self.telegram.start()
             self._make_home()
-            self.config = deep_merge(
-                deep_merge(self._base_config(), plugin_config(self.plugin_paths)),
-                self.extra_config,
-            )
-            self._write_config()
-            self._spawn()
-            self._wait_ready()
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                self.port = self._requested_port or free_port()
+                self.config = deep_merge(
+                    deep_merge(self._base_config(), plugin_config(self.plugin_paths)),
+                    self.extra_config,
+                )
+                self._write_config()
+                self._spawn()
+                try:
+                    self._wait_ready()
+                    break
+                except GatewayNotReady as exc:
+                    # A free port is free only when picked: in the seconds
+                    # before Node listens, another socket may take it.
+                    retry = not self._requested_port and attempt < PORT_ATTEMPTS
+                    if not retry or "EADDRINUSE" not in str(exc):
+                        raise
+                    if self.log:
+                        self.log(f"port {self.port} was taken before Node listened")
+                    self._stop_process()
         except BaseException:
             self.stop()
             raise

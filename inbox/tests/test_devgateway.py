@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from inbox.devgateway import InstallError, RealGateway, ensure_installed
+from inbox.devgateway import InstallError, RealGateway, ensure_installed, harness
 from inbox.devgateway.install import OPENCLAW_VERSION
 
 pytestmark = pytest.mark.gateway
@@ -189,11 +190,29 @@ async def connect(gateway: RealGateway) -> tuple[Operator, object]:
     return operator, ws
 
 
-def test_stop_leaves_no_process_behind(tmp_path) -> None:
+def test_stop_leaves_no_process_behind(tmp_path, monkeypatch) -> None:
     # First in the module, with a gateway of its own, before the shared one starts.
-    gateway = RealGateway(installation=installed_or_skip(), home=tmp_path / "home")
-    gateway.start()
+    # The first port picked for it is taken before Node listens (a CI run once
+    # saw another socket do so): start() picks another one instead of failing.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    taken_port = taken.getsockname()[1]
+    picks = iter([taken_port])
+    real_free_port = harness.free_port
+    monkeypatch.setattr(
+        harness, "free_port", lambda: next(picks, None) or real_free_port()
+    )
+    gateway = RealGateway(
+        installation=installed_or_skip(), home=tmp_path / "home", log=None
+    )
     try:
+        gateway.start()
+    finally:
+        taken.close()
+    try:
+        assert gateway.port not in (0, taken_port)
+        assert "EADDRINUSE" in gateway.output_path.read_text()  # the first try did fail
         leader = gateway.pid
         processes = gateway.process_ids()
     finally:
