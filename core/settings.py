@@ -246,6 +246,9 @@ INSTALLED_APPS = [
     "core",
     "inbox",
     "automations",
+    "reports",
+    "monitors",
+    "operations",
 ]
 
 # WhiteNoise is sync-only. Placed innermost, it makes Django run the whole
@@ -285,6 +288,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "inbox.context_processors.bell",
+                "core.context_processors.navigation",
             ],
         },
     }

@@ -23,6 +23,10 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("automations/", include("automations.urls")),
+    path("reports/", include("reports.urls")),
+    path("monitors/", include("monitors.urls")),
+    # /system/ (operations) and /system/deliveries/ (inbox: the webhook log).
+    path("system/", include("operations.urls")),
     path("", include("inbox.urls")),
 ]
 
