@@ -1564,14 +1564,19 @@ class Notification(models.Model):
         ASSIGNED = "assigned", _("Assigned to you")
         MENTION = "mention", _("Mentioned you")
         SLA = "sla", _("Waiting past the SLA")
+        MONITOR = "monitor", _("Website monitor")
+        OPERATIONS = "operations", _("Operations")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # None for what is not about a conversation (a monitor's alert): ``link``
+    # then says where to look.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="+"
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    link = models.CharField(max_length=300, blank=True)
     key = models.CharField(max_length=64)
     text = models.CharField(max_length=300)
     created_at = models.DateTimeField(default=timezone.now)
@@ -1584,7 +1589,13 @@ class Notification(models.Model):
             models.UniqueConstraint(
                 fields=["user", "kind", "conversation", "key"],
                 name="notification_once",
-            )
+            ),
+            # NULLs are distinct in a unique constraint: this one covers them.
+            models.UniqueConstraint(
+                fields=["user", "kind", "key"],
+                condition=Q(conversation__isnull=True),
+                name="notification_once_without_conversation",
+            ),
         ]
         indexes = [
             models.Index(
@@ -1604,13 +1615,24 @@ class Notification(models.Model):
         users: list[Any],
         *,
         kind: str,
-        conversation: Conversation,
+        conversation: Conversation | None = None,
         key: str,
         text: str,
+        link: str = "",
     ) -> None:
-        """Notify ``users`` (once per occasion); the bells ring after commit."""
+        """Notify ``users`` (once per occasion); the bells ring after commit.
+
+        Without a conversation, ``link`` (a path in this site) is where the
+        entry leads."""
         rows = [
-            cls(user=u, kind=kind, conversation=conversation, key=key, text=text[:300])
+            cls(
+                user=u,
+                kind=kind,
+                conversation=conversation,
+                link=link[:300],
+                key=key,
+                text=text[:300],
+            )
             for u in users
         ]
         if not rows:
