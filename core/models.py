@@ -11,10 +11,13 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
+
+from core import masking
 
 
 class OutboxJob(models.Model):
@@ -133,3 +136,65 @@ def forget_preferences(sender: Any, instance: Profile, **kwargs: Any) -> None:
 def load_preferences(sender: Any, user: Any, **kwargs: Any) -> None:
     """Read them once at login, so the pages after it need no query for them."""
     Profile.preferences_of(user.pk)
+
+
+class MaskingPattern(models.Model):
+    """A pattern an admin adds to what ``core.masking`` hides (RE2 syntax).
+
+    Also the home of the ``view_personal_data`` permission: users and groups
+    granted it (and superusers) see personal data as written.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    pattern = models.CharField(
+        _("pattern"),
+        max_length=500,
+        help_text=_("RE2 syntax (no lookaround, no backreferences)."),
+    )
+    label = models.CharField(
+        _("label"),
+        max_length=32,
+        default="masked",
+        validators=[
+            RegexValidator(
+                r"^[a-z0-9_-]+$",
+                _("Lowercase letters, digits, dashes and underscores only."),
+            )
+        ],
+        help_text=_("Shown in place of the match, in brackets: [label]."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("masking pattern")
+        verbose_name_plural = _("masking patterns")
+        permissions = [
+            ("view_personal_data", _("Can see personal data unmasked")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        forget_masking_patterns()
+
+    def clean(self) -> None:
+        problem = masking.check_pattern(self.pattern)
+        if problem:
+            raise ValidationError({"pattern": problem})
+
+
+def forget_masking_patterns() -> None:
+    # Now, and again once committed (a request between the two may have
+    # cached the rows as they were before).
+    masking.forget()
+    transaction.on_commit(masking.forget)
+
+
+@receiver(post_delete, sender=MaskingPattern)
+def masking_pattern_deleted(
+    sender: Any, instance: MaskingPattern, **kwargs: Any
+) -> None:
+    forget_masking_patterns()

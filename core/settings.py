@@ -442,6 +442,9 @@ DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}
 OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
     "OPENCLAW_DELIVERY_RETENTION_DAYS", default=30
 )
+# Mask personal data in the raw body each webhook delivery keeps (the message
+# itself is stored as written). A masked body can no longer be replayed.
+OPENCLAW_MASK_STORED_BODIES = env.bool("OPENCLAW_MASK_STORED_BODIES", default=False)
 
 # Metrics from several processes add up: each process writes its own files here
 # and /metrics merges them (prometheus-client's multiprocess mode).
@@ -584,12 +587,13 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
+    "filters": {"mask_personal_data": {"()": "core.masking.MaskingFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -597,3 +601,6 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+# Log lines never carry personal data (core.masking), whichever handler writes them.
+for _handler in LOGGING["handlers"].values():
+    _handler.setdefault("filters", []).append("mask_personal_data")
