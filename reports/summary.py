@@ -1,0 +1,254 @@
+"""A range of days read from the rollup: the table, the charts' numbers, the
+CSV. Nothing here reads the inbox's tables.
+
+Medians and p90s over a range come from the summed histograms (percentiles
+cannot be added up): the rank is found in the cumulative counts and placed
+linearly inside its bucket, so a figure is within its bucket's width of the
+exact one (buckets are about 1.5x wide; README, "Reports").
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from automations.models import Trigger
+from inbox.models import Platform
+from reports.models import (
+    BUCKET_EDGES,
+    AgentDailyStat,
+    DailyStat,
+    RollupDay,
+    TriggerDailyStat,
+    empty_buckets,
+)
+
+COUNTS = (
+    "conversations_opened",
+    "messages_in",
+    "messages_out",
+    "answered_bot",
+    "answered_human",
+    "escalations",
+    "sla_breaches",
+    "resolved",
+    "unresolved_at_close",
+)
+HISTOGRAMS = ("first_response", "resolution", "queue_wait")
+
+
+def percentile(buckets: list[int], q: float) -> float | None:
+    """The ``q`` quantile (0–1) of a histogram over ``BUCKET_EDGES``, in
+    seconds; ``None`` when it is empty. Linear within the bucket; the open
+    last bucket answers its lower edge."""
+    total = sum(buckets)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(buckets):
+        if count and seen + count >= rank:
+            low = BUCKET_EDGES[index - 1] if index else 0
+            if index >= len(BUCKET_EDGES):
+                return float(low)
+            high = BUCKET_EDGES[index]
+            return low + (high - low) * (rank - seen) / count
+        seen += count
+    return float(BUCKET_EDGES[-1])
+
+
+def add(into: list[int], more: list[int]) -> list[int]:
+    if len(more) != len(into):
+        return into  # a row from other bucket edges: recompute it
+    return [a + b for a, b in zip(into, more, strict=True)]
+
+
+@dataclass
+class Totals:
+    """Counts and histograms summed over some rows."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    first_response: list[int] = field(default_factory=empty_buckets)
+    resolution: list[int] = field(default_factory=empty_buckets)
+    queue_wait: list[int] = field(default_factory=empty_buckets)
+
+    def add(self, row: DailyStat) -> None:
+        for name in COUNTS:
+            self.counts[name] += getattr(row, name)
+        self.reasons.update(row.escalation_reasons or {})
+        for name in HISTOGRAMS:
+            setattr(self, name, add(getattr(self, name), getattr(row, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in COUNTS:
+            return self.counts[name]
+        raise AttributeError(name)
+
+    @property
+    def answered(self) -> int:
+        return self.counts["answered_bot"] + self.counts["answered_human"]
+
+    @property
+    def bot_share(self) -> float | None:
+        return self.counts["answered_bot"] / self.answered if self.answered else None
+
+    @property
+    def human_share(self) -> float | None:
+        return self.counts["answered_human"] / self.answered if self.answered else None
+
+    def p(self, name: str, q: float) -> float | None:
+        return percentile(getattr(self, name), q)
+
+    @property
+    def first_response_median(self) -> float | None:
+        return self.p("first_response", 0.5)
+
+    @property
+    def first_response_p90(self) -> float | None:
+        return self.p("first_response", 0.9)
+
+    @property
+    def resolution_median(self) -> float | None:
+        return self.p("resolution", 0.5)
+
+    @property
+    def resolution_p90(self) -> float | None:
+        return self.p("resolution", 0.9)
+
+    @property
+    def queue_wait_median(self) -> float | None:
+        return self.p("queue_wait", 0.5)
+
+    @property
+    def top_reason(self) -> str:
+        return self.reasons.most_common(1)[0][0] if self.reasons else ""
+
+
+@dataclass
+class AgentLine:
+    name: str
+    replies: int = 0
+    conversations: int = 0
+    first_response: list[int] = field(default_factory=empty_buckets)
+
+    @property
+    def first_response_median(self) -> float | None:
+        return percentile(self.first_response, 0.5)
+
+
+@dataclass
+class Report:
+    first: date
+    last: date
+    days: list[date]
+    platforms: list[str]
+    # (day, platform) -> totals of that one row
+    cells: dict[tuple[date, str], Totals]
+    by_day: dict[date, Totals]
+    by_platform: dict[str, Totals]
+    total: Totals
+    agents: list[AgentLine]
+    triggers: list[tuple[str, int]]
+    computed: dict[date, datetime]
+
+    @property
+    def missing_days(self) -> list[date]:
+        """Days of the range the rollup has not computed yet."""
+        return [d for d in self.days if d not in self.computed]
+
+    @property
+    def updated_at(self) -> datetime | None:
+        """The freshness of the newest day shown (the one still changing)."""
+        if not self.computed:
+            return None
+        return self.computed[max(self.computed)]
+
+    def rows(self) -> list[tuple[date, str, Totals]]:
+        """The table's (and CSV's) rows: each day, each platform with data."""
+        return [
+            (day, platform, self.cells[(day, platform)])
+            for day in self.days
+            for platform in self.platforms
+            if (day, platform) in self.cells
+        ]
+
+
+def platform_label(code: str) -> str:
+    try:
+        return str(Platform(code).label)
+    except ValueError:
+        return code
+
+
+def from_rows(first: date, last: date, rows: Iterable[DailyStat]) -> Report:
+    """A report of ``rows`` alone (no agents, triggers or freshness)."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    cells: dict[tuple[date, str], Totals] = {}
+    by_day: defaultdict[date, Totals] = defaultdict(Totals)
+    by_platform: defaultdict[str, Totals] = defaultdict(Totals)
+    total = Totals()
+    for row in rows:
+        cell = cells.setdefault((row.day, row.platform), Totals())
+        for target in (cell, by_day[row.day], by_platform[row.platform], total):
+            target.add(row)
+    platforms = sorted(by_platform, key=lambda p: (-by_platform[p].messages_in, p))
+    return Report(
+        first=first,
+        last=last,
+        days=days,
+        platforms=platforms,
+        cells=cells,
+        by_day=dict(by_day),
+        by_platform=dict(by_platform),
+        total=total,
+        agents=[],
+        triggers=[],
+        computed={},
+    )
+
+
+def build(first: date, last: date) -> Report:
+    """Sum the rollup over ``first``..``last`` (local days, inclusive)."""
+    report = from_rows(
+        first,
+        last,
+        DailyStat.objects.filter(day__gte=first, day__lte=last).order_by(
+            "day", "platform"
+        ),
+    )
+    agents: dict[int, AgentLine] = {}
+    for stat in AgentDailyStat.objects.filter(day__gte=first, day__lte=last):
+        line = agents.setdefault(stat.agent_id, AgentLine(name=""))
+        line.replies += stat.replies
+        line.conversations += stat.conversations
+        line.first_response = add(line.first_response, stat.first_response)
+    User = get_user_model()
+    names = dict(
+        User.objects.filter(pk__in=agents).values_list("pk", User.USERNAME_FIELD)
+    )
+    for pk, line in agents.items():
+        line.name = names.get(pk, f"#{pk}")
+    report.agents = sorted(agents.values(), key=lambda a: (-a.replies, a.name))
+    triggers: Counter[int] = Counter()
+    for trigger_id, matches in TriggerDailyStat.objects.filter(
+        day__gte=first, day__lte=last
+    ).values_list("trigger_id", "matches"):
+        triggers[trigger_id] += matches
+    trigger_names = dict(
+        Trigger.objects.filter(pk__in=triggers).values_list("pk", "name")
+    )
+    report.triggers = [
+        (trigger_names.get(pk, f"#{pk}"), n) for pk, n in triggers.most_common(10)
+    ]
+    report.computed = dict(
+        RollupDay.objects.filter(day__gte=first, day__lte=last).values_list(
+            "day", "computed_at"
+        )
+    )
+    return report
