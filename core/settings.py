@@ -446,6 +446,26 @@ OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
 # itself is stored as written). A masked body can no longer be replayed.
 OPENCLAW_MASK_STORED_BODIES = env.bool("OPENCLAW_MASK_STORED_BODIES", default=False)
 
+# Website monitors (monitors/): the shortest interval a lead may set, the
+# longest wait after failures, history kept per monitor, text kept per check,
+# and how long a monitor fails before it alerts (once).
+MONITORS_MIN_INTERVAL_MINUTES = env.int("MONITORS_MIN_INTERVAL_MINUTES", default=5)
+MONITORS_MAX_BACKOFF_MINUTES = env.int("MONITORS_MAX_BACKOFF_MINUTES", default=360)
+MONITORS_KEEP_SNAPSHOTS = env.int("MONITORS_KEEP_SNAPSHOTS", default=200)
+MONITORS_MAX_TEXT_CHARS = env.int("MONITORS_MAX_TEXT_CHARS", default=20_000)
+MONITORS_FAILING_ALERT_HOURS = env.int("MONITORS_FAILING_ALERT_HOURS", default=24)
+for _name in (
+    "MONITORS_MIN_INTERVAL_MINUTES",
+    "MONITORS_MAX_BACKOFF_MINUTES",
+    "MONITORS_KEEP_SNAPSHOTS",
+    "MONITORS_MAX_TEXT_CHARS",
+    "MONITORS_FAILING_ALERT_HOURS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be 1 or more")
+if MONITORS_KEEP_SNAPSHOTS < 2:  # the last change needs the check before it
+    raise ImproperlyConfigured("MONITORS_KEEP_SNAPSHOTS must be 2 or more")
+
 # Metrics from several processes add up: each process writes its own files here
 # and /metrics merges them (prometheus-client's multiprocess mode).
 if PRODUCTION:

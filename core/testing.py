@@ -275,3 +275,12 @@ def wait_for_a_lock_wait(seconds: float = 10) -> None:
         raise AssertionError("nothing ever waited on the row lock")
     finally:
         connections["default"].close()
+
+
+def create_monitor(*, url: str, **fields: Any) -> Any:
+    """A website monitor of ``url`` (due now, every 60 minutes, whole page)."""
+    from monitors.models import Monitor
+
+    return Monitor.objects.create(
+        name=fields.pop("name", "Product page"), url=url, **fields
+    )

@@ -15,6 +15,7 @@ not a handshake. The live feed is ``inbox/connector.py``'s, not this.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +56,25 @@ POOL_SIZE = 8
 TARGET_CACHE_SIZE = 10_000
 TRANSIENT_STATUSES = frozenset({408, 429})
 _MAX_FRAME = 26 * 1024 * 1024  # the gateway's own maxPayload
+
+
+# The browser tool runs in a session's context; page reads use their own.
+BROWSER_SESSION_KEY = "agent:main:inbox-monitors"
+# The gateway fences page text as untrusted content (a warning, a start marker
+# with a random id, "Source: Browser", "---", the text, the end marker).
+_EXTERNAL_TEXT = re.compile(
+    r'<<<EXTERNAL_UNTRUSTED_CONTENT id="(?P<id>[^"]*)">>>\n'
+    r"(?:[^\n]*\n)*?---\n(?P<text>.*)\n"
+    r'<<<END_EXTERNAL_UNTRUSTED_CONTENT id="(?P=id)">>>',
+    re.DOTALL,
+)
+
+
+def unwrap_external(text: str) -> str:
+    """The page text inside the gateway's untrusted-content fence (all of
+    ``text`` if it has none)."""
+    match = _EXTERNAL_TEXT.search(text)
+    return match.group("text") if match else text
 
 
 class GatewayError(CallError):
@@ -307,6 +327,56 @@ class OpenClawClient:
         )
         result = answer.get("result")
         return result if isinstance(result, dict) else {"value": result}
+
+    def read_page(
+        self,
+        url: str,
+        *,
+        selector: str = "",
+        max_chars: int = 40_000,
+        session_key: str = BROWSER_SESSION_KEY,
+    ) -> dict[str, Any]:
+        """The visible text of ``url`` (of the first ``selector`` match if given).
+
+        Three browser-tool calls: ``open`` a tab, ``text`` it, ``close`` it
+        (closed even when reading failed). Returns ``{"text", "url",
+        "truncated"}``; the text is taken out of the gateway's
+        untrusted-content fence. The caller checks the URL first (SSRF).
+        """
+        opened = self.invoke_browser(session_key, {"action": "open", "targetUrl": url})
+        details = opened.get("details")
+        target = str(details.get("targetId") or "") if isinstance(details, dict) else ""
+        if not target:
+            raise GatewayError("the browser tool opened no tab", permanent=False)
+        try:
+            args: dict[str, Any] = {
+                "action": "text",
+                "targetId": target,
+                "maxChars": max_chars,
+            }
+            if selector:
+                args["selector"] = selector
+            read = self.invoke_browser(session_key, args)
+        finally:
+            try:
+                self.invoke_browser(
+                    session_key, {"action": "close", "targetId": target}
+                )
+            except GatewayError as exc:  # the tab is the gateway's to reap now
+                log.warning("closing browser tab %s failed: %s", target, exc)
+        details = read.get("details")
+        details = details if isinstance(details, dict) else {}
+        content = read.get("content")
+        texts = [
+            str(part.get("text") or "")
+            for part in (content if isinstance(content, list) else [])
+            if isinstance(part, dict) and part.get("type") == "text"
+        ]
+        return {
+            "text": unwrap_external("\n".join(texts)),
+            "url": str(details.get("url") or url),
+            "truncated": bool(details.get("truncated")),
+        }
 
     def health(self) -> dict[str, Any]:
         return self._http("GET", "/healthz", "health")

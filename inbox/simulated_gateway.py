@@ -17,7 +17,9 @@ It implements the subset the inbox uses, with the frames observed on
   ``delivery-mirror``) and ``chat.inject`` (``gateway-injected``);
 * with ``plugin=True``, the inbox plugin's ``inbox.takeover.*`` methods: a
   human-owned session records the customer but never runs the agent;
-* on the same port, HTTP ``/healthz``, ``/readyz`` and ``POST /tools/invoke``.
+* on the same port, HTTP ``/healthz``, ``/readyz`` and ``POST /tools/invoke``
+  with the browser tool (``open``, ``text``, ``close``; it really fetches the
+  page: ``docs/gateway-browser.md``).
 
 The agent is a stub, as in the real-gateway harness: it answers ``bot: <text>``
 (or one of ``bot_texts``) and every "model call" is counted per session. A
@@ -214,6 +216,9 @@ class GatewayServer:
         self.received: list[GatewaySend] = []
         self.attempts = 0  # every send/inject request that reached a handler
         self.model_calls: list[tuple[str, str]] = []  # (session key, customer text)
+        # The browser tool (``POST /tools/invoke``): every call's args, in order.
+        self.browser = SimulatedBrowser()
+        self.browser_calls: list[dict[str, Any]] = []
         self.delivered: list[tuple[str, str]] = []  # what reached customers
         self.refused: list[tuple[str, str]] = []  # customer messages refused
         self.resets: list[str] = []
@@ -984,10 +989,211 @@ class GatewayServer:
             return 400, {"ok": False, "error": {"type": "invalid_request"}}
         if not isinstance(request, dict) or request.get("tool") != "browser":
             return 404, {"ok": False, "error": {"type": "not_found", "message": "tool"}}
-        return 200, {
-            "ok": True,
-            "result": {"tool": "browser", "echo": request.get("args")},
+        args = request.get("args")
+        args = args if isinstance(args, dict) else {}
+        with self._lock:
+            self.browser_calls.append(dict(args))
+        return self.browser.invoke(args)
+
+
+# -- the browser tool -------------------------------------------------------------
+# The real tool (openclaw's browser plugin) drives Chromium; this one fetches
+# the page with urllib and reads its text with BeautifulSoup (CSS selectors by
+# soupsieve). Same actions, same answer shapes, same untrusted-content wrapper
+# around page text (docs/gateway-browser.md).
+
+EXTERNAL_START = "EXTERNAL_UNTRUSTED_CONTENT"
+EXTERNAL_END = "END_EXTERNAL_UNTRUSTED_CONTENT"
+EXTERNAL_WARNING = (
+    "SECURITY NOTICE: The following content is from an EXTERNAL, UNTRUSTED "
+    "source (e.g., email, webhook)."
+)
+BROWSER_MAX_PAGE_BYTES = 2 * 1024 * 1024
+BROWSER_FETCH_TIMEOUT = 10.0
+BROWSER_DEFAULT_MAX_CHARS = 40_000
+# Not rendered by a browser: innerText leaves them out.
+_INVISIBLE_TAGS = ("script", "style", "noscript", "template", "head", "svg")
+
+
+def wrap_external(text: str, *, warning: bool = True) -> str:
+    """Page text as the real gateway hands it over: fenced and labelled."""
+    marker = secrets.token_hex(8)
+    parts = [EXTERNAL_WARNING + "\n"] if warning else []
+    parts += [
+        f'<<<{EXTERNAL_START} id="{marker}">>>',
+        "Source: Browser",
+        "---",
+        text,
+        f'<<<{EXTERNAL_END} id="{marker}">>>',
+    ]
+    return "\n".join(parts)
+
+
+def visible_text(html: str, selector: str = "") -> str | None:
+    """The text a browser shows in the first match of ``selector`` (else
+    article, main or body, as the real tool picks); ``None`` when nothing
+    matches. Raises ``ValueError`` for a selector that does not parse."""
+    from bs4 import BeautifulSoup
+    from soupsieve import SelectorSyntaxError
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup.find_all(_INVISIBLE_TAGS):
+        tag.decompose()
+    try:
+        if selector:
+            node = soup.select_one(selector)
+        else:
+            node = soup.select_one("article") or soup.select_one("main") or soup.body
+            node = node or soup
+    except SelectorSyntaxError as exc:
+        raise ValueError(f"invalid selector {selector!r}: {exc}") from exc
+    if node is None:
+        return None
+    lines = (" ".join(line.split()) for line in node.get_text("\n").splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+class SimulatedBrowser:
+    """Tabs that hold a fetched page; ``invoke`` answers one tool call."""
+
+    def __init__(self) -> None:
+        self._tabs: dict[str, tuple[str, str]] = {}  # targetId -> (url, html)
+        self._lock = threading.Lock()
+
+    @property
+    def open_tabs(self) -> int:
+        with self._lock:
+            return len(self._tabs)
+
+    def invoke(self, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        action = args.get("action")
+        try:
+            if action == "open":
+                return 200, self._open(
+                    str(args.get("targetUrl") or args.get("url") or "")
+                )
+            if action == "text":
+                return 200, self._text(args)
+            if action == "close":
+                return 200, self._close(str(args.get("targetId") or ""))
+        except _ToolInputError as exc:
+            return 400, {
+                "ok": False,
+                "error": {"type": "tool_error", "message": str(exc)},
+            }
+        except _ToolFailure as exc:
+            _log.info("simulated browser tool failed: %s", exc)
+            # The real gateway logs the reason and says only this.
+            return 500, {
+                "ok": False,
+                "error": {"type": "tool_error", "message": "tool execution failed"},
+            }
+        return 400, {
+            "ok": False,
+            "error": {"type": "tool_error", "message": f"Unknown action: {action}"},
         }
+
+    def _open(self, url: str) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        if not url:
+            raise _ToolInputError("targetUrl required")
+        if not url.startswith(("http://", "https://")):
+            raise _ToolInputError(f"Invalid URL: {url}")
+        # No proxy from the environment: tests talk to 127.0.0.1 only.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url, timeout=BROWSER_FETCH_TIMEOUT) as response:
+                raw = response.read(BROWSER_MAX_PAGE_BYTES)
+                charset = response.headers.get_content_charset() or "utf-8"
+                final_url = response.geturl()
+        except urllib.error.HTTPError as exc:
+            # A browser shows the error page: its text is the page's text.
+            raw, charset, final_url = exc.read(BROWSER_MAX_PAGE_BYTES), "utf-8", url
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise _ToolFailure(f"navigation to {url} failed: {exc}") from exc
+        html = raw.decode(charset, errors="replace")
+        target = secrets.token_hex(16).upper()
+        with self._lock:
+            self._tabs[target] = (final_url, html)
+        payload = {"targetId": target, "title": "", "url": final_url, "type": "page"}
+        return {
+            "ok": True,
+            "result": {
+                "content": [
+                    {
+                        "type": "text",
+                        "text": wrap_external(
+                            json.dumps(payload, indent=2), warning=False
+                        ),
+                    }
+                ],
+                "details": payload,
+            },
+        }
+
+    def _text(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = str(args.get("targetId") or "")
+        with self._lock:
+            tab = self._tabs.get(target)
+        if tab is None:
+            raise _ToolFailure(f"tab not found: {target}")
+        url, html = tab
+        raw_max = args.get("maxChars", BROWSER_DEFAULT_MAX_CHARS)
+        if not isinstance(raw_max, int) or isinstance(raw_max, bool) or raw_max <= 0:
+            raise _ToolInputError("maxChars must be a positive integer.")
+        try:
+            text = visible_text(html, str(args.get("selector") or ""))
+        except ValueError as exc:
+            raise _ToolFailure(str(exc)) from exc
+        if text is None:
+            # The real tool waits for the element until its timeout, then fails.
+            raise _ToolFailure(f"no element matches {args.get('selector')!r}")
+        truncated = len(text) > raw_max
+        wrapped = wrap_external(text[:raw_max])
+        if truncated:
+            wrapped = (
+                "Page text was truncated. Retry with a narrower selector.\n" + wrapped
+            )
+        return {
+            "ok": True,
+            "result": {
+                "content": [{"type": "text", "text": wrapped}],
+                "details": {
+                    "ok": True,
+                    "targetId": target,
+                    "url": url,
+                    "truncated": truncated,
+                    "externalContent": {
+                        "untrusted": True,
+                        "source": "browser",
+                        "kind": "text",
+                        "wrapped": True,
+                    },
+                },
+            },
+        }
+
+    def _close(self, target: str) -> dict[str, Any]:
+        with self._lock:
+            self._tabs.pop(target, None)
+        payload = {"ok": True, "targetId": target}
+        return {
+            "ok": True,
+            "result": {
+                "content": [{"type": "text", "text": json.dumps(payload, indent=2)}],
+                "details": payload,
+            },
+        }
+
+
+class _ToolInputError(Exception):
+    """Bad arguments: the real gateway answers 400 with the reason."""
+
+
+class _ToolFailure(Exception):
+    """The tool ran and failed: the real gateway answers 500, reason logged."""
 
 
 class _Server(socketserver.ThreadingTCPServer):

@@ -1,5 +1,14 @@
+"""Website monitors and price watch: pages fetched through the gateway's
+browser tool, snapshots diffed, alerts raised once."""
+
 from django.apps import AppConfig
 
 
 class MonitorsConfig(AppConfig):
     name = "monitors"
+
+    def ready(self) -> None:
+        from monitors import tasks
+        from monitors.signals import alert_raised
+
+        alert_raised.connect(tasks.on_alert_raised, dispatch_uid="monitors-channel")
