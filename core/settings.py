@@ -442,6 +442,50 @@ DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}
 OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
     "OPENCLAW_DELIVERY_RETENTION_DAYS", default=30
 )
+
+
+# The daily digest (reports app): sent once a day at INBOX_DIGEST_TIME (HH:MM
+# in TIME_ZONE) about the day before, to a gateway target and by email.
+def _clock_time(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time of day: write HH:MM, e.g. 09:00"
+        )
+    return value
+
+
+INBOX_DIGEST_TIME = _clock_time("INBOX_DIGEST_TIME", "09:00")
+INBOX_DIGEST_CHANNEL = env.str("INBOX_DIGEST_CHANNEL", default="").strip()
+INBOX_DIGEST_TO = env.str("INBOX_DIGEST_TO", default="").strip()
+INBOX_DIGEST_ACCOUNT_ID = env.str("INBOX_DIGEST_ACCOUNT_ID", default="").strip()
+if bool(INBOX_DIGEST_CHANNEL) != bool(INBOX_DIGEST_TO):
+    raise ImproperlyConfigured(
+        "INBOX_DIGEST_CHANNEL and INBOX_DIGEST_TO go together (e.g. telegram and "
+        "the admin group's id): set both or neither"
+    )
+INBOX_DIGEST_EMAILS = [
+    e.strip() for e in env.list("INBOX_DIGEST_EMAILS", default=[]) if e.strip()
+]
+for _address in INBOX_DIGEST_EMAILS:
+    if not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", _address):
+        raise ImproperlyConfigured(
+            f"INBOX_DIGEST_EMAILS: {_address!r} is not an email address"
+        )
+# Outgoing mail: EMAIL_URL (smtp://user:pass@host:587, smtp+tls://…, or
+# consolemail:// to print it); the embedded default prints to the console.
+_email = env.email_url(
+    "EMAIL_URL", default="smtp://localhost:25" if PRODUCTION else "consolemail://"
+)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = int(_email.get("EMAIL_PORT") or 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="inbox@localhost")
 # Mask personal data in the raw body each webhook delivery keeps (the message
 # itself is stored as written). A masked body can no longer be replayed.
 OPENCLAW_MASK_STORED_BODIES = env.bool("OPENCLAW_MASK_STORED_BODIES", default=False)

@@ -239,6 +239,34 @@ class OpenClawClient:
         result = self.call("chat.inject", params, kind="send")
         return {"messageId": str(result.get("messageId") or ""), "via": "inject"}
 
+    def send_to(
+        self,
+        channel: str,
+        to: str,
+        text: str,
+        *,
+        idempotency_key: str,
+        account_id: str = "",
+    ) -> dict[str, Any]:
+        """Send ``text`` to a target of our own (the admin group of the daily
+        digest), outside any customer's session; ``{"messageId"}``.
+
+        The gateway's ``send`` with ``{channel, to, message, idempotencyKey}``:
+        a retry with the same key delivers nothing twice.
+        """
+        if not idempotency_key:
+            raise ValueError("idempotency_key is required")
+        params: dict[str, Any] = {
+            "channel": channel,
+            "to": to,
+            "message": text,
+            "idempotencyKey": idempotency_key,
+        }
+        if account_id:
+            params["accountId"] = account_id
+        result = self.call("send", params, kind="send")
+        return {"messageId": str(result.get("messageId") or "")}
+
     def delivery_target(self, session_key: str) -> dict[str, str]:
         """``{channel, to, accountId}`` of a session, from ``sessions.describe``.
 

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from reports import views
 
 app_name = "reports"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.report, name="report"),
+    path("digest/", views.digest, name="digest"),
+    path("digest/send/", views.digest_send, name="digest-send"),
+]

@@ -1,0 +1,184 @@
+"""The morning digest: what a day looked like, per platform, in a few lines.
+
+``build(day)`` writes it from the rollup (recomputing the day first, so it is
+current); ``build(today, so_far=True)`` is today until now (the ``/digest``
+chat command). Other apps add sections through ``collect_sections``: a
+receiver gets ``day=`` (a local date) and returns ``(title, [lines])`` or
+``None``. The text is always masked (``core.masking.mask``): it leaves the
+product for a chat group and mailboxes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.dispatch import Signal
+
+from core.masking import mask
+from reports import rollup, summary
+from reports.models import DailyStat, RollupDay
+
+log = logging.getLogger(__name__)
+
+# Sent with ``day`` (a date); each receiver returns (title, [lines]) or None.
+collect_sections = Signal()
+
+# A day's count is a spike when it is at least this much above the average
+# of the seven days before it: both by this factor and by this many.
+SPIKE_FACTOR = 1.5
+SPIKE_MIN_EXTRA = 10
+# Reasons listed per platform.
+TOP_REASONS = 3
+
+
+@dataclass
+class DigestText:
+    day: date
+    so_far: bool
+    title: str
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        parts = [self.title]
+        for title, lines in self.sections:
+            parts.append("")
+            parts.append(title)
+            parts.extend(f"- {line}" for line in lines)
+        return mask("\n".join(parts))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def duration(seconds: float | None) -> str:
+    """A time in the digest's and the page's words: 45s, 3m, 1h 20m, 2d 4h."""
+    if seconds is None:
+        return "–"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h {m}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d {h}h" if h else f"{d}d"
+
+
+def spike(value: int, history: list[int]) -> float | None:
+    """The 7-day average when ``value`` is notably above it, else None."""
+    if not history:
+        return None
+    average = sum(history) / len(history)
+    if value >= average * SPIKE_FACTOR and value - average >= SPIKE_MIN_EXTRA:
+        return average
+    return None
+
+
+def build(day: date, *, so_far: bool = False) -> DigestText:
+    """The digest of local ``day``; recomputes that day's rollup first (and,
+    when missing, the seven days before it that the spikes compare with).
+
+    ``so_far``: the day is not over (today): counted live, titled so.
+    """
+    if so_far:
+        counted = rollup.compute_day(day)
+    else:
+        rollup.store_day(day)
+    week = [day - timedelta(days=i) for i in range(7, 0, -1)]
+    have = set(RollupDay.objects.filter(day__in=week).values_list("day", flat=True))
+    for missing in week:
+        if missing not in have:
+            rollup.store_day(missing)
+    before = summary.build(week[0], week[-1])
+    if so_far:
+        report = _report_from(counted)
+    else:
+        report = summary.build(day, day)
+
+    title = (
+        f"OpenClaw Inbox: {day.isoformat()} so far"
+        if so_far
+        else f"OpenClaw Inbox: daily digest for {day.isoformat()}"
+    )
+    digest = DigestText(day=day, so_far=so_far, title=title)
+    total = report.total
+    digest.sections.append(
+        (
+            "All platforms",
+            [
+                f"{total.conversations_opened} conversations opened, "
+                f"{total.messages_in} messages in, {total.messages_out} out",
+                f"{total.escalations} escalations, {total.sla_breaches} past the SLA; "
+                f"{total.unresolved_at_close} unresolved at "
+                + ("this hour" if so_far else "close of day"),
+                f"first response median {duration(total.first_response_median)}, "
+                f"p90 {duration(total.first_response_p90)}; resolution median "
+                f"{duration(total.resolution_median)}",
+            ],
+        )
+    )
+    for platform in report.platforms:
+        stats = report.by_platform[platform]
+        lines = [
+            f"{stats.messages_in} in / {stats.messages_out} out, "
+            f"{stats.conversations_opened} new conversations",
+            f"{stats.escalations} escalations ({stats.sla_breaches} past the SLA), "
+            f"{stats.unresolved_at_close} unresolved",
+            f"first response median {duration(stats.first_response_median)}, "
+            f"p90 {duration(stats.first_response_p90)}",
+        ]
+        reasons = stats.reasons.most_common(TOP_REASONS)
+        if reasons:
+            lines.append("top reasons: " + "; ".join(f"{r} ({n})" for r, n in reasons))
+        if not so_far:
+            lines.extend(_spikes(platform, stats, before))
+        digest.sections.append((summary.platform_label(platform), lines))
+    if not report.platforms:
+        digest.sections.append(("Platforms", ["no messages"]))
+    for receiver, answer in collect_sections.send_robust(sender=DigestText, day=day):
+        if isinstance(answer, Exception):
+            log.error("digest section from %s failed: %r", receiver, answer)
+            continue
+        if answer:
+            title, lines = answer
+            digest.sections.append((str(title), [str(line) for line in lines]))
+    return digest
+
+
+def _spikes(platform: str, stats: summary.Totals, before: summary.Report) -> list[str]:
+    notes = []
+    for name, words in (("messages_in", "messages in"), ("escalations", "escalations")):
+        history = [
+            getattr(before.cells[(d, platform)], name)
+            if (d, platform) in before.cells
+            else 0
+            for d in before.days
+        ]
+        value = getattr(stats, name)
+        average = spike(value, history)
+        if average is not None:
+            notes.append(
+                f"spike: {value} {words} vs {average:.1f} a day over the last 7 days"
+            )
+    return notes
+
+
+def _report_from(counted: rollup.Day) -> summary.Report:
+    """A one-day report from a live count (not stored)."""
+    day = counted.day
+    rows = [
+        DailyStat(
+            day=day,
+            platform=platform,
+            escalation_reasons=dict(s.escalation_reasons),
+            **{name: getattr(s, name) for name in summary.COUNTS},
+            **{name: getattr(s, name) for name in summary.HISTOGRAMS},
+        )
+        for platform, s in counted.platforms.items()
+    ]
+    return summary.from_rows(day, day, rows)
