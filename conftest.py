@@ -113,10 +113,12 @@ def _clean_shared_state() -> Iterator[None]:
     from django.core.cache import cache
 
     from automations import engine
+    from core import masking
     from inbox import consumers, live
 
     cache.clear()
     engine.forget()
+    masking.forget()  # admin patterns compiled by this process
     # A fresh channel layer per test: a consumer left from an earlier test (the
     # browser tests' server runs in another thread and event loop) may still
     # be receiving on the old one, and a Redis layer serves one loop at a time.

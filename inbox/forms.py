@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -12,7 +13,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from inbox.models import Contact, Conversation, Platform, wake_at
+from inbox.models import Contact, Conversation, Platform, WebhookDelivery, wake_at
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -321,3 +322,107 @@ class MergeForm(forms.Form):
 
 class SavedViewForm(forms.Form):
     name = forms.CharField(max_length=60, strip=True)
+
+
+# --- webhook deliveries (system/deliveries) ---------------------------------------
+
+# Labels for people (the model's choices are the API's words, in English).
+DELIVERY_OUTCOMES: dict[str, Any] = {
+    WebhookDelivery.Outcome.STORED: gettext_lazy("stored"),
+    WebhookDelivery.Outcome.DUPLICATE: gettext_lazy("duplicate"),
+    WebhookDelivery.Outcome.IGNORED: gettext_lazy("ignored"),
+    WebhookDelivery.Outcome.REJECTED: gettext_lazy("rejected"),
+}
+DELIVERY_SCHEMES: dict[str, Any] = {
+    WebhookDelivery.Scheme.OPENCLAW: gettext_lazy("X-OpenClaw-Signature"),
+    WebhookDelivery.Scheme.STANDARD: gettext_lazy("Standard Webhooks"),
+    WebhookDelivery.Scheme.NONE: gettext_lazy("none / invalid"),
+}
+# One request replays at most a page of deliveries.
+REPLAY_MAX = 50
+
+
+class DeliveryFilterForm(forms.Form):
+    outcome = forms.ChoiceField(
+        label=gettext_lazy("Outcome"),
+        required=False,
+        choices=[("", gettext_lazy("All outcomes")), *DELIVERY_OUTCOMES.items()],
+    )
+    event = forms.CharField(label=gettext_lazy("Event"), required=False, max_length=64)
+    scheme = forms.ChoiceField(
+        label=gettext_lazy("Signature"),
+        required=False,
+        choices=[("", gettext_lazy("All schemes")), *DELIVERY_SCHEMES.items()],
+    )
+    since = forms.DateField(
+        label=gettext_lazy("From"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    until = forms.DateField(
+        label=gettext_lazy("To"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    q = forms.CharField(
+        label=gettext_lazy("Search"),
+        required=False,
+        max_length=255,
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "placeholder": gettext_lazy("Session, webhook id or text"),
+            }
+        ),
+    )
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """``WebhookDeliveryQuerySet.filtered`` arguments; a bad value is dropped."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        since, until = data.get("since"), data.get("until")
+        return {
+            "outcome": data.get("outcome") or "",
+            "event_type": (data.get("event") or "").strip(),
+            "scheme": data.get("scheme") or "",
+            "since": _day_start(since) if since else None,
+            # The whole "to" day, in the agent's time zone.
+            "until": _day_start(until) + timedelta(days=1) if until else None,
+            "query": (data.get("q") or "").strip(),
+        }
+
+    @property
+    def cursor(self) -> int | None:
+        """Show deliveries older than this one (the next page)."""
+        self.is_valid()
+        return getattr(self, "cleaned_data", {}).get("before")
+
+    def query_items(self, **changes: Any) -> str:
+        """The filters as a query string (for the next page's link)."""
+        items = {
+            k: v for k, v in self.data.items() if k != "before" and k in self.fields
+        }
+        items.update(changes)
+        return urlencode({k: v for k, v in items.items() if v})
+
+
+def _day_start(day: Any) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+class ReplayForm(forms.Form):
+    delivery = forms.ModelMultipleChoiceField(
+        queryset=WebhookDelivery.objects.all(),
+        error_messages={"required": gettext_lazy("Choose a delivery to replay.")},
+    )
+
+    def clean_delivery(self) -> Any:
+        chosen = self.cleaned_data["delivery"]
+        if len(chosen) > REPLAY_MAX:
+            raise forms.ValidationError(
+                _("Replay at most %(limit)d deliveries at once.")
+                % {"limit": REPLAY_MAX}
+            )
+        return chosen

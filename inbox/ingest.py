@@ -49,6 +49,9 @@ class Event:
     seq: int | None = None
     generation: str = ""
     recorded_at: datetime | None = None
+    # Run again from the deliveries page (inbox.webhooks.replay): stored as
+    # any delivery, but never taken as an ops command.
+    is_replay: bool = False
 
 
 @dataclass

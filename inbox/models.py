@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
-from core import outbox
+from core import masking, outbox
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
 from inbox.signals import bell_on_commit, publish_on_commit, reply_queued_on_commit
 
@@ -1725,8 +1726,53 @@ class ReadMark(models.Model):
         return conversation.inbound_count - seen
 
 
+# How far back a text search of deliveries reads bodies and reasons (no index
+# covers them): the newest rows a lead looks for, never the whole log.
+DELIVERY_SEARCH_DAYS = 7
+
+
+class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
+    def filtered(
+        self,
+        *,
+        outcome: str = "",
+        event_type: str = "",
+        scheme: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        query: str = "",
+    ) -> WebhookDeliveryQuerySet:
+        """The deliveries page's filters; ``until`` is exclusive.
+
+        A search matches a session key or webhook id exactly (indexed), or
+        text in the reason or body of the rows received in the window (the
+        last ``DELIVERY_SEARCH_DAYS`` days without ``since``).
+        """
+        rows = self
+        if outcome:
+            rows = rows.filter(outcome=outcome)
+        if event_type:
+            rows = rows.filter(event_type=event_type)
+        if scheme:
+            rows = rows.filter(signature_scheme=scheme)
+        if since:
+            rows = rows.filter(received_at__gte=since)
+        if until:
+            rows = rows.filter(received_at__lt=until)
+        if query:
+            recent = since or timezone.now() - timedelta(days=DELIVERY_SEARCH_DAYS)
+            rows = rows.filter(
+                Q(webhook_id=query)
+                | Q(conversation__session_id=query)
+                | Q(received_at__gte=recent)
+                & (Q(error__icontains=query) | Q(raw_body__icontains=query))
+            )
+        return rows
+
+
 class WebhookDelivery(models.Model):
-    """Every webhook POST we answered, accepted or not (the seed's WebhookLog)."""
+    """Every webhook POST we answered, accepted or not (the seed's WebhookLog),
+    and every replay of one (``inbox.webhooks.replay``)."""
 
     class Outcome(models.TextChoices):
         STORED = "stored", "Stored"
@@ -1744,6 +1790,10 @@ class WebhookDelivery(models.Model):
     raw_body = models.TextField(blank=True)
     body_size = models.PositiveIntegerField(default=0)
     body_truncated = models.BooleanField(default=False)
+    # Masked before it was saved (OPENCLAW_MASK_STORED_BODIES): not the original.
+    body_masked = models.BooleanField(default=False)
+    # Emptied by the retention job (inbox.tasks.prune_webhook_deliveries).
+    body_purged_at = models.DateTimeField(null=True, blank=True)
     signature_scheme = models.CharField(
         max_length=20, choices=Scheme.choices, default=Scheme.NONE
     )
@@ -1759,6 +1809,24 @@ class WebhookDelivery(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # A replay is a row of its own (the audit: who, when, what came of it),
+    # pointing at the delivery whose body it ran again; it keeps no body.
+    replay_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replays",
+    )
+    replayed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = WebhookDeliveryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
@@ -1767,11 +1835,69 @@ class WebhookDelivery(models.Model):
             models.Index(
                 fields=["outcome", "-received_at"], name="delivery_outcome_idx"
             ),
+            models.Index(fields=["webhook_id"], name="delivery_webhook_id_idx"),
         ]
 
     def __str__(self) -> str:
         stamp = f"{self.received_at:%Y-%m-%d %H:%M:%S}"
         return f"{self.event_type or '?'} {self.outcome} @ {stamp}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if (
+            settings.OPENCLAW_MASK_STORED_BODIES
+            and self.raw_body
+            and not self.body_masked
+        ):
+            self.raw_body = masked_body(self.raw_body)
+            self.body_masked = True
+        super().save(*args, **kwargs)
+
+    @property
+    def session_key(self) -> str:
+        """The conversation's session, or the one the body names (a rejected
+        or ignored delivery has no conversation)."""
+        if self.conversation_id is not None:
+            return self.conversation.session_id  # type: ignore[union-attr]
+        if not self.raw_body or len(self.raw_body) > 65_536:
+            return ""  # not parsed for a list row: the detail page shows it
+        try:
+            data = json.loads(self.raw_body).get("data") or {}
+            session = data.get("sessionId") or data.get("sessionKey") or ""
+        except (ValueError, AttributeError):
+            return ""
+        return session[:255] if isinstance(session, str) else ""
+
+    def replay_refusal(self) -> str:
+        """Why this delivery's body cannot be run again ("" if it can)."""
+        if self.replay_of_id is not None:
+            return gettext("This is a replay; replay the original delivery.")
+        if self.body_purged_at is not None:
+            return gettext(
+                "Its body was purged by the retention job: nothing left to replay."
+            )
+        if self.body_masked:
+            return gettext(
+                "Its body was masked when it was saved: it is no longer the "
+                "original, so it cannot be replayed."
+            )
+        if not self.raw_body:
+            return gettext("No body was kept for this delivery.")
+        if self.body_truncated:
+            return gettext(
+                "Only the start of its body was kept: it cannot be replayed."
+            )
+        if self.error == "ops command":
+            return gettext("It was an ops command: commands are never run again.")
+        return ""
+
+
+def masked_body(raw: str) -> str:
+    """A delivery's body with personal data masked (JSON stays JSON)."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return masking.mask(raw)
+    return json.dumps(masking.mask_data(parsed), ensure_ascii=False)
 
 
 class GatewayLink(models.Model):

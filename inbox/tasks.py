@@ -15,6 +15,7 @@ from typing import Any
 
 import dramatiq
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from dramatiq_crontab import cron
 
@@ -58,19 +59,33 @@ PRUNE_MAX_BATCHES = 200
 def prune_webhook_deliveries() -> None:
     """Forget delivery logs past the retention period, in small batches.
 
-    Batches keep each DELETE short so ingestion never waits on a long lock;
-    a backlog larger than one run's cap is finished by the next night's run.
+    Bodies go, always. Rows go too, except the replay audit: a replay's row
+    (who ran it, when, what came of it) and the delivery it replayed stay,
+    the latter without its body (``body_purged_at``: replay refuses it).
+    Batches keep each statement short so ingestion never waits on a long
+    lock; a backlog larger than one run's cap is finished the next night.
     """
     cutoff = timezone.now() - timedelta(days=settings.OPENCLAW_DELIVERY_RETENTION_DAYS)
+    old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
+    audit = Q(replay_of__isnull=False) | Exists(
+        WebhookDelivery.objects.filter(replay_of=OuterRef("pk"))
+    )
+    for _ in range(PRUNE_MAX_BATCHES):
+        ids = list(old.exclude(audit).values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            break
+        WebhookDelivery.objects.filter(pk__in=ids).delete()
     for _ in range(PRUNE_MAX_BATCHES):
         ids = list(
-            WebhookDelivery.objects.filter(received_at__lt=cutoff).values_list(
-                "pk", flat=True
-            )[:PRUNE_BATCH]
+            old.filter(body_purged_at__isnull=True)
+            .exclude(raw_body="")
+            .values_list("pk", flat=True)[:PRUNE_BATCH]
         )
         if not ids:
             return
-        WebhookDelivery.objects.filter(pk__in=ids).delete()
+        WebhookDelivery.objects.filter(pk__in=ids).update(
+            raw_body="", body_purged_at=timezone.now()
+        )
 
 
 # --- replies ------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -20,16 +21,22 @@ from django.views.decorators.http import (
 from django_htmx.middleware import HtmxDetails
 from django_ratelimit.core import is_ratelimited
 
+from core import masking
 from core.roles import Role, role_of, role_required, staff_users
 from inbox import attachments, ingest, live, metrics, webhooks
 from inbox.forms import (
     BULK_ACTIONS,
+    DELIVERY_OUTCOMES,
+    DELIVERY_SCHEMES,
+    REPLAY_MAX,
     AssignForm,
     BulkForm,
     ContactForm,
     ConversationFilterForm,
+    DeliveryFilterForm,
     HandBackForm,
     MergeForm,
+    ReplayForm,
     ReplyForm,
     SavedViewForm,
     SnoozeForm,
@@ -844,3 +851,123 @@ def escalation_queue(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "queue":
         return render(request, "inbox/queue.html#queue", context)
     return render(request, "inbox/queue.html", context)
+
+
+# --- webhook deliveries (system/deliveries) -------------------------------------
+# Leads look at what senders posted, what came of it, and run a body again
+# (webhooks.replay). Bodies and sessions are masked (core.masking) for users
+# without the view_personal_data permission.
+
+DELIVERY_PAGE = 50
+
+
+def _delivery_rows(
+    request: HttpRequest, rows: list[WebhookDelivery]
+) -> list[WebhookDelivery]:
+    """``rows`` with what a list row prints: labels, and the session masked."""
+    can_see = masking.may_see_personal_data(request.user)
+    for row in rows:
+        row.outcome_label = DELIVERY_OUTCOMES.get(row.outcome, row.outcome)  # type: ignore[attr-defined]
+        row.scheme_label = DELIVERY_SCHEMES.get(  # type: ignore[attr-defined]
+            row.signature_scheme, row.signature_scheme
+        )
+        session = row.session_key
+        row.session_shown = session if can_see else masking.mask(session)  # type: ignore[attr-defined]
+        row.error_shown = row.error if can_see else masking.mask(row.error)  # type: ignore[attr-defined]
+    return rows
+
+
+def _deliveries_context(request: HttpRequest) -> dict[str, Any]:
+    form = DeliveryFilterForm(request.GET)
+    rows = WebhookDelivery.objects.filtered(**form.filters).select_related(
+        "conversation", "replayed_by"
+    )
+    if form.cursor:
+        rows = rows.filter(pk__lt=form.cursor)
+    # Keyset pages, newest first: no OFFSET over a long log.
+    page = list(rows.order_by("-pk")[: DELIVERY_PAGE + 1])
+    has_more = len(page) > DELIVERY_PAGE
+    page = _delivery_rows(request, page[:DELIVERY_PAGE])
+    return {
+        "form": form,
+        "deliveries": page,
+        "next_query": form.query_items(before=page[-1].pk) if has_more else "",
+        "known_events": sorted(webhooks.KNOWN_EVENTS),
+        "replay_max": REPLAY_MAX,
+    } | _staff_context(request)
+
+
+@role_required(Role.LEAD)
+@require_GET
+def delivery_list(request: HtmxHttpRequest) -> HttpResponse:
+    """``/system/deliveries/``: the webhook log, filtered; the form swaps ``#list``."""
+    context = _deliveries_context(request)
+    if request.htmx and request.htmx.target in ("delivery-list", "delivery-rows"):
+        return render(request, "inbox/deliveries.html#list", context)
+    return render(request, "inbox/deliveries.html", context)
+
+
+def _pretty_body(raw: str, can_see: bool) -> str:
+    """The body indented when it is JSON, masked unless ``can_see``."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return raw if can_see else masking.mask(raw)
+    if not can_see:
+        parsed = masking.mask_data(parsed)
+    return json.dumps(parsed, indent=2, ensure_ascii=False)
+
+
+@role_required(Role.LEAD)
+@require_GET
+def delivery_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    delivery = get_object_or_404(
+        WebhookDelivery.objects.select_related(
+            "conversation", "replayed_by", "replay_of"
+        ),
+        pk=pk,
+    )
+    can_see = masking.may_see_personal_data(request.user)
+    replays = list(
+        delivery.replays.select_related("replayed_by", "conversation").order_by("-pk")[
+            :100
+        ]
+    )
+    context = {
+        "delivery": _delivery_rows(request, [delivery])[0],
+        "body": _pretty_body(delivery.raw_body, can_see),
+        "is_masked": not can_see,
+        "replays": _delivery_rows(request, replays),
+        "refusal": delivery.replay_refusal(),
+    } | _staff_context(request)
+    return render(request, "inbox/delivery.html", context)
+
+
+@role_required(Role.LEAD)
+@require_POST
+def delivery_replay(request: HtmxHttpRequest) -> HttpResponse:
+    """Replay the chosen deliveries, each in its own transaction; answer with
+    what came of each (a refusal is a result too, with its reason)."""
+    form = ReplayForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(
+            " ".join(str(e) for e in form.errors["delivery"]),
+            status=400,
+            content_type="text/plain",
+        )
+    results = []
+    for delivery in sorted(form.cleaned_data["delivery"], key=lambda d: d.pk):
+        try:
+            attempt = webhooks.replay(delivery, request.user)
+        except webhooks.ReplayRefused as exc:
+            results.append({"original": delivery, "refusal": str(exc)})
+        else:
+            results.append(
+                {"original": delivery, "attempt": _delivery_rows(request, [attempt])[0]}
+            )
+    context = {"results": results} | _staff_context(request)
+    if request.htmx:
+        return render(request, "inbox/deliveries.html#results", context)
+    return render(
+        request, "inbox/deliveries.html", context | _deliveries_context(request)
+    )

@@ -23,8 +23,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
-from inbox import payloads
+from inbox import ingest, payloads
 from inbox.ingest import Event
 from inbox.models import Message, Platform, WebhookDelivery
 
@@ -315,3 +316,55 @@ def _message_fields(
 def _fallback_id(kind: str, body: bytes) -> str:
     # Events without their own id dedupe on the exact body: a redelivery is identical.
     return f"{kind}:{hashlib.sha256(body).hexdigest()[:40]}"
+
+
+# --- replay ---------------------------------------------------------------------
+
+
+class ReplayRefused(Exception):
+    """The delivery's body cannot be run again (the reason is for the lead)."""
+
+
+def replay(delivery: WebhookDelivery, user: Any) -> WebhookDelivery:
+    """Run ``delivery``'s kept body through the storing path again and record
+    the attempt as a row of its own (``replay_of``, ``replayed_by``).
+
+    The signature is not checked again: the body is one we received, and a
+    lead vouches for one that was refused for its signature. Everything else
+    is: a malformed body stays rejected with its reason, a stored one is found
+    stored (``duplicate``, no second message), and an ops command is never
+    run again. ``ReplayRefused`` when no original body is left to run.
+    """
+    refusal = delivery.replay_refusal()
+    if refusal:
+        raise ReplayRefused(refusal)
+    body = delivery.raw_body.encode()
+    attempt = WebhookDelivery(
+        webhook_id=delivery.webhook_id,
+        event_type=delivery.event_type,
+        body_size=delivery.body_size,
+        signature_scheme=delivery.signature_scheme,
+        replay_of=delivery,
+        replayed_by=user,
+    )
+    try:
+        payload = parse_body(body)
+        attempt.event_type = payload["event"]
+        if payload["event"] not in KNOWN_EVENTS:
+            return _record(attempt, WebhookDelivery.Outcome.IGNORED, 202)
+        event = validate(payload, body)
+    except PayloadError as exc:
+        error = f"{exc.field}: {exc.reason}"[:2000]
+        return _record(attempt, WebhookDelivery.Outcome.REJECTED, 400, error)
+    event.is_replay = True
+    ingest.store(event, attempt)  # sets the outcome and saves the row
+    return attempt
+
+
+def _record(
+    attempt: WebhookDelivery, outcome: str, status: int, error: str = ""
+) -> WebhookDelivery:
+    attempt.outcome, attempt.status_code, attempt.error = outcome, status, error
+    attempt.processed_at = timezone.now()
+    attempt.save()
+    return attempt

@@ -1,0 +1,444 @@
+"""The webhook deliveries page (/system/deliveries/): the list and its filters,
+one delivery's body (masked unless permitted, escaped always), replay (one, a
+selection; stored once stays stored once), its audit, and retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from core.testing import create_user, encode, message_event, post_webhook, session_key
+from inbox.models import Conversation, Message, WebhookDelivery
+from inbox.tasks import prune_webhook_deliveries
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/system/deliveries/"
+REPLAY = "/system/deliveries/replay/"
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def lead() -> Any:
+    return create_user(role="lead", username="lena")
+
+
+@pytest.fixture
+def as_lead(lead: Any) -> Client:
+    return client_for(lead)
+
+
+def granted(user: Any) -> Any:
+    user.user_permissions.add(
+        Permission.objects.get(
+            codename="view_personal_data", content_type__app_label="core"
+        )
+    )
+    return type(user).objects.get(pk=user.pk)  # permissions are cached per object
+
+
+def rows(response: Any) -> list[int]:
+    """The delivery ids the list shows, in order."""
+    html = response.content.decode()
+    return [
+        int(part.split('"', 1)[0])
+        for part in html.split('id="delivery-')[1:]
+        if part.split('"', 1)[0].isdigit()
+    ]
+
+
+def stored(text: str = "hello", **data: Any) -> WebhookDelivery:
+    post_webhook(message_event(text=text, **data))
+    return WebhookDelivery.objects.latest("pk")
+
+
+def rejected_for_signature(payload: Any) -> WebhookDelivery:
+    response = post_webhook(payload, signature="0" * 64)
+    assert response.status_code == 401
+    return WebhookDelivery.objects.latest("pk")
+
+
+def replay(client: Client, *deliveries: WebhookDelivery, **headers: str) -> Any:
+    return client.post(
+        REPLAY, {"delivery": [str(d.pk) for d in deliveries]}, headers=headers
+    )
+
+
+# --- who may look ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [LIST, "/system/deliveries/1/"],
+)
+def test_agents_are_refused(url: str) -> None:
+    stored()
+    agent = client_for(create_user(role="agent"))
+    assert agent.get(url).status_code == 403
+    assert replay(agent, WebhookDelivery.objects.get()).status_code == 403
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_anonymous_visitors_are_sent_to_log_in() -> None:
+    response = Client().get(LIST)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+# --- the list ----------------------------------------------------------------------
+
+
+def test_the_list_shows_each_delivery_newest_first(as_lead: Client) -> None:
+    session = session_key()
+    first = stored(session_id=session, message_id="m1")
+    second = rejected_for_signature(message_event())
+    response = as_lead.get(LIST)
+    assert response.status_code == 200
+    assert rows(response) == [second.pk, first.pk]
+    html = response.content.decode()
+    assert "X-OpenClaw-Signature does not match" in html
+    assert session in html  # from the conversation
+    assert 'name="delivery"' in html
+
+
+def test_filters_by_outcome_event_scheme_and_dates(as_lead: Client) -> None:
+    good = stored()
+    bad = rejected_for_signature(message_event())
+    old = stored()
+    WebhookDelivery.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(days=10)
+    )
+    ignored_body = encode({"event": "typing", "data": {}})
+    post_webhook(body=ignored_body)
+    ignored = WebhookDelivery.objects.latest("pk")
+    assert ignored.outcome == "ignored"
+
+    assert rows(as_lead.get(LIST, {"outcome": "rejected"})) == [bad.pk]
+    assert rows(as_lead.get(LIST, {"event": "typing"})) == [ignored.pk]
+    assert rows(as_lead.get(LIST, {"scheme": "none"})) == [bad.pk]
+    today = timezone.localdate()
+    since = (today - timedelta(days=1)).isoformat()
+    assert old.pk not in rows(as_lead.get(LIST, {"since": since}))
+    until = (today - timedelta(days=5)).isoformat()
+    assert rows(as_lead.get(LIST, {"until": until})) == [old.pk]
+    assert set(rows(as_lead.get(LIST, {"outcome": "stored"}))) == {good.pk, old.pk}
+    # A bad value is dropped, not a server error.
+    assert as_lead.get(LIST, {"outcome": "nonsense", "since": "x"}).status_code == 200
+
+
+def test_search_finds_session_webhook_id_and_text(as_lead: Client) -> None:
+    session = session_key()
+    by_session = stored(session_id=session)
+    stored(text="nothing to see")
+    body = encode(message_event(text="the parcel with the blue ribbon"))
+    from core.testing import standard_headers
+
+    headers = standard_headers(body)
+    post_webhook(body=body, headers=headers)
+    by_id = WebhookDelivery.objects.latest("pk")
+    rejected = rejected_for_signature(message_event(text="a forged zebra"))
+
+    assert rows(as_lead.get(LIST, {"q": session})) == [by_session.pk]
+    assert rows(as_lead.get(LIST, {"q": headers["webhook-id"]})) == [by_id.pk]
+    assert rows(as_lead.get(LIST, {"q": "blue ribbon"})) == [by_id.pk]
+    assert rows(as_lead.get(LIST, {"q": "does not match"})) == [rejected.pk]
+    assert rows(as_lead.get(LIST, {"q": "zebra"})) == [rejected.pk]
+    # Text search reads the last days only: an old body is not scanned.
+    WebhookDelivery.objects.filter(pk=by_id.pk).update(
+        received_at=timezone.now() - timedelta(days=30)
+    )
+    assert rows(as_lead.get(LIST, {"q": "blue ribbon"})) == []
+    assert rows(as_lead.get(LIST, {"q": headers["webhook-id"]})) == [by_id.pk]
+
+
+def test_the_filter_form_swaps_the_list_region(as_lead: Client) -> None:
+    stored()
+    response = as_lead.get(
+        LIST,
+        {"outcome": "stored"},
+        headers={"HX-Request": "true", "HX-Target": "delivery-list"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<table" in html and "<html" not in html and "delivery-filters" not in html
+
+
+def test_pages_follow_on_without_overlap(as_lead: Client) -> None:
+    WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(outcome="stored", status_code=200, event_type="message")
+        for _ in range(60)
+    )
+    first = as_lead.get(LIST)
+    first_ids = rows(first)
+    assert len(first_ids) == 50
+    html = first.content.decode()
+    link = html.split('class="more"><a href="?', 1)[1].split('"', 1)[0]
+    second_ids = rows(as_lead.get(f"{LIST}?{link.replace('&amp;', '&')}"))
+    assert len(second_ids) == 10
+    assert not set(first_ids) & set(second_ids)
+    assert max(second_ids) < min(first_ids)
+
+
+def test_the_list_answers_in_a_bounded_number_of_queries(
+    as_lead: Client, django_assert_max_num_queries: Any
+) -> None:
+    for _ in range(5):
+        stored()
+        rejected_for_signature(message_event())
+    with django_assert_max_num_queries(12):
+        response = as_lead.get(LIST, {"q": "zzz-nothing"})
+    assert response.status_code == 200
+    with django_assert_max_num_queries(12):
+        assert len(rows(as_lead.get(LIST))) == 10
+
+
+# --- one delivery ------------------------------------------------------------------
+
+
+PRIVATE = "제 번호는 010-1234-5678, 메일은 minji@example.com 이에요"
+
+
+def test_the_body_is_masked_for_a_lead_without_the_permission(
+    lead: Any, as_lead: Client
+) -> None:
+    delivery = stored(text=PRIVATE, senderName="minji@example.com")
+    html = as_lead.get(f"{LIST}{delivery.pk}/").content.decode()
+    assert "010-1234-5678" not in html and "minji@example.com" not in html
+    assert "[phone]" in html and "[email]" in html
+    assert 'id="masked-note"' in html
+    # Pretty-printed: one key per line.
+    assert "\n  &quot;event&quot;: &quot;message&quot;," in html
+
+    html = client_for(granted(lead)).get(f"{LIST}{delivery.pk}/").content.decode()
+    assert "010-1234-5678" in html and "minji@example.com" in html
+    assert 'id="masked-note"' not in html
+
+
+def test_the_list_masks_sessions_for_a_lead_without_the_permission(
+    lead: Any, as_lead: Client
+) -> None:
+    session = session_key(chat="whatsapp", peer="+821012345678")
+    stored(session_id=session, channel="whatsapp")
+    assert session not in as_lead.get(LIST).content.decode()
+    assert session in client_for(granted(lead)).get(LIST).content.decode()
+
+
+def test_an_admin_sees_the_body_as_written() -> None:
+    delivery = stored(text=PRIVATE)
+    admin = client_for(create_user(role="admin"))
+    assert "010-1234-5678" in admin.get(f"{LIST}{delivery.pk}/").content.decode()
+
+
+def test_markup_in_a_body_stays_text(lead: Any) -> None:
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    rejected = rejected_for_signature(message_event(text=attack))
+    kept = stored(text=attack)
+    for who in (client_for(lead), client_for(granted(lead))):
+        for delivery in (rejected, kept):
+            html = who.get(f"{LIST}{delivery.pk}/").content.decode()
+            assert "<script>alert" not in html and "<img src=x" not in html
+            assert "&lt;script&gt;alert" in html
+
+
+def test_a_body_that_is_not_json_is_shown_as_text(as_lead: Client) -> None:
+    response = post_webhook(body=b"not json 010-1234-5678 <b>")
+    assert response.status_code == 400
+    delivery = WebhookDelivery.objects.get()
+    html = as_lead.get(f"{LIST}{delivery.pk}/").content.decode()
+    assert "not json [phone] &lt;b&gt;" in html
+
+
+# --- replay ------------------------------------------------------------------------
+
+
+def test_replaying_a_stored_delivery_finds_it_stored(lead: Any, as_lead: Client) -> None:
+    original = stored(message_id="once")
+    assert original.outcome == "stored"
+    assert Message.objects.count() == 1
+    response = replay(as_lead, original)
+    assert response.status_code == 200
+    attempt = WebhookDelivery.objects.get(replay_of=original)
+    assert attempt.outcome == "duplicate"
+    assert attempt.replayed_by == lead
+    assert attempt.raw_body == ""  # the original keeps the body
+    assert Message.objects.count() == 1
+    assert "duplicate" in response.content.decode()
+
+
+def test_a_rejected_malformed_body_stays_rejected_with_its_reason(
+    as_lead: Client,
+) -> None:
+    payload = message_event()
+    del payload["data"]["sessionId"]
+    response = post_webhook(payload)
+    assert response.status_code == 400
+    original = WebhookDelivery.objects.get()
+    assert original.outcome == "rejected"
+    replay(as_lead, original)
+    attempt = WebhookDelivery.objects.get(replay_of=original)
+    assert attempt.outcome == "rejected"
+    assert attempt.status_code == 400
+    assert attempt.error == original.error
+    assert "sessionId" in attempt.error
+    assert not Message.objects.exists()
+
+
+def test_a_body_refused_for_its_signature_is_stored_once_on_replay(
+    as_lead: Client,
+) -> None:
+    session = session_key()
+    original = rejected_for_signature(
+        message_event(session_id=session, message_id="late", text="let me in")
+    )
+    assert not Message.objects.exists()
+    replay(as_lead, original)
+    first = WebhookDelivery.objects.get(replay_of=original)
+    assert first.outcome == "stored"
+    assert first.conversation == Conversation.objects.get(session_id=session)
+    assert Message.objects.get().text == "let me in"
+    replay(as_lead, original)
+    assert list(
+        WebhookDelivery.objects.filter(replay_of=original)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    ) == ["stored", "duplicate"]
+    assert Message.objects.count() == 1
+
+
+def test_a_selection_is_replayed_each_with_its_outcome(as_lead: Client) -> None:
+    kept = stored()
+    forged = rejected_for_signature(message_event(text="forged but fine"))
+    cut = rejected_for_signature(message_event(text="x" * 3000))
+    assert cut.body_truncated
+    response = replay(as_lead, kept, forged, cut, HX_Request="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" not in html  # the results region only
+    outcomes = dict(
+        WebhookDelivery.objects.filter(replay_of__isnull=False).values_list(
+            "replay_of", "outcome"
+        )
+    )
+    assert outcomes == {kept.pk: "duplicate", forged.pk: "stored"}
+    assert "Only the start of its body was kept" in html
+    assert Message.objects.count() == 2
+
+
+def test_replay_without_a_choice_is_refused_with_a_reason(as_lead: Client) -> None:
+    response = as_lead.post(REPLAY, {})
+    assert response.status_code == 400
+    assert "Choose a delivery" in response.content.decode()
+    response = as_lead.post(REPLAY, {"delivery": "999999"})
+    assert response.status_code == 400
+
+
+def test_a_purged_body_is_not_replayed(as_lead: Client) -> None:
+    original = stored()
+    WebhookDelivery.objects.filter(pk=original.pk).update(
+        raw_body="", body_purged_at=timezone.now()
+    )
+    html = replay(as_lead, original).content.decode()
+    assert "purged by the retention job" in html
+    assert not WebhookDelivery.objects.filter(replay_of=original).exists()
+    page = as_lead.get(f"{LIST}{original.pk}/").content.decode()
+    assert 'id="replay-refusal"' in page and 'id="replay-one"' not in page
+
+
+def test_a_body_masked_at_rest_is_not_replayed(as_lead: Client, settings: Any) -> None:
+    settings.OPENCLAW_MASK_STORED_BODIES = True
+    original = stored(text=PRIVATE)
+    original.refresh_from_db()
+    assert original.body_masked
+    assert "010-1234-5678" not in original.raw_body
+    assert "[phone]" in json.loads(original.raw_body)["data"]["text"]
+    # The message itself is stored as written: agents work the conversation.
+    assert Message.objects.get().text == PRIVATE
+    html = replay(as_lead, original).content.decode()
+    assert "no longer the original" in html
+    assert not WebhookDelivery.objects.filter(replay_of=original).exists()
+
+
+def test_a_replayed_command_is_never_run_again(as_lead: Client) -> None:
+    original = stored()
+    WebhookDelivery.objects.filter(pk=original.pk).update(
+        outcome="ignored", error="ops command"
+    )
+    html = replay(as_lead, original).content.decode()
+    assert "commands are never run again" in html
+
+
+def test_the_detail_page_shows_who_replayed_what_and_when(
+    lead: Any, as_lead: Client
+) -> None:
+    original = stored()
+    replay(as_lead, original)
+    attempt = WebhookDelivery.objects.get(replay_of=original)
+    html = as_lead.get(f"{LIST}{original.pk}/").content.decode()
+    assert f'id="delivery-{attempt.pk}"' in html
+    assert "lena" in html and "duplicate" in html
+    listing = as_lead.get(LIST).content.decode()
+    assert f"replay of #{original.pk} by lena" in listing
+    # A replay row is not replayed itself (no checkbox, a refusal).
+    assert f'value="{attempt.pk}"' not in listing
+    html = replay(as_lead, attempt).content.decode()
+    assert "replay the original" in html
+
+
+def test_the_replay_url_is_named() -> None:
+    assert reverse("inbox:delivery-replay") == REPLAY
+    assert reverse("inbox:delivery-list") == LIST
+    assert reverse("inbox:delivery-detail", args=[3]) == f"{LIST}3/"
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+def test_retention_purges_bodies_and_keeps_the_replay_audit(
+    as_lead: Client, settings: Any
+) -> None:
+    settings.OPENCLAW_DELIVERY_RETENTION_DAYS = 30
+    plain = stored()
+    replayed = stored()
+    replay(as_lead, replayed)
+    attempt = WebhookDelivery.objects.get(replay_of=replayed)
+    recent = stored()
+    long_ago = timezone.now() - timedelta(days=31)
+    WebhookDelivery.objects.exclude(pk=recent.pk).update(received_at=long_ago)
+
+    prune_webhook_deliveries.fn()
+
+    assert not WebhookDelivery.objects.filter(pk=plain.pk).exists()
+    replayed.refresh_from_db()
+    assert replayed.raw_body == "" and replayed.body_purged_at is not None
+    attempt.refresh_from_db()
+    assert attempt.replay_of == replayed and attempt.outcome == "duplicate"
+    recent.refresh_from_db()
+    assert recent.raw_body and recent.body_purged_at is None
+    assert Message.objects.count() == 3  # messages are not the log's to purge
+    html = as_lead.get(f"{LIST}{replayed.pk}/").content.decode()
+    assert 'id="body-purged"' in html
+
+
+@pytest.mark.postgres
+def test_search_and_replay_on_postgres(as_lead: Client) -> None:
+    original = rejected_for_signature(message_event(text="ünïcödé 환불 부탁"))
+    assert rows(as_lead.get(LIST, {"q": "환불"})) == [original.pk]
+    replay(as_lead, original)
+    replay(as_lead, original)
+    assert list(
+        WebhookDelivery.objects.filter(replay_of=original)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    ) == ["stored", "duplicate"]
+    assert Message.objects.count() == 1
