@@ -411,6 +411,8 @@ if REDIS_URL:
             # After-hooks run last to first: this one confirms, then the
             # connection it used is closed.
             "core.jobs.ConfirmOutbox",
+            # The scheduler's last runs, for the system page (operations).
+            "operations.jobs.RecordJobRuns",
         ],
     }
 else:
@@ -428,6 +430,8 @@ else:
             # After-hooks run last to first: this one confirms, then the
             # connection it used is closed.
             "core.jobs.ConfirmOutbox",
+            # The scheduler's last runs, for the system page (operations).
+            "operations.jobs.RecordJobRuns",
         ],
     }
 
@@ -442,6 +446,14 @@ DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}
 OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
     "OPENCLAW_DELIVERY_RETENTION_DAYS", default=30
 )
+# Ops commands from a chat (operations app): senders allowed to send them as
+# platform:sender_id (more are added in the admin), and the admin's own
+# commands as JSON: {"name": {"argv": [...], "timeout": 30, "dangerous": false}}.
+# Checked at start (operations.config).
+OPS_COMMAND_SENDERS = [
+    e.strip() for e in env.list("OPS_COMMAND_SENDERS", default=[]) if e.strip()
+]
+OPS_COMMANDS = env.json("OPS_COMMANDS", default={})
 
 
 # The daily digest (reports app): sent once a day at INBOX_DIGEST_TIME (HH:MM
@@ -658,8 +670,15 @@ LOGGING: dict[str, Any] = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
     "filters": {"mask_personal_data": {"()": "core.masking.MaskingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # The last ERROR lines, for /logs and the system page (operations.logs).
+        "recent_errors": {"class": "operations.logs.RecentErrorsHandler"},
+    },
+    "root": {
+        "handlers": ["console", "recent_errors"],
+        "level": env.str("LOG_LEVEL", default="INFO"),
+    },
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},

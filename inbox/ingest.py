@@ -24,7 +24,7 @@ from django.utils import timezone
 from core import outbox
 from inbox import metrics
 from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
-from inbox.signals import publish_on_commit
+from inbox.signals import command_received, publish_on_commit, reply_echoed
 
 
 @dataclass
@@ -67,6 +67,11 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
     """Store ``event`` (and the webhook's ``delivery`` row) in one transaction."""
     started = time.perf_counter()
     with transaction.atomic():
+        if (taken := _taken_by_another_app(event, delivery)) is not None:
+            if delivery is not None:
+                seconds = time.perf_counter() - started
+                metrics.record_delivery(taken.status, event.platform, None, seconds)
+            return taken
         conversation, created = Conversation.lock_for_session(
             event.session_id, defaults=event.fields["conversation"]
         )
@@ -169,6 +174,72 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
     else:
         metrics.record_stored(event.platform, message, seconds)
     return Outcome(outcome, conversation, message, gap=gap)
+
+
+def _taken_by_another_app(
+    event: Event, delivery: WebhookDelivery | None
+) -> Outcome | None:
+    """``store()``'s outcome when a receiver of ``command_received`` took the
+    message (an admin's ops command), or one of ``reply_echoed`` knew the
+    echo as its own (the command's answer); ``None`` to store it as usual.
+
+    Nothing is stored for them: an admin's commands make no conversation. If
+    the session has one already (the admin also chats), its transcript
+    position still moves past the row's seq, or every later row would look
+    like a gap to fetch again.
+    """
+    if not (_ops_command(event) or _ops_echo(event)):
+        return None
+    conversation = (
+        Conversation.objects.select_for_update(no_key=True)
+        .filter(session_id=event.session_id)
+        .first()
+    )
+    gap = False
+    if conversation is not None:
+        gap, moved = _track_transcript(conversation, event)
+        if moved:
+            conversation.save(update_fields=moved)
+    status = WebhookDelivery.Outcome.IGNORED
+    if delivery is not None:
+        delivery.outcome = status
+        delivery.status_code = 200
+        delivery.error = "ops command"
+        delivery.conversation = conversation
+        delivery.processed_at = timezone.now()
+        delivery.save()
+    return Outcome(status, conversation, None, gap=gap)
+
+
+def _ops_command(event: Event) -> bool:
+    if event.type not in ("message", "media") or "message" not in event.fields:
+        return False
+    if event.is_replay:
+        return False  # a lead's replay never runs a command (webhooks.replay)
+    fields = event.fields["message"]
+    if fields["author"] != Message.Author.CUSTOMER:
+        return False
+    if not fields["text"].lstrip().startswith("/"):
+        return False  # most messages: no receiver is asked
+    answers = command_received.send(
+        sender=Event,
+        platform=event.platform,
+        sender_id=event.fields["conversation"]["customer_id"],
+        session_key=event.session_id,
+        message_id=event.message_id,
+        text=fields["text"],
+    )
+    return any(taken for _, taken in answers)
+
+
+def _ops_echo(event: Event) -> bool:
+    key = event.fields.get("echo_key") if event.type == "echo" else ""
+    if not key or key.startswith("inbox-"):
+        return False  # one of the inbox's own replies (Message.gateway_message_id)
+    answers = reply_echoed.send(
+        sender=Event, session_key=event.session_id, idempotency_key=key
+    )
+    return any(taken for _, taken in answers)
 
 
 def _track_transcript(conversation: Conversation, event: Event) -> tuple[bool, list]:

@@ -32,6 +32,20 @@ bell_changed = Signal()
 # Arguments: ``message_id``.
 reply_queued = Signal()
 
+# A customer message that starts with "/" is about to be stored, asked inside
+# ``ingest.store``'s transaction. A receiver that returns True took it (an
+# allowlisted admin's ops command, recorded in this transaction): the inbox
+# then stores no message, runs no trigger and escalates nothing. Receivers
+# must be idempotent (a redelivery asks again). Arguments: ``platform``,
+# ``sender_id``, ``session_key``, ``message_id`` (the gateway's), ``text``.
+command_received = Signal()
+
+# The gateway wrote back a message sent with an idempotency key that is none of
+# the inbox's replies (asked in ``ingest.store``'s transaction). A receiver that
+# returns True knows it as its own (an ops command's answer): the inbox stores
+# nothing. Arguments: ``session_key``, ``idempotency_key``.
+reply_echoed = Signal()
+
 
 def publish_on_commit(activities: list[Any]) -> None:
     """Push ``activities`` live once the current transaction commits."""

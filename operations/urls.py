@@ -1,5 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from operations import views
 
 app_name = "operations"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.system, name="system"),
+    path("commands/", views.command_list, name="command-list"),
+]

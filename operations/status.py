@@ -1,0 +1,324 @@
+"""What the system page and ``/status`` show: each part read on its own, fast,
+and failing soft (an error is shown as the part's value, never raised)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import dramatiq
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY
+
+from core.models import OutboxJob
+from inbox.gateway import GatewayError, OpenClawClient
+from inbox.models import Conversation, GatewayLink, WebhookDelivery
+from operations import logs
+from operations.models import JobRun
+
+log = logging.getLogger(__name__)
+
+# The page asks the gateway about this many of the newest conversations.
+SESSIONS_SHOWN = 5
+# Short: the page polls, and a gateway that is down must not hold it up.
+GATEWAY_TIMEOUTS = {"connect": 2.0, "session": 2.0, "health": 2.0}
+# A scheduled job that ran within this long counts as a live scheduler+worker.
+ALIVE_WITHIN = timedelta(minutes=2)
+
+_client: OpenClawClient | None = None
+_client_for: tuple[str, str] = ("", "")
+_client_lock = threading.Lock()
+
+
+def gateway_client() -> OpenClawClient:
+    """A client of the page's own, with short timeouts (not the reply sender's)."""
+    global _client, _client_for
+    wanted = (settings.OPENCLAW_GATEWAY_URL, settings.OPENCLAW_GATEWAY_TOKEN)
+    with _client_lock:
+        if _client is None or _client_for != wanted:
+            if _client is not None:
+                _client.close()
+            _client = OpenClawClient(timeouts=GATEWAY_TIMEOUTS)
+            _client_for = wanted
+        return _client
+
+
+def reset_gateway_client() -> None:
+    global _client
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+@dataclass
+class Gateway:
+    configured: bool
+    url: str = ""
+    healthy: bool | None = None
+    ready: bool | None = None
+    error: str = ""
+    link: GatewayLink | None = None
+
+
+def gateway() -> Gateway:
+    client = gateway_client()
+    url = client.url
+    if not url:
+        return Gateway(configured=False)
+    found = Gateway(configured=True, url=url)
+    found.link = GatewayLink.objects.filter(url=url).first()
+    try:
+        found.healthy = bool(client.health().get("ok", True))
+        found.ready = bool(client.ready().get("ready", True))
+    except GatewayError as exc:
+        found.error = str(exc)[:300]
+    return found
+
+
+@dataclass
+class Session:
+    conversation: Conversation
+    send_policy: str = ""
+    transcript_length: int | None = None
+    error: str = ""
+
+
+def sessions(limit: int = SESSIONS_SHOWN) -> list[Session]:
+    """The newest conversations and what the gateway says of each session.
+
+    One ``sessions.describe`` each, at most ``limit``; after the first
+    failure the rest are not asked (the gateway is away: the same error).
+    """
+    client = gateway_client()
+    rows = [
+        Session(conversation=c)
+        for c in Conversation.objects.order_by("-updated_at")[:limit]
+    ]
+    error = "" if client.url else "no gateway configured"
+    for row in rows:
+        # The transcript's length is its last messageSeq, as the connector saw it.
+        row.transcript_length = row.conversation.gateway_seq or None
+        if error:
+            row.error = error
+            continue
+        try:
+            described = client.describe(row.conversation.session_id)
+        except GatewayError as exc:
+            error = row.error = str(exc)[:300]
+            continue
+        row.send_policy = str(described.get("sendPolicy") or "allow")
+    return rows
+
+
+@dataclass
+class Queue:
+    name: str
+    depth: int | None
+    error: str = ""
+
+
+def queues() -> list[Queue]:
+    """Messages waiting in each Dramatiq queue (Redis, or the in-process stub)."""
+    broker = dramatiq.get_broker()
+    found = []
+    for name in sorted(broker.get_declared_queues()):
+        try:
+            if hasattr(broker, "do_qsize"):  # RedisBroker
+                depth = int(broker.do_qsize(name))
+            else:  # StubBroker: the embedded mode's in-process queues
+                depth = broker.queues[name].qsize()
+            found.append(Queue(name, depth))
+        except Exception as exc:  # the broker is away: shown, not raised
+            found.append(Queue(name, None, str(exc)[:200]))
+    return found
+
+
+def broker_processes() -> int | None:
+    """Processes that spoke to the Redis broker in the last minute (workers
+    and the processes sending to them); ``None`` for the in-process broker."""
+    broker = dramatiq.get_broker()
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", None)
+    if client is None or namespace is None:
+        return None
+    now = time.time() * 1000
+    try:
+        return int(client.zcount(f"{namespace}:__heartbeats__", now - 60_000, "+inf"))
+    except Exception:
+        log.warning("could not read the broker's heartbeats", exc_info=True)
+        return None
+
+
+@dataclass
+class Job:
+    name: str
+    schedule: str
+    run: JobRun | None
+
+    @property
+    def is_late(self) -> bool:
+        return self.run is None or self.run.last_finished_at is None
+
+
+def scheduled_jobs() -> list[Job]:
+    from dramatiq_crontab import scheduler
+
+    runs = {run.name: run for run in JobRun.objects.all()}
+    jobs = []
+    for job in scheduler.get_jobs():
+        jobs.append(Job(job.name, str(job.trigger), runs.pop(job.name, None)))
+    jobs += [Job(name, "", run) for name, run in runs.items()]
+    return sorted(jobs, key=lambda j: j.name)
+
+
+def workers_alive() -> bool:
+    """A scheduled job finished lately: a scheduler sent it and a worker ran it."""
+    return JobRun.objects.filter(
+        last_finished_at__gte=timezone.now() - ALIVE_WITHIN
+    ).exists()
+
+
+@dataclass
+class Webhooks:
+    last: WebhookDelivery | None
+    total: int
+    rejected: int
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.rejected / self.total if self.total else None
+
+
+def webhooks(within: timedelta = timedelta(hours=1)) -> Webhooks:
+    since = timezone.now() - within
+    counts = WebhookDelivery.objects.filter(received_at__gte=since).aggregate(
+        total=Count("pk"),
+        rejected=Count("pk", filter=Q(outcome=WebhookDelivery.Outcome.REJECTED)),
+    )
+    last = WebhookDelivery.objects.order_by("-received_at").first()
+    return Webhooks(last, counts["total"], counts["rejected"])
+
+
+def open_escalations() -> int:
+    return Conversation.objects.filter(
+        is_active=True, status=Conversation.Status.ESCALATED
+    ).count()
+
+
+@dataclass
+class Outbox:
+    waiting: int
+    overdue: int
+
+
+def outbox() -> Outbox:
+    now = timezone.now()
+    counts = OutboxJob.objects.aggregate(
+        waiting=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now))
+    )
+    return Outbox(counts["waiting"], counts["overdue"])
+
+
+def errors_logged(within: timedelta = timedelta(hours=1)) -> int | None:
+    try:
+        return logs.count_since(within.total_seconds())
+    except Exception:
+        log.warning("could not read the recent errors", exc_info=True)
+        return None
+
+
+@dataclass
+class MetricRow:
+    name: str
+    labels: str
+    value: float
+
+
+@dataclass
+class Metrics:
+    rows: list[MetricRow] = field(default_factory=list)
+    error: str = ""
+
+
+def metrics(limit: int = 60) -> Metrics:
+    """Counters and gauges of this inbox (``openclaw_*``), summed over every
+    process when they write to ``PROMETHEUS_MULTIPROC_DIR``."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    found = Metrics()
+    try:
+        families = list(registry.collect())
+    except Exception as exc:
+        found.error = str(exc)[:200]
+        return found
+    for family in sorted(families, key=lambda f: f.name):
+        if not family.name.startswith("openclaw_") or family.type not in (
+            "counter",
+            "gauge",
+        ):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            found.rows.append(MetricRow(sample.name, labels, sample.value))
+    found.rows = found.rows[:limit]
+    return found
+
+
+def age(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((timezone.now() - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def summary() -> str:
+    """``/status``'s answer: plain text for a chat."""
+    lines = []
+    depth = [f"{q.name} {q.depth if q.depth is not None else '?'}" for q in queues()]
+    lines.append("Queues: " + (", ".join(depth) or "none declared"))
+    jobs = scheduled_jobs()
+    latest = max(
+        (j.run.last_finished_at for j in jobs if j.run and j.run.last_finished_at),
+        default=None,
+    )
+    lines.append(
+        f"Workers: {'alive' if workers_alive() else 'no scheduled job ran lately'}"
+        f" (last scheduled run {age(latest)})"
+    )
+    processes = broker_processes()
+    if processes is not None:
+        lines.append(f"Broker processes seen in the last minute: {processes}")
+    hooks = webhooks()
+    last = hooks.last.received_at if hooks.last else None
+    lines.append(f"Last webhook: {age(last)}")
+    rate = hooks.error_rate
+    lines.append(
+        f"Webhooks in the last hour: {hooks.total}, rejected {hooks.rejected}"
+        + (f" ({rate:.0%})" if rate is not None else "")
+    )
+    errors = errors_logged()
+    lines.append(
+        f"Errors logged in the last hour: {errors if errors is not None else '?'}"
+    )
+    box = outbox()
+    lines.append(f"Outbox: {box.waiting} waiting, {box.overdue} overdue")
+    lines.append(f"Open escalations: {open_escalations()}")
+    return "\n".join(lines)
