@@ -85,7 +85,10 @@ def monitor_validate(request: HtmxHttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 @role_required(Role.LEAD)
 def monitor_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    monitor = get_object_or_404(Monitor, pk=pk)
+    return _detail(request, get_object_or_404(Monitor, pk=pk))
+
+
+def _detail(request: HtmxHttpRequest, monitor: Monitor) -> HttpResponse:
     history = list(monitor.snapshots.all()[:HISTORY_ROWS])
     context = {
         "monitor": monitor,
@@ -128,7 +131,8 @@ def monitor_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 def _back_to(request: HtmxHttpRequest, monitor: Monitor) -> HttpResponse:
     if request.htmx:
-        return monitor_detail(request, monitor.pk)
+        monitor.refresh_from_db()
+        return _detail(request, monitor)
     return redirect(monitor)
 
 

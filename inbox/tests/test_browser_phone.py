@@ -33,6 +33,26 @@ def trigger(lena: Any) -> Trigger:
     return trigger
 
 
+@pytest.fixture
+def monitor(lena: Any) -> Any:
+    """A price watch with a long URL and a change whose diff has long lines."""
+    from decimal import Decimal
+
+    from core.testing import create_monitor
+
+    monitor = create_monitor(
+        url="https://shop.example.com/products/an-extremely-long-product-path-"
+        "that-never-breaks-anywhere?variant=123456789012345678901234567890",
+        name="A rather long monitor name for a small screen",
+        selector="main .product-detail .price-box span.current-price",
+        is_price=True,
+        threshold=Decimal(1200000),
+    )
+    monitor.record_text("₩1,250,000 " + "x" * 150)
+    monitor.record_text("₩1,190,000 " + "https://example.com/" + "y" * 150)
+    return monitor
+
+
 def _overflow(page: Any) -> int:
     """How many pixels the page is wider than the screen (0: none)."""
     return page.evaluate(
@@ -58,6 +78,7 @@ def _culprits(page: Any) -> list[str]:
 def test_no_page_is_wider_than_a_phone(
     lena: Any,
     trigger: Trigger,
+    monitor: Any,
     open_inbox: Callable[[Any], Inbox],
     post: Callable[..., dict[str, Any]],
     screenshots: Path,
@@ -82,6 +103,9 @@ def test_no_page_is_wider_than_a_phone(
         f"/automations/{trigger.pk}/",
         f"/automations/{trigger.pk}/versions/",
         "/automations/tickets/",
+        "/monitors/",
+        "/monitors/new/",
+        f"/monitors/{monitor.pk}/",
         "/profile/",
     ]
     wide = {}
