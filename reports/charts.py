@@ -76,7 +76,7 @@ def stacked(
     for fraction in (0, 0.5, 1):
         y = TOP + plot_h * (1 - fraction)
         chart.gridlines.append(round(y, 1))
-        chart.labels.append(Label(LEFT - 4, y + 4, f"{round(top * fraction):g}", "end"))
+        chart.labels.append(Label(LEFT - 4, y + 4, f"{top * fraction:g}", "end"))
     for i, category in enumerate(categories):
         base = TOP + plot_h
         x = LEFT + i * slot + gap / 2
