@@ -21,12 +21,51 @@ from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
+from core import masking
 from core.roles import Role, role_of, staff_users
 from inbox.forms import ConversationFilterForm
 from inbox.models import Conversation, Message, TransitionError, wake_at
 
+# --- personal data ----------------------------------------------------------------
+# Users without core.view_personal_data get texts, names and contact fields
+# masked (core.masking). The session key stays: it is the resource's address.
 
-class ConversationSerializer(serializers.ModelSerializer):
+NAME = "[name]"
+# channelInfo keys that hold a name or an address: replaced whole.
+PERSONAL_KEYS = frozenset(
+    {
+        "displayName", "username", "firstName", "lastName", "fullName", "name",
+        "phone", "phoneNumber", "email",
+    }
+)  # fmt: skip
+
+
+class MaskedForUser:
+    """Serializer mixin: ``mask(data)`` applies unless the request's user may
+    see personal data. Without a request in the context it masks."""
+
+    context: dict[str, Any]
+
+    def masks(self) -> bool:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return not masking.may_see_personal_data(user)
+
+
+def _name(value: str) -> str:
+    return NAME if value else ""
+
+
+def _masked_info(info: Any) -> Any:
+    if not isinstance(info, dict):
+        return masking.mask_data(info)
+    return {
+        key: _name(str(value)) if key in PERSONAL_KEYS and value else value
+        for key, value in masking.mask_data(info).items()
+    }
+
+
+class ConversationSerializer(MaskedForUser, serializers.ModelSerializer):
     sessionId = serializers.CharField(source="session_id")
     customerId = serializers.CharField(source="customer_id")
     customerName = serializers.CharField(source="customer_name")
@@ -50,8 +89,18 @@ class ConversationSerializer(serializers.ModelSerializer):
             "lastMessagePreview", "isActive", "lastError", "channelInfo", "createdAt",
         ]  # fmt: skip
 
+    def to_representation(self, instance: Conversation) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if self.masks():
+            data["customerName"] = _name(data["customerName"])
+            data["customerId"] = masking.mask(data["customerId"])
+            data["lastMessagePreview"] = masking.mask(data["lastMessagePreview"])
+            data["lastError"] = masking.mask(data["lastError"])
+            data["channelInfo"] = _masked_info(data["channelInfo"])
+        return data
 
-class MessageSerializer(serializers.ModelSerializer):
+
+class MessageSerializer(MaskedForUser, serializers.ModelSerializer):
     messageId = serializers.CharField(source="gateway_message_id")
     aiModel = serializers.CharField(source="ai_model")
     tokensUsed = serializers.IntegerField(source="tokens_used", allow_null=True)
@@ -70,6 +119,15 @@ class MessageSerializer(serializers.ModelSerializer):
             "attachments", "aiModel", "tokensUsed", "processingTimeMs", "deliveryState",
             "deliveredAt", "sentAt", "createdAt",
         ]  # fmt: skip
+
+    def to_representation(self, instance: Message) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if self.masks():
+            data["text"] = masking.mask(data["text"])
+            data["attachments"] = masking.mask_data(data["attachments"])
+            if instance.author == Message.Author.CUSTOMER:
+                data["sender"] = _name(data["sender"])
+        return data
 
 
 class StrictCursor(CursorPagination):
@@ -301,12 +359,19 @@ class ConversationAction(views.APIView):
             with translation.override("en"):
                 return Response({"detail": str(exc)}, status=409)
         if isinstance(result, Message):
-            return Response(MessageSerializer(result).data, status=201)
+            return Response(
+                MessageSerializer(result, context={"request": request}).data,
+                status=201,
+            )
         conversation.refresh_from_db()
         annotated = Conversation.objects.with_unread_for(request.user).select_related(
             "assignee"
         )
-        return Response(ConversationSerializer(annotated.get(pk=conversation.pk)).data)
+        return Response(
+            ConversationSerializer(
+                annotated.get(pk=conversation.pk), context={"request": request}
+            ).data
+        )
 
     def act(self, conversation: Conversation, given: Any, user: Any) -> Any:
         raise NotImplementedError

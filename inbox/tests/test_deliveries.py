@@ -262,7 +262,9 @@ def test_a_body_that_is_not_json_is_shown_as_text(as_lead: Client) -> None:
 # --- replay ------------------------------------------------------------------------
 
 
-def test_replaying_a_stored_delivery_finds_it_stored(lead: Any, as_lead: Client) -> None:
+def test_replaying_a_stored_delivery_finds_it_stored(
+    lead: Any, as_lead: Client
+) -> None:
     original = stored(message_id="once")
     assert original.outcome == "stored"
     assert Message.objects.count() == 1
