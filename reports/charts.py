@@ -78,7 +78,7 @@ def stacked(
         chart.gridlines.append(round(y, 1))
         chart.labels.append(Label(LEFT - 4, y + 4, f"{top * fraction:g}", "end"))
     for i, category in enumerate(categories):
-        base = TOP + plot_h
+        base: float = TOP + plot_h
         x = LEFT + i * slot + gap / 2
         for css, name, values in series:
             value = values[i]

@@ -302,6 +302,7 @@ def _unresolved(
     """Conversations escalated, owned or snoozed when the day ended: for a
     day not over yet, as they are now; else each one's last status change
     before the day's end."""
+    rows: Iterable[tuple[str, int]]
     if end > now:
         rows = (
             Conversation.objects.filter(status__in=UNRESOLVED)

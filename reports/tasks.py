@@ -89,7 +89,7 @@ def send_digest_now(day: date, user: Any) -> Digest:
 
 def _unconfigured() -> dict[str, str]:
     """Channels with no target are "not configured", not pending forever."""
-    states = {}
+    states: dict[str, str] = {}
     if not settings.INBOX_DIGEST_EMAILS:
         states["email_state"] = Delivery.SKIPPED
     if not (settings.INBOX_DIGEST_CHANNEL and settings.INBOX_DIGEST_TO):

@@ -180,9 +180,9 @@ def _form(request: HttpRequest) -> RangeForm:
 def report(request: HtmxHttpRequest) -> HttpResponse:
     form = _form(request)
     if not form.is_valid():
-        context = {"form": form, "errors": form.non_field_errors()}
+        refused = {"form": form, "errors": form.non_field_errors()}
         template = "reports/report.html#report-body" if request.htmx else None
-        return render(request, template or "reports/report.html", context, status=400)
+        return render(request, template or "reports/report.html", refused, status=400)
     first, last = form.days
     data = summary.build(first, last)
     rows, totals = table(data, request.user)
