@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import dramatiq
 from django.conf import settings
@@ -136,6 +137,8 @@ def queues() -> list[Queue]:
                 depth = int(broker.do_qsize(name))
             else:  # StubBroker: the embedded mode's in-process queues
                 depth = broker.queues[name].qsize()
+            if name.endswith(".DQ") and not depth:
+                continue  # a delay queue: shown only when something waits
             found.append(Queue(name, depth))
         except Exception as exc:  # the broker is away: shown, not raised
             found.append(Queue(name, None, str(exc)[:200]))
@@ -175,9 +178,18 @@ def scheduled_jobs() -> list[Job]:
     runs = {run.name: run for run in JobRun.objects.all()}
     jobs = []
     for job in scheduler.get_jobs():
-        jobs.append(Job(job.name, str(job.trigger), runs.pop(job.name, None)))
+        jobs.append(Job(job.name, _schedule(job.trigger), runs.pop(job.name, None)))
     jobs += [Job(name, "", run) for name, run in runs.items()]
     return sorted(jobs, key=lambda j: j.name)
+
+
+def _schedule(trigger: Any) -> str:
+    """A cron trigger as crontab writes it (``*/5 * * * *``)."""
+    fields = {f.name: str(f) for f in getattr(trigger, "fields", ())}
+    names = ("minute", "hour", "day", "month", "day_of_week")
+    if all(name in fields for name in names):
+        return " ".join(fields[name] for name in names)
+    return str(trigger)
 
 
 def workers_alive() -> bool:

@@ -406,3 +406,12 @@ def test_postgres_two_deliveries_at_once_record_one_command(
     assert answers == [200, 200]
     assert ChatCommand.objects.count() == 1
     assert len(replies(gateway)) == 1
+
+
+def test_digest_answers_with_today_so_far(gateway: GatewayServer, worker: Any) -> None:
+    post_webhook(message_event(text="where is my parcel?"))
+    send("/digest")
+    run(worker)
+    [reply] = replies(gateway)
+    assert ChatCommand.objects.get().outcome == "ran"
+    assert "so far" in reply.splitlines()[0].lower()
