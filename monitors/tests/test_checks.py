@@ -245,3 +245,32 @@ def test_history_is_bounded(
     assert {s.text for s in kept[:3]} == {"version 4", "version 3", "version 2"}
     assert not kept.filter(text="version 0").exists()  # the baseline, no alert
     assert Alert.objects.count() == 4
+
+
+@pytest.mark.postgres
+def test_two_schedulers_at_once_claim_each_monitor_once() -> None:
+    import threading
+
+    from django.db import connections
+
+    monitors = [
+        create_monitor(url="http://93.184.215.14/", name=f"m{n}") for n in range(30)
+    ]
+    now = timezone.now()
+    start = threading.Barrier(2)
+    claimed: list[list[int]] = []
+
+    def scheduler() -> None:
+        try:
+            start.wait(timeout=10)
+            claimed.append(Monitor.claim_due(now))
+        finally:
+            connections["default"].close()
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    everything = claimed[0] + claimed[1]
+    assert sorted(everything) == sorted(m.pk for m in monitors)
