@@ -37,9 +37,7 @@ urlpatterns = [
     path("inbox/views/<int:pk>/delete/", views.delete_view, name="delete-view"),
     path("inbox/c/<int:pk>/unread/", views.mark_unread, name="mark-unread"),
     path("system/deliveries/", views.delivery_list, name="delivery-list"),
-    path(
-        "system/deliveries/<int:pk>/", views.delivery_detail, name="delivery-detail"
-    ),
+    path("system/deliveries/<int:pk>/", views.delivery_detail, name="delivery-detail"),
     path("system/deliveries/replay/", views.delivery_replay, name="delivery-replay"),
     path(
         "api/conversations/", api.ConversationList.as_view(), name="api-conversations"

@@ -380,6 +380,27 @@ def test_a_replayed_command_is_never_run_again(as_lead: Client) -> None:
     assert "commands are never run again" in html
 
 
+def test_a_forged_command_replayed_is_stored_as_a_message_and_runs_nothing(
+    as_lead: Client, settings: Any
+) -> None:
+    from operations.models import ChatCommand
+
+    settings.OPS_COMMAND_SENDERS = ["telegram:777001"]
+    admin_chat = "agent:main:telegram:direct:777001"
+    signed = stored(session_id=admin_chat, senderId="777001", text="/status")
+    assert (signed.outcome, signed.error) == ("ignored", "ops command")
+    assert ChatCommand.objects.count() == 1
+    forged = rejected_for_signature(
+        message_event(session_id=admin_chat, senderId="777001", text="/status")
+    )
+    replay(as_lead, forged)
+    attempt = WebhookDelivery.objects.get(replay_of=forged)
+    assert attempt.outcome == "stored"  # a customer message, as from anyone
+    assert ChatCommand.objects.count() == 1  # nothing ran
+    assert Message.objects.get().text == "/status"
+    assert "commands are never run again" in replay(as_lead, signed).content.decode()
+
+
 def test_the_detail_page_shows_who_replayed_what_and_when(
     lead: Any, as_lead: Client
 ) -> None:
