@@ -37,8 +37,11 @@ def parse(text: str) -> tuple[str, list[str]] | None:
     return name, [w[:ARG_CHARS] for w in words[:MAX_ARGS]]
 
 
-def is_allowed(platform: str, sender_id: str) -> bool:
+def is_allowed(platform: str, sender_id: str, session_key: str) -> bool:
     if not sender_id:
+        return False
+    if any(f":{kind}:" in session_key for kind in ("group", "channel")):
+        # The answer goes to the whole chat: customers may be in it.
         return False
     if (platform, sender_id) in config.senders():
         return True
@@ -59,7 +62,9 @@ def on_command_received(
     seen before), so the inbox stores nothing. Runs in ``store()``'s
     transaction."""
     parsed = parse(text)
-    if parsed is None or not message_id or not is_allowed(platform, sender_id):
+    if parsed is None or not message_id:
+        return False
+    if not is_allowed(platform, sender_id, session_key):
         return False
     name, args = parsed
     seen = ChatCommand.objects.filter(

@@ -96,7 +96,7 @@ class Session:
 def sessions(limit: int = SESSIONS_SHOWN) -> list[Session]:
     """The newest conversations and what the gateway says of each session.
 
-    One ``sessions.describe`` each, at most ``limit``; after the first
+    One ``sessions.describe`` each, at most ``limit``; after a transient
     failure the rest are not asked (the gateway is away: the same error).
     """
     client = gateway_client()
@@ -114,7 +114,9 @@ def sessions(limit: int = SESSIONS_SHOWN) -> list[Session]:
         try:
             described = client.describe(row.conversation.session_id)
         except GatewayError as exc:
-            error = row.error = str(exc)[:300]
+            row.error = str(exc)[:300]
+            if not exc.permanent:
+                error = row.error  # unreachable or slow: the rest would be too
             continue
         row.send_policy = str(described.get("sendPolicy") or "allow")
     return rows

@@ -415,3 +415,14 @@ def test_digest_answers_with_today_so_far(gateway: GatewayServer, worker: Any) -
     [reply] = replies(gateway)
     assert ChatCommand.objects.get().outcome == "ran"
     assert "so far" in reply.splitlines()[0].lower()
+
+
+def test_an_admins_command_in_a_group_chat_is_an_ordinary_message(
+    gateway: GatewayServer, worker: Any
+) -> None:
+    group = "agent:main:telegram:group:-100200300"
+    send("/status", session=group)  # the answer would reach everyone in it
+    run(worker)
+    assert ChatCommand.objects.count() == 0
+    assert Message.objects.get().text == "/status"
+    assert replies(gateway, group) == []
