@@ -879,8 +879,10 @@ def _delivery_rows(
 
 def _deliveries_context(request: HttpRequest) -> dict[str, Any]:
     form = DeliveryFilterForm(request.GET)
-    rows = WebhookDelivery.objects.filtered(**form.filters).select_related(
-        "conversation", "replayed_by"
+    rows = (
+        WebhookDelivery.objects.filtered(**form.filters)
+        .with_body_head()
+        .select_related("conversation", "replayed_by")
     )
     if form.cursor:
         rows = rows.filter(pk__lt=form.cursor)
