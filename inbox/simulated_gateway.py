@@ -861,6 +861,10 @@ class GatewayServer:
             earlier = self._results.get(key)
             if earlier is not None:
                 return earlier  # a retry: the same answer, nothing delivered again
+            if params.get("sessionKey") is None:
+                # Outside any session (the admin group's digest, a monitor's
+                # alert): the real gateway sends to the target as given.
+                return self._send_to_target(channel, params.get("to"), text, key)
             session = self._known(params.get("sessionKey"))
             if params.get("to") != f"{session.channel}:{session.peer}":
                 raise _Refusal("INVALID_REQUEST", "unknown target")
@@ -886,6 +890,19 @@ class GatewayServer:
             result = {"runId": key, "messageId": number, "channel": channel}
             self._results[key] = result
             return result
+
+    def _send_to_target(self, channel: str, to: Any, text: Any, key: str) -> dict:
+        """A ``send`` with no session: recorded, nothing mirrored. Needs the lock."""
+        if not channel or not isinstance(to, str) or not to:
+            raise _Refusal("INVALID_REQUEST", "channel and to are required")
+        number = str(len(self.received) + 1000)
+        self.received.append(
+            GatewaySend("", str(text or ""), key, number, time.time(), channel=channel)
+        )
+        self.delivered.append((to, str(text or "")))
+        result = {"runId": key, "messageId": number, "channel": channel}
+        self._results[key] = result
+        return result
 
     def _rpc_chat_inject(self, connection: ServerConnection, params: dict) -> dict:
         self._take_failure()

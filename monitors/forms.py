@@ -111,7 +111,7 @@ class MonitorForm(forms.ModelForm):
         return minutes
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("is_price") and data.get("threshold") is None:
             self.add_error("threshold", _("A price watch needs a threshold."))
         return data

@@ -59,8 +59,7 @@ def send_alert_to_channel(alert_id: int) -> None:
     """The alert to the admin channel (``INBOX_DIGEST_CHANNEL``/``_TO``),
     keyed by the alert so the gateway sends a redelivery once."""
     alert = Alert.objects.select_related("monitor").filter(pk=alert_id).first()
-    channel = getattr(settings, "INBOX_DIGEST_CHANNEL", "")
-    to = getattr(settings, "INBOX_DIGEST_TO", "")
+    channel, to = settings.INBOX_DIGEST_CHANNEL, settings.INBOX_DIGEST_TO
     if alert is None or not channel or not to:
         return
     link = alert.monitor.get_absolute_url()
@@ -80,7 +79,5 @@ def send_alert_to_channel(alert_id: int) -> None:
 
 def on_alert_raised(sender: Any, alert: Alert, **kwargs: Any) -> None:
     """Connected in ``MonitorsConfig.ready``: the admin channel, if asked."""
-    if alert.monitor.alerts_admin_channel and getattr(
-        settings, "INBOX_DIGEST_CHANNEL", ""
-    ):
+    if alert.monitor.alerts_admin_channel and settings.INBOX_DIGEST_CHANNEL:
         send_alert_to_channel.send(alert.pk)

@@ -74,7 +74,9 @@ def monitor_validate(request: HtmxHttpRequest) -> HttpResponse:
     """One field's errors as the lead leaves it (``HX-Trigger-Name``)."""
     form = MonitorForm(request.POST)
     name = request.htmx.trigger_name or ""
-    errors = form.errors.get(name, []) if name in form.fields else []
+    errors = (
+        [str(e) for e in form.errors.get(name) or []] if name in form.fields else []
+    )
     return render(
         request,
         "monitors/edit.html#field-errors",
@@ -138,11 +140,12 @@ def _back_to(request: HtmxHttpRequest, monitor: Monitor) -> HttpResponse:
 
 def sparkline(monitor: Monitor) -> dict[str, Any] | None:
     """The recent prices as an SVG polyline (server-drawn: no script)."""
-    points = list(
+    recent = (
         monitor.snapshots.filter(number__isnull=False)
         .order_by("-fetched_at", "-pk")
         .values_list("number", flat=True)[:SPARK_POINTS]
-    )[::-1]
+    )
+    points = [number for number in recent if number is not None][::-1]
     if len(points) < 2:
         return None
     low, high = min(points), max(points)
@@ -154,8 +157,9 @@ def sparkline(monitor: Monitor) -> dict[str, Any] | None:
 
     coords = " ".join(f"{i * step:.1f},{y(p):.1f}" for i, p in enumerate(points))
     threshold_y = None
-    if monitor.threshold is not None and low <= monitor.threshold <= high:
-        threshold_y = y(monitor.threshold)
+    threshold = monitor.threshold
+    if threshold is not None and low <= threshold <= high:
+        threshold_y = y(threshold)
     return {
         "points": coords,
         "low": low,

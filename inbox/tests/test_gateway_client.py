@@ -247,8 +247,11 @@ def test_history_tail_then_delta_then_reset(gateway) -> None:
 
 def test_browser_tool_and_health_over_http(gateway) -> None:
     client = OpenClawClient()
-    args = {"action": "snapshot", "url": "https://shop.example.com/item/7"}
-    assert client.invoke_browser(KEY, args) == {"tool": "browser", "echo": args}
+    # The page-reading actions are monitors/tests/test_gateway_browser.py's.
+    with pytest.raises(GatewayError) as refused:
+        client.invoke_browser(KEY, {"action": "fly"})
+    assert refused.value.status == 400 and refused.value.permanent
+    assert gateway.browser_calls == [{"action": "fly"}]
     assert client.health() == {"ok": True, "status": "live"}
     assert client.ready() == {"ready": True}
 

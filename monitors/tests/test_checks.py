@@ -274,3 +274,33 @@ def test_two_schedulers_at_once_claim_each_monitor_once() -> None:
         thread.join(timeout=30)
     everything = claimed[0] + claimed[1]
     assert sorted(everything) == sorted(m.pk for m in monitors)
+
+
+def test_an_alert_goes_to_the_admin_channel_once(
+    allow_loopback: Any, page: Any, gateway: Any, worker: Any, settings: Any
+) -> None:
+    settings.INBOX_DIGEST_CHANNEL = "telegram"
+    settings.INBOX_DIGEST_TO = "telegram:-100200300"
+    monitor = create_monitor(url=page.url, name="Shop", alerts_admin_channel=True)
+    quiet = create_monitor(url=page.url, name="Quiet")
+    for html in ["<p>one</p>", "<p>two</p>"]:
+        page.html = html
+        for each in (monitor, quiet):
+            check_monitor.send(each.pk)
+        drain(worker, "monitors", rounds=2)
+    alert = Alert.objects.get(monitor=monitor)
+    sends = [s for s in gateway.received if s.idempotency_key.startswith("monitor")]
+    assert [(s.channel, s.text) for s in sends] == [
+        ("telegram", f"Shop: the page changed (/monitors/{monitor.pk}/)")
+    ]
+    assert gateway.delivered[-1][0] == "telegram:-100200300"
+    # A redelivered job sends under the same key: the gateway sends it once.
+    from monitors.tasks import send_alert_to_channel
+
+    send_alert_to_channel.send(alert.pk)
+    drain(worker, "monitors")
+    assert (
+        len([s for s in gateway.received if s.idempotency_key.startswith("monitor")])
+        == 1
+    )
+    assert Alert.objects.filter(monitor=quiet).count() == 1  # alerted, not sent

@@ -221,3 +221,7 @@ def test_the_digest_lists_the_days_alerts() -> None:
     monitor.record_text("b")
     assert alerts_of(timezone.localdate()) == ["Shop: the page changed"]
     assert alerts_of(date(2020, 1, 1)) == []
+    from reports import digest
+
+    text = digest.build(timezone.localdate(), so_far=True).text
+    assert "Website monitors" in text and "Shop: the page changed" in text
