@@ -225,3 +225,15 @@ def test_the_digest_lists_the_days_alerts() -> None:
 
     text = digest.build(timezone.localdate(), so_far=True).text
     assert "Website monitors" in text and "Shop: the page changed" in text
+
+
+@pytest.mark.parametrize("model", ["monitor", "snapshot", "alert"])
+def test_the_admin_lists_and_searches_monitors(model: str) -> None:
+    monitor = create_monitor(url="http://93.184.215.14/")
+    monitor.record_text("a")
+    monitor.record_text("b")
+    client = client_for("admin")
+    assert client.get(f"/admin/monitors/{model}/?q=x").status_code == 200
+    assert client.get(f"/admin/monitors/{model}/").status_code == 200
+    response = client.get(f"/admin/monitors/{model}/1/change/")
+    assert response.status_code == 200
