@@ -47,6 +47,14 @@ MAX_WINDOW_GROUPS = 5
 MIN_DIGITS = 8
 MAX_DIGITS = 19
 CACHE_KEY = "core:masking:patterns"
+NAME = "[name]"
+# Keys whose values are people's names or handles (webhook bodies, channelInfo).
+NAME_KEYS = frozenset(
+    {
+        "senderName", "displayName", "username", "firstName", "lastName",
+        "fullName", "customerName", "phone", "phoneNumber", "email",
+    }
+)  # fmt: skip
 # Each process keeps the compiled patterns this long before asking the cache
 # again (a change elsewhere is seen within it; here at once, see ``forget``).
 LOCAL_SECONDS = 10.0
@@ -353,8 +361,10 @@ def mask_for(user: Any, text: str) -> str:
     return text if may_see_personal_data(user) else mask(text)
 
 
-def mask_data(obj: Any) -> Any:
-    """A copy of JSON-like ``obj`` with every string (keys too) masked.
+def mask_data(obj: Any, *, name_keys: frozenset[str] = frozenset()) -> Any:
+    """A copy of JSON-like ``obj`` with every string (keys too) masked, and
+    any non-empty string under one of ``name_keys`` (e.g. ``NAME_KEYS``)
+    replaced whole by ``[name]``: a name has no pattern to find it by.
 
     Walks with a stack of its own: no recursion, however deep the data.
     """
@@ -371,7 +381,8 @@ def mask_data(obj: Any) -> Any:
         parent, slot = stack.pop()
         item = parent[slot]
         if isinstance(item, str):
-            parent[slot] = one(item)
+            named = isinstance(slot, str) and slot in name_keys and item
+            parent[slot] = NAME if named else one(item)
         elif isinstance(item, dict):
             copy = {one(k) if isinstance(k, str) else k: v for k, v in item.items()}
             parent[slot] = copy

@@ -30,19 +30,10 @@ from inbox.models import Conversation, Message, TransitionError, wake_at
 # Users without core.view_personal_data get texts, names and contact fields
 # masked (core.masking). The session key stays: it is the resource's address.
 
-NAME = "[name]"
-# channelInfo keys that hold a name or an address: replaced whole.
-PERSONAL_KEYS = frozenset(
-    {
-        "displayName", "username", "firstName", "lastName", "fullName", "name",
-        "phone", "phoneNumber", "email",
-    }
-)  # fmt: skip
-
 
 class MaskedForUser:
-    """Serializer mixin: ``mask(data)`` applies unless the request's user may
-    see personal data. Without a request in the context it masks."""
+    """Serializer mixin: ``masks()`` unless the request's user may see
+    personal data (without a request in the context: masks)."""
 
     context: dict[str, Any]
 
@@ -53,16 +44,11 @@ class MaskedForUser:
 
 
 def _name(value: str) -> str:
-    return NAME if value else ""
+    return masking.NAME if value else ""
 
 
 def _masked_info(info: Any) -> Any:
-    if not isinstance(info, dict):
-        return masking.mask_data(info)
-    return {
-        key: _name(str(value)) if key in PERSONAL_KEYS and value else value
-        for key, value in masking.mask_data(info).items()
-    }
+    return masking.mask_data(info, name_keys=masking.NAME_KEYS)
 
 
 class ConversationSerializer(MaskedForUser, serializers.ModelSerializer):

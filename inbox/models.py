@@ -1907,7 +1907,8 @@ def masked_body(raw: str) -> str:
         parsed = json.loads(raw)
     except ValueError:
         return masking.mask(raw)
-    return json.dumps(masking.mask_data(parsed), ensure_ascii=False)
+    masked = masking.mask_data(parsed, name_keys=masking.NAME_KEYS)
+    return json.dumps(masked, ensure_ascii=False)
 
 
 class GatewayLink(models.Model):

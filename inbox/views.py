@@ -916,7 +916,7 @@ def _pretty_body(raw: str, can_see: bool) -> str:
     except ValueError:
         return raw if can_see else masking.mask(raw)
     if not can_see:
-        parsed = masking.mask_data(parsed)
+        parsed = masking.mask_data(parsed, name_keys=masking.NAME_KEYS)
     return json.dumps(parsed, indent=2, ensure_ascii=False)
 
 

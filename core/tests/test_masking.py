@@ -207,6 +207,18 @@ def test_json_like_data_is_masked_everywhere() -> None:
 
 
 @pytest.mark.django_db
+def test_names_are_masked_by_key_when_asked() -> None:
+    data = {"data": {"senderName": "김민지", "channelInfo": {"username": "minji_k"}}}
+    assert mask_data(data) == data  # a name has no pattern
+    assert mask_data(data, name_keys=masking.NAME_KEYS) == {
+        "data": {"senderName": "[name]", "channelInfo": {"username": "[name]"}}
+    }
+    assert mask_data({"senderName": ""}, name_keys=masking.NAME_KEYS) == {
+        "senderName": ""
+    }
+
+
+@pytest.mark.django_db
 def test_the_logging_filter_masks_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.handler.addFilter(MaskingFilter())
     logger = logging.getLogger("openclaw.test")

@@ -230,16 +230,18 @@ PRIVATE = "제 번호는 010-1234-5678, 메일은 minji@example.com 이에요"
 def test_the_body_is_masked_for_a_lead_without_the_permission(
     lead: Any, as_lead: Client
 ) -> None:
-    delivery = stored(text=PRIVATE, senderName="minji@example.com")
+    delivery = stored(text=PRIVATE, senderName="김민지")
     html = as_lead.get(f"{LIST}{delivery.pk}/").content.decode()
     assert "010-1234-5678" not in html and "minji@example.com" not in html
     assert "[phone]" in html and "[email]" in html
+    assert "김민지" not in html and "[name]" in html
     assert 'id="masked-note"' in html
     # Pretty-printed: one key per line.
     assert "\n  &quot;event&quot;: &quot;message&quot;," in html
 
     html = client_for(granted(lead)).get(f"{LIST}{delivery.pk}/").content.decode()
     assert "010-1234-5678" in html and "minji@example.com" in html
+    assert "김민지" in html
     assert 'id="masked-note"' not in html
 
 
