@@ -57,6 +57,10 @@ def test_the_defaults_start() -> None:
         ({"DEBUG": "flase"}, "DEBUG='flase' is not a boolean"),
         ({"INBOX_AUTO_ASSIGN": "maybe"}, "INBOX_AUTO_ASSIGN='maybe' is not a boolean"),
         (
+            {"OPENCLAW_MASK_STORED_BODIES": "masked"},
+            "OPENCLAW_MASK_STORED_BODIES='masked' is not a boolean",
+        ),
+        (
             {"OPENCLAW_WEBHOOK_RATE": "lots"},
             "OPENCLAW_WEBHOOK_RATE='lots' is not a rate",
         ),
