@@ -1,5 +1,5 @@
 """``python -m bench [NAME ...] [--quick]``: ingest, live, scale, replies, takeover,
-triggers, gateway, http (default: all).
+triggers, gateway, http, reports (default: all).
 
 Production mode on a dedicated PostgreSQL database (``openclaw_bench``) and
 Redis db (9), both re-created per benchmark and the database dropped at the
@@ -26,6 +26,7 @@ BENCHMARKS = (
     "triggers",
     "gateway",
     "http",
+    "reports",
 )
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks",
         nargs="*",
         help="which to run: ingest, live, scale, replies, takeover, triggers, gateway, "
-        "http "
+        "http, reports "
         "(default: all, in that order)",
     )
     parser.add_argument(
@@ -56,7 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         BENCHMARKS
     )
 
-    from bench import gateway, http, ingest, live, replies, scale, takeover, triggers
+    from bench import (
+        gateway,
+        http,
+        ingest,
+        live,
+        replies,
+        reports,
+        scale,
+        takeover,
+        triggers,
+    )
 
     modules: dict[str, Any] = {
         "ingest": ingest,
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "triggers": triggers,
         "gateway": gateway,
         "http": http,
+        "reports": reports,
     }
     report = common.Report(quick=args.quick)
     m = report.machine

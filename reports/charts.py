@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
+
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 26
 
@@ -42,6 +45,17 @@ class Chart:
     gridlines: list[float] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)  # (css, name)
     empty: bool = True
+
+    @property
+    def bars_html(self) -> SafeString:
+        """The bars as markup, escaped: hundreds of them render faster here
+        than through the template language (a 90-day range has 720)."""
+        return format_html_join(
+            "",
+            '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title>'
+            "</rect>",
+            ((b.css, b.x, b.y, b.w, b.h, b.title) for b in self.bars),
+        )
 
 
 def _nice_max(value: float) -> int:

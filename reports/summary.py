@@ -63,9 +63,13 @@ def percentile(buckets: list[int], q: float) -> float | None:
 
 
 def add(into: list[int], more: list[int]) -> list[int]:
-    if len(more) != len(into):
-        return into  # a row from other bucket edges: recompute it
-    return [a + b for a, b in zip(into, more, strict=True)]
+    """``more`` added into ``into`` (in place; returned). A row from other
+    bucket edges is left out: recompute its day."""
+    if len(more) == len(into):
+        for i, n in enumerate(more):
+            if n:
+                into[i] += n
+    return into
 
 
 @dataclass
@@ -83,7 +87,7 @@ class Totals:
             self.counts[name] += getattr(row, name)
         self.reasons.update(row.escalation_reasons or {})
         for name in HISTOGRAMS:
-            setattr(self, name, add(getattr(self, name), getattr(row, name)))
+            add(getattr(self, name), getattr(row, name))
 
     def __getattr__(self, name: str) -> Any:
         if name in COUNTS:

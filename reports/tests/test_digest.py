@@ -13,13 +13,6 @@ from reports import digest, tasks
 from reports.models import Delivery, Digest
 from reports.tests.seed import D1, conversation, seed, status, utc
 
-# The real gateway's ``send`` takes a target without a session (its schema:
-# ``to`` required, ``sessionKey`` optional); the simulator still refuses one.
-needs_sessionless_send = pytest.mark.xfail(
-    reason="inbox/simulated_gateway.py: send without sessionKey is refused",
-    strict=False,
-)
-
 # 09:00 in Seoul on the day after D1.
 NINE = datetime(2026, 3, 11, 0, 0, tzinfo=UTC)
 
@@ -133,7 +126,6 @@ def test_nothing_before_the_time_of_day_then_once(digest_settings) -> None:  # n
     assert Digest.objects.count() == 1
 
 
-@needs_sessionless_send
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_sends_the_digest_by_email_and_to_the_gateway(
     to_gateway,  # noqa: ANN001
@@ -152,7 +144,6 @@ def test_the_worker_sends_the_digest_by_email_and_to_the_gateway(
     assert sent.idempotency_key == "inbox-digest-2026-03-10"
 
 
-@needs_sessionless_send
 @pytest.mark.django_db(transaction=True)
 def test_two_schedulers_racing_send_one_digest(to_gateway, worker) -> None:  # noqa: ANN001
     seed()
@@ -192,7 +183,6 @@ def test_two_schedulers_racing_send_one_digest(to_gateway, worker) -> None:  # n
     assert len(digest_sends(to_gateway)) == 1
 
 
-@needs_sessionless_send
 @pytest.mark.django_db
 def test_a_gateway_that_is_down_is_retried_and_email_still_goes(to_gateway) -> None:  # noqa: ANN001
     seed()
@@ -232,7 +222,6 @@ def test_a_refused_send_is_failed_with_its_reason(to_gateway) -> None:  # noqa: 
     assert "failed" in page
 
 
-@needs_sessionless_send
 @pytest.mark.django_db
 def test_a_crash_after_the_gateway_took_it_does_not_send_twice(to_gateway) -> None:  # noqa: ANN001
     row = tasks.start_digest(NINE)
