@@ -231,9 +231,10 @@ def test_the_digest_lists_the_days_alerts() -> None:
 def test_the_admin_lists_and_searches_monitors(model: str) -> None:
     monitor = create_monitor(url="http://93.184.215.14/")
     monitor.record_text("a")
-    monitor.record_text("b")
+    snapshot, alerts = monitor.record_text("b")
+    pk = {"monitor": monitor.pk, "snapshot": snapshot.pk, "alert": alerts[0].pk}
     client = client_for("admin")
     assert client.get(f"/admin/monitors/{model}/?q=x").status_code == 200
     assert client.get(f"/admin/monitors/{model}/").status_code == 200
-    response = client.get(f"/admin/monitors/{model}/1/change/")
+    response = client.get(f"/admin/monitors/{model}/{pk[model]}/change/")
     assert response.status_code == 200
