@@ -46,13 +46,17 @@ import socket
 import socketserver
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from bs4 import BeautifulSoup
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from soupsieve import SelectorSyntaxError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.server import ServerProtocol
 from websockets.sync.server import Server as WebSocketServer
@@ -1050,9 +1054,6 @@ def visible_text(html: str, selector: str = "") -> str | None:
     """The text a browser shows in the first match of ``selector`` (else
     article, main or body, as the real tool picks); ``None`` when nothing
     matches. Raises ``ValueError`` for a selector that does not parse."""
-    from bs4 import BeautifulSoup
-    from soupsieve import SelectorSyntaxError
-
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup.find_all(_INVISIBLE_TAGS):
         tag.decompose()
@@ -1111,9 +1112,6 @@ class SimulatedBrowser:
         }
 
     def _open(self, url: str) -> dict[str, Any]:
-        import urllib.error
-        import urllib.request
-
         if not url:
             raise _ToolInputError("targetUrl required")
         if not url.startswith(("http://", "https://")):

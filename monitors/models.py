@@ -168,7 +168,10 @@ class Monitor(models.Model):
 
     @property
     def is_check_pending(self) -> bool:
-        return self.check_requested_at is not None
+        """'Check now' was pressed and its check has not ended (a check lost
+        with its worker stops counting after the claim lease)."""
+        requested = self.check_requested_at
+        return requested is not None and timezone.now() - requested < CLAIM_LEASE
 
     # -- scheduling ---------------------------------------------------------------
 

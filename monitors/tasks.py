@@ -31,7 +31,8 @@ def schedule_monitor_checks() -> None:
 
 # The check records its own failures and backs off; a retry by Dramatiq would
 # only repeat it (a worker that died mid-check is covered by the claim lease).
-@dramatiq.actor(queue_name="monitors", max_retries=0, time_limit=120_000)
+# Three browser-tool calls, each up to the client's browser timeout (60 s).
+@dramatiq.actor(queue_name="monitors", max_retries=0, time_limit=200_000)
 def check_monitor(monitor_id: int) -> None:
     monitor = Monitor.objects.filter(pk=monitor_id).first()
     if monitor is None:

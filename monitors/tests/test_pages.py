@@ -4,7 +4,7 @@ the buttons."""
 from __future__ import annotations
 
 import socket
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -173,6 +173,11 @@ def test_check_now_is_pending_until_the_check_runs(lead_client: Client) -> None:
     assert 'id="check-pending"' in html and 'hx-trigger="every 1s"' in html
     monitor.refresh_from_db()
     assert monitor.is_check_pending
+    # A check lost with its worker does not keep the page polling for ever.
+    Monitor.objects.update(check_requested_at=timezone.now() - timedelta(minutes=6))
+    monitor.refresh_from_db()
+    assert not monitor.is_check_pending
+    monitor.request_check()
     monitor.record_text("now")
     html = lead_client.get(
         f"/monitors/{monitor.pk}/",
