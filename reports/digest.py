@@ -79,24 +79,25 @@ def spike(value: int, history: list[int]) -> float | None:
     return None
 
 
-def build(day: date, *, so_far: bool = False) -> DigestText:
+def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
     """The digest of local ``day``; recomputes that day's rollup first (and,
     when missing, the seven days before it that the spikes compare with).
 
     ``so_far``: the day is not over (today): counted live, titled so.
+    ``fresh=False``: read the rollup as it stands, compute nothing (a page's
+    preview; the rollup is at most minutes old).
     """
-    if so_far:
-        counted = rollup.compute_day(day)
-    else:
-        rollup.store_day(day)
     week = [day - timedelta(days=i) for i in range(7, 0, -1)]
-    have = set(RollupDay.objects.filter(day__in=week).values_list("day", flat=True))
-    for missing in week:
-        if missing not in have:
-            rollup.store_day(missing)
+    if fresh:
+        if not so_far:
+            rollup.store_day(day)
+        have = set(RollupDay.objects.filter(day__in=week).values_list("day", flat=True))
+        for missing in week:
+            if missing not in have:
+                rollup.store_day(missing)
     before = summary.build(week[0], week[-1])
-    if so_far:
-        report = _report_from(counted)
+    if so_far and fresh:
+        report = _report_from(rollup.compute_day(day))
     else:
         report = summary.build(day, day)
 

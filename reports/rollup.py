@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -64,6 +64,16 @@ def day_window(day: date) -> tuple[datetime, datetime]:
 
 def local_today() -> date:
     return timezone.now().astimezone(ZoneInfo(settings.TIME_ZONE)).date()
+
+
+class StatusChange(NamedTuple):
+    pk: int
+    conversation: int
+    platform: str
+    at: datetime
+    previous: str | None
+    to: str | None
+    reason: str | None
 
 
 @dataclass
@@ -173,8 +183,28 @@ def compute_day(day: date, *, now: datetime | None = None) -> Day:
         answered[row["conversation_id"]] = row["conversation__platform"]
 
     _first_responses(answered, start, end, platforms)
-    _escalations(window, start, now, platforms)
-    _resolutions(window, end, platforms)
+    # The day's status changes, read once (the activity table is the largest
+    # and has no index on its time): escalations and resolves come from them.
+    changes = [
+        StatusChange(*row)
+        for row in Activity.objects.filter(window, kind=STATUS)
+        .values_list(
+            "id",
+            "conversation_id",
+            "conversation__platform",
+            "created_at",
+            "data__from",
+            "data__to",
+            "data__reason",
+        )
+        .order_by("id")
+    ]
+    _escalations([c for c in changes if c.to == ESCALATED], start, now, platforms)
+    _resolutions(
+        [c for c in changes if c.to == RESOLVED and c.previous != RESOLVED],
+        end,
+        platforms,
+    )
     _unresolved(end, now, platforms)
     _agents(window, start, end, result.agents)
 
@@ -225,20 +255,18 @@ def _first_responses(
 
 
 def _escalations(
-    window: Q, start: datetime, now: datetime, platforms: defaultdict[str, PlatformDay]
+    escalations: list[StatusChange],
+    start: datetime,
+    now: datetime,
+    platforms: defaultdict[str, PlatformDay],
 ) -> None:
     """Escalations started that day, their reasons, how long each waited in
     the queue (until its next status change), and which waited past
     ``INBOX_SLA_RED_SECONDS`` (still waiting: until now)."""
-    escalations = list(
-        Activity.objects.filter(window, kind=STATUS, data__to=ESCALATED)
-        .values_list("id", "conversation_id", "conversation__platform", "created_at")
-        .order_by("id")
-    )
     if not escalations:
         return
     later: defaultdict[int, list[tuple[int, datetime]]] = defaultdict(list)
-    for ids in _chunks(cid for _, cid, _, _ in escalations):
+    for ids in _chunks(e.conversation for e in escalations):
         for pk, cid, at in (
             Activity.objects.filter(
                 kind=STATUS, conversation_id__in=ids, created_at__gte=start
@@ -247,18 +275,13 @@ def _escalations(
             .order_by("id")
         ):
             later[cid].append((pk, at))
-    reasons = dict(
-        Activity.objects.filter(id__in=[pk for pk, _, _, _ in escalations])
-        .values_list("id", "data__reason")
-        .order_by()
-    )
     red = settings.INBOX_SLA_RED_SECONDS
-    for pk, cid, platform, at in escalations:
-        stats = platforms[platform]
+    for e in escalations:
+        stats = platforms[e.platform]
         stats.escalations += 1
-        stats.escalation_reasons[str(reasons.get(pk) or NO_REASON)[:120]] += 1
-        ended = next((t for other, t in later[cid] if other > pk), None)
-        waited = ((ended or now) - at).total_seconds()
+        stats.escalation_reasons[str(e.reason or NO_REASON)[:120]] += 1
+        ended = next((t for pk, t in later[e.conversation] if pk > e.pk), None)
+        waited = ((ended or now) - e.at).total_seconds()
         if ended is not None:
             stats.queue_wait[bucket_of(waited)] += 1
         if waited > red:
@@ -266,20 +289,17 @@ def _escalations(
 
 
 def _resolutions(
-    window: Q, end: datetime, platforms: defaultdict[str, PlatformDay]
+    resolves: list[StatusChange],
+    end: datetime,
+    platforms: defaultdict[str, PlatformDay],
 ) -> None:
     """Resolution time: from the conversation's start, or its latest reopening
     before the resolve, to the resolve; counted on the day of the resolve."""
-    resolves = list(
-        Activity.objects.filter(window, kind=STATUS, data__to=RESOLVED)
-        .exclude(data__from=RESOLVED)
-        .values_list("conversation_id", "conversation__platform", "created_at")
-    )
     if not resolves:
         return
     opened: dict[int, datetime] = {}
     reopened: defaultdict[int, list[datetime]] = defaultdict(list)
-    for ids in _chunks(cid for cid, _, _ in resolves):
+    for ids in _chunks(r.conversation for r in resolves):
         opened |= dict(
             Conversation.objects.filter(pk__in=ids).values_list("pk", "created_at")
         )
@@ -290,10 +310,11 @@ def _resolutions(
             created_at__lt=end,
         ).values_list("conversation_id", "created_at"):
             reopened[cid].append(at)
-    for cid, platform, at in resolves:
-        began = max([opened[cid], *(t for t in reopened[cid] if t < at)])
-        platforms[platform].resolved += 1
-        platforms[platform].resolution[bucket_of((at - began).total_seconds())] += 1
+    for r in resolves:
+        cid = r.conversation
+        began = max([opened[cid], *(t for t in reopened[cid] if t < r.at)])
+        platforms[r.platform].resolved += 1
+        platforms[r.platform].resolution[bucket_of((r.at - began).total_seconds())] += 1
 
 
 def _unresolved(
