@@ -81,6 +81,17 @@ def test_switching_the_range_redraws_charts_and_table_and_the_csv_matches(
     expect(page.locator("svg rect.p-whatsapp")).to_have_count(0)
     expect(page.locator("svg rect.p-telegram").first).to_be_visible()
 
+    # "Custom" before its dates: the reason, in place; then the two dates.
+    page.select_option("#range-select", "custom")
+    expect(page.locator("#report-body [role=alert]")).to_have_text("Pick both dates.")
+    today = rollup.local_today()
+    page.fill("#range-from", (today - timedelta(days=3)).isoformat())
+    page.fill("#range-to", today.isoformat())
+    page.click("#range-form button[type=submit]")
+    expect(totals.locator("td").first).to_have_text("3")
+    page.select_option("#range-select", "today")
+    expect(totals.locator("td").first).to_have_text("1")
+
     with page.expect_download() as info:
         page.click("#csv-link")
     target = tmp_path / "report.csv"
