@@ -149,3 +149,11 @@ def test_a_formula_in_a_reason_is_not_a_formula_in_the_csv(settings) -> None:  #
     rollup.store_day(D1, now=LATER)
     text = client_for("admin").get(custom(D1, D1) + "&format=csv").content.decode()
     assert "'=HYPERLINK(1)" in text
+
+
+@pytest.mark.parametrize("model", ["digest", "dailystat", "rollupday"])
+def test_the_admin_lists_the_rollup_and_digests_read_only(seeded, model) -> None:  # noqa: ANN001
+    admin = client_for("admin")
+    response = admin.get(f"/admin/reports/{model}/")
+    assert response.status_code == 200
+    assert admin.get(f"/admin/reports/{model}/add/").status_code == 403
