@@ -36,6 +36,10 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     screenshots: Path,
 ) -> None:
     page.html = PAGE.format(price="₩1,250,000", note="In stock")
+    # Lena also has the inbox open in another window: its bell rings live.
+    inbox = open_inbox(lena)
+    inbox.log_in()
+    inbox.expect_live()
     tab = open_inbox(lena)
     tab.log_in()
     browser = tab.page
@@ -75,7 +79,8 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     )
     expect(diff.locator("img")).to_have_count(0)
     expect(browser.locator("#history li")).to_have_count(2)
-    # The lead has a notification (the bell counts it on the next page).
+    # The lead has a notification: live in the inbox, on this page's next load.
+    expect(inbox.page.locator("#bell-count")).to_have_text("1")
     browser.reload()
     expect(browser.locator("#bell-count")).to_have_text("1")
     browser.screenshot(path=screenshots / "monitor-changed.png", full_page=True)
@@ -85,3 +90,4 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     browser.goto(f"{tab.server.url}/monitors/")
     expect(browser.locator(".monitor-row")).to_contain_text("paused")
     tab.assert_healthy_but_reloaded()
+    inbox.assert_healthy()
