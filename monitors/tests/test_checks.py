@@ -304,3 +304,22 @@ def test_an_alert_goes_to_the_admin_channel_once(
         == 1
     )
     assert Alert.objects.filter(monitor=quiet).count() == 1  # alerted, not sent
+
+
+def test_a_name_that_now_resolves_inside_is_refused_at_check_time(
+    gateway: Any, monkeypatch: Any
+) -> None:
+    """Saved while public; its DNS answer changed since (rebinding)."""
+    monitor = create_monitor(url="https://shop.example.com/item")
+    real = socket.getaddrinfo
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "shop.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    check_monitor(monitor.pk)
+    monitor.refresh_from_db()
+    assert "10.0.0.5" in monitor.last_error and monitor.failures == 1
+    assert gateway.browser_calls == []
