@@ -426,3 +426,40 @@ def test_an_admins_command_in_a_group_chat_is_an_ordinary_message(
     assert ChatCommand.objects.count() == 0
     assert Message.objects.get().text == "/status"
     assert replies(gateway, group) == []
+
+
+def test_the_heartbeat_expires_unconfirmed_commands_and_frees_stuck_ones() -> None:
+    from operations.tasks import STUCK_AFTER, ops_heartbeat
+
+    now = timezone.now()
+    common = {"platform": "telegram", "sender_id": ADMIN, "session_key": ADMIN_KEY}
+    waiting = ChatCommand.objects.create(
+        **common,
+        gateway_message_id="a",
+        name="deploy",
+        outcome="needs_confirmation",
+        confirm_code="123456",
+        expires_at=now - timedelta(seconds=1),
+    )
+    fresh = ChatCommand.objects.create(
+        **common,
+        gateway_message_id="b",
+        name="deploy",
+        outcome="needs_confirmation",
+        confirm_code="654321",
+        expires_at=now + timedelta(seconds=30),
+    )
+    stuck = ChatCommand.objects.create(
+        **common,
+        gateway_message_id="c",
+        name="hello",
+        outcome="running",
+        started_at=now - STUCK_AFTER - timedelta(seconds=1),
+    )
+    ops_heartbeat()
+    outcomes = dict(ChatCommand.objects.values_list("pk", "outcome"))
+    assert outcomes == {
+        waiting.pk: "expired",
+        fresh.pk: "needs_confirmation",
+        stuck.pk: "failed",
+    }
