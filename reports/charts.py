@@ -8,8 +8,8 @@ and the same numbers are in the table beneath.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 
-from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
 WIDTH, HEIGHT = 640, 220
@@ -50,11 +50,12 @@ class Chart:
     def bars_html(self) -> SafeString:
         """The bars as markup, escaped: hundreds of them render faster here
         than through the template language (a 90-day range has 720)."""
-        return format_html_join(
-            "",
-            '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title>'
-            "</rect>",
-            ((b.css, b.x, b.y, b.w, b.h, b.title) for b in self.bars),
+        return SafeString(
+            "".join(
+                f'<rect class="{escape(b.css)}" x="{b.x}" y="{b.y}" width="{b.w}" '
+                f'height="{b.h}"><title>{escape(b.title)}</title></rect>'
+                for b in self.bars
+            )
         )
 
 

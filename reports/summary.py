@@ -89,6 +89,17 @@ class Totals:
         for name in HISTOGRAMS:
             add(getattr(self, name), getattr(row, name))
 
+    @classmethod
+    def of(cls, row: DailyStat) -> Totals:
+        """One row's totals, sharing its histograms (read, never added to)."""
+        return cls(
+            counts=Counter({name: getattr(row, name) for name in COUNTS}),
+            reasons=Counter(row.escalation_reasons or {}),
+            first_response=row.first_response,
+            resolution=row.resolution,
+            queue_wait=row.queue_wait,
+        )
+
     def __getattr__(self, name: str) -> Any:
         if name in COUNTS:
             return self.counts[name]
@@ -154,7 +165,6 @@ class Report:
     platforms: list[str]
     # (day, platform) -> totals of that one row
     cells: dict[tuple[date, str], Totals]
-    by_day: dict[date, Totals]
     by_platform: dict[str, Totals]
     total: Totals
     agents: list[AgentLine]
@@ -194,13 +204,12 @@ def from_rows(first: date, last: date, rows: Iterable[DailyStat]) -> Report:
     """A report of ``rows`` alone (no agents, triggers or freshness)."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     cells: dict[tuple[date, str], Totals] = {}
-    by_day: defaultdict[date, Totals] = defaultdict(Totals)
     by_platform: defaultdict[str, Totals] = defaultdict(Totals)
     total = Totals()
     for row in rows:
-        cell = cells.setdefault((row.day, row.platform), Totals())
-        for target in (cell, by_day[row.day], by_platform[row.platform], total):
-            target.add(row)
+        cells[(row.day, row.platform)] = Totals.of(row)  # one row per key
+        by_platform[row.platform].add(row)
+        total.add(row)
     platforms = sorted(by_platform, key=lambda p: (-by_platform[p].messages_in, p))
     return Report(
         first=first,
@@ -208,7 +217,6 @@ def from_rows(first: date, last: date, rows: Iterable[DailyStat]) -> Report:
         days=days,
         platforms=platforms,
         cells=cells,
-        by_day=dict(by_day),
         by_platform=dict(by_platform),
         total=total,
         agents=[],

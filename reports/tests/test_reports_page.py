@@ -157,3 +157,15 @@ def test_the_admin_lists_the_rollup_and_digests_read_only(seeded, model) -> None
     response = admin.get(f"/admin/reports/{model}/")
     assert response.status_code == 200
     assert admin.get(f"/admin/reports/{model}/add/").status_code == 403
+
+
+def test_customer_text_in_reasons_is_escaped_on_the_page(settings) -> None:  # noqa: ANN001
+    from reports.tests.seed import conversation, status, utc
+
+    settings.TIME_ZONE = "Asia/Seoul"
+    conv = conversation("telegram", utc(10, 1, 0))
+    status(conv, utc(10, 1, 1), "bot", "escalated", '<img src=x onerror="alert(1)">')
+    rollup.store_day(D1, now=LATER)
+    html = client_for("admin").get(custom(D1, D1)).content.decode()
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
