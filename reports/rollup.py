@@ -401,6 +401,26 @@ def _agents(
                     waiting = None
 
 
+def missing_days(first: date, last: date) -> list[date]:
+    """Days in ``first``..``last`` never computed, newest first, from the day
+    the first conversation began (before it there is nothing to count)."""
+    began = Conversation.objects.aggregate(first=Min("created_at"))["first"]
+    if began is None:
+        return []
+    first = max(first, began.astimezone(ZoneInfo(settings.TIME_ZONE)).date())
+    done = set(
+        RollupDay.objects.filter(day__gte=first, day__lte=last).values_list(
+            "day", flat=True
+        )
+    )
+    span = (last - first).days
+    return [
+        day
+        for day in (last - timedelta(days=i) for i in range(span + 1))
+        if day not in done
+    ]
+
+
 def store_day(day: date, *, now: datetime | None = None) -> RollupDay:
     """Compute ``day`` and replace its rollup rows; idempotent.
 

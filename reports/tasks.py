@@ -37,12 +37,23 @@ GATEWAY_ATTEMPTS = 8
 RESEND_AFTER = 3600
 
 
+# Days of the last BACKFILL_DAYS never computed (a fresh install, an outage)
+# are filled in, newest first, a few per run: the page fills itself in.
+BACKFILL_DAYS = 90
+BACKFILL_PER_RUN = 5
+
+
 @cron("*/5 * * * *")
 @dramatiq.actor(max_retries=2, time_limit=10 * 60_000)
 def roll_up_recent_days() -> None:
-    """Recompute today and yesterday (the team's local days); idempotent."""
+    """Recompute today and yesterday (the team's local days), then a few
+    missing days of the last 90; idempotent."""
     today = rollup.local_today()
     for day in (today - timedelta(days=1), today):
+        rollup.store_day(day)
+    for day in rollup.missing_days(today - timedelta(days=BACKFILL_DAYS), today)[
+        :BACKFILL_PER_RUN
+    ]:
         rollup.store_day(day)
 
 

@@ -148,3 +148,24 @@ def test_the_command_prints_its_progress(seoul, capsys) -> None:  # noqa: ANN001
     out = capsys.readouterr().out
     assert "[1/3] 2026-03-01" in out and "[3/3] 2026-03-03" in out
     assert "3 days rolled up" in out
+
+
+def test_the_scheduled_job_fills_in_missing_days_a_few_at_a_time(settings) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reports.tasks import BACKFILL_PER_RUN, roll_up_recent_days
+    from reports.tests.seed import conversation
+
+    conversation("telegram", timezone.now() - timedelta(days=20))
+    today = rollup.local_today()
+    roll_up_recent_days()
+    done = set(RollupDay.objects.values_list("day", flat=True))
+    newest = {today - timedelta(days=i) for i in range(2 + BACKFILL_PER_RUN)}
+    assert done == newest
+    for _ in range(5):
+        roll_up_recent_days()
+    # From the first conversation's day on, nothing before it.
+    assert rollup.missing_days(today - timedelta(days=90), today) == []
+    assert RollupDay.objects.count() == 21
