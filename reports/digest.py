@@ -53,6 +53,12 @@ class DigestText:
         return self.text
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 escalation``, ``2 escalations`` (the digest is English: it leaves
+    the product for a chat group and mailboxes)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def duration(seconds: float | None) -> str:
     """A time in the digest's and the page's words: 45s, 3m, 1h 20m, 2d 4h."""
     if seconds is None:
@@ -112,9 +118,10 @@ def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
         (
             "All platforms",
             [
-                f"{total.conversations_opened} conversations opened, "
-                f"{total.messages_in} messages in, {total.messages_out} out",
-                f"{total.escalations} escalations, {total.sla_breaches} past the SLA; "
+                f"{counted(total.conversations_opened, 'conversation')} opened, "
+                f"{counted(total.messages_in, 'message')} in, {total.messages_out} out",
+                f"{counted(total.escalations, 'escalation')}, "
+                f"{total.sla_breaches} past the SLA; "
                 f"{total.unresolved_at_close} unresolved at "
                 + ("this hour" if so_far else "close of day"),
                 f"first response median {duration(total.first_response_median)}, "
@@ -127,8 +134,9 @@ def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
         stats = report.by_platform[platform]
         lines = [
             f"{stats.messages_in} in / {stats.messages_out} out, "
-            f"{stats.conversations_opened} new conversations",
-            f"{stats.escalations} escalations ({stats.sla_breaches} past the SLA), "
+            f"{counted(stats.conversations_opened, 'new conversation')}",
+            f"{counted(stats.escalations, 'escalation')} "
+            f"({stats.sla_breaches} past the SLA), "
             f"{stats.unresolved_at_close} unresolved",
             f"first response median {duration(stats.first_response_median)}, "
             f"p90 {duration(stats.first_response_p90)}",

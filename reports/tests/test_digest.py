@@ -87,7 +87,7 @@ def test_today_so_far_is_counted_live(digest_settings) -> None:  # noqa: ANN001
     conversation("slack", timezone.now())
     text = digest.build(today, so_far=True).text
     assert f"{today.isoformat()} so far" in text
-    assert "1 conversations opened" in text and "\nSlack\n" in text
+    assert "1 conversation opened, 0 messages in" in text and "\nSlack\n" in text
     assert not DailyStat.objects.filter(day=today).exists()  # nothing stored
 
 
