@@ -228,6 +228,7 @@ def _ops_command(event: Event) -> bool:
         session_key=event.session_id,
         message_id=event.message_id,
         text=fields["text"],
+        sent_at=fields.get("sent_at"),
     )
     return any(taken for _, taken in answers)
 

@@ -37,7 +37,8 @@ reply_queued = Signal()
 # allowlisted admin's ops command, recorded in this transaction): the inbox
 # then stores no message, runs no trigger and escalates nothing. Receivers
 # must be idempotent (a redelivery asks again). Arguments: ``platform``,
-# ``sender_id``, ``session_key``, ``message_id`` (the gateway's), ``text``.
+# ``sender_id``, ``session_key``, ``message_id`` (the gateway's), ``text``,
+# ``sent_at`` (when the sender wrote it, if known: a catch-up brings old ones).
 command_received = Signal()
 
 # The gateway wrote back a message sent with an idempotency key that is none of

@@ -11,6 +11,7 @@ no escalation. Anyone else's ``/deploy`` is an ordinary customer message.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -56,6 +57,7 @@ def on_command_received(
     session_key: str,
     message_id: str,
     text: str,
+    sent_at: datetime | None = None,
     **kwargs: Any,
 ) -> bool:
     """Record an allowlisted sender's command; ``True`` if it is one (new or
@@ -82,6 +84,7 @@ def on_command_received(
                 text=text[:2_000],
                 name=name,
                 args=args,
+                sent_at=sent_at,
             )
     except IntegrityError:
         return True

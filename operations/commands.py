@@ -34,6 +34,12 @@ Outcome = ChatCommand.Outcome
 
 def execute(command: ChatCommand) -> None:
     """Run ``command`` (claimed: RUNNING) and record its outcome and reply."""
+    if command.is_stale and command.confirm_code == "":
+        return command.finish(
+            Outcome.REFUSED,
+            f"/{command.name} was sent too long ago; send it again to run it.",
+            reason="sent too long ago (caught up late)",
+        )
     if command.name == "confirm":
         return _confirm(command)
     builtin = BUILTINS.get(command.name)

@@ -16,6 +16,9 @@ from inbox.models import Platform
 # Cut kept of a program's output (its tail: the end says how it went).
 OUTPUT_CHARS = 3_000
 CONFIRM_SECONDS = 60
+# A command written longer ago than this (the inbox was down and the
+# connector caught up) is refused, not run late.
+STALE_AFTER = timedelta(minutes=10)
 # Wrong codes before the command waiting for one is refused outright.
 CONFIRM_TRIES = 3
 
@@ -100,6 +103,8 @@ class ChatCommand(models.Model):
     confirms = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When the sender wrote it (the chat's timestamp), if the gateway said.
+    sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -132,6 +137,11 @@ class ChatCommand(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def is_stale(self) -> bool:
+        written = self.sent_at or self.received_at
+        return self.received_at - written > STALE_AFTER
 
     @property
     def reply_pending(self) -> bool:

@@ -463,3 +463,24 @@ def test_the_heartbeat_expires_unconfirmed_commands_and_frees_stuck_ones() -> No
         fresh.pk: "needs_confirmation",
         stuck.pk: "failed",
     }
+
+
+def test_a_command_written_long_before_it_arrives_is_refused_not_run_late(
+    gateway: GatewayServer, worker: Any
+) -> None:
+    # As a connector catching up after the inbox was down would bring it.
+    written = timezone.now() - timedelta(minutes=11)
+    event = message_event(
+        session_id=ADMIN_KEY,
+        text="/hello",
+        senderId=ADMIN,
+        timestamp=int(written.timestamp() * 1000),
+    )
+    assert post_webhook(event).json() == {"status": "ignored"}
+    run(worker)
+    command = ChatCommand.objects.get()
+    assert (command.outcome, command.output, command.exit_code) == ("refused", "", None)
+    assert command.reason == "sent too long ago (caught up late)"
+    assert replies(gateway) == [
+        "/hello was sent too long ago; send it again to run it."
+    ]
