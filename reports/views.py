@@ -230,6 +230,13 @@ def report(request: HtmxHttpRequest) -> HttpResponse:
             (a.name, a.replies, a.conversations, duration(a.first_response_median))
             for a in data.agents
         ],
+        "bot_share": (
+            round(data.total.bot_share * 100)
+            if data.total.bot_share is not None
+            else None
+        ),
+        "first_response": f"{duration(data.total.first_response_median)} / "
+        f"{duration(data.total.first_response_p90)}",
         "updated_at": updated,
         "updated_minutes": (
             int((timezone.now() - updated).total_seconds() // 60) if updated else None
