@@ -251,10 +251,19 @@ def forget() -> None:
         _compiled["at"] = 0.0
 
 
-def _stored_patterns() -> list[tuple[str, str]]:
+def reload() -> None:
+    """Forget the admin patterns and cache them again (after a change)."""
+    forget()
+    _admin_regexes()
+
+
+def _stored_patterns(*, query: bool = True) -> list[tuple[str, str]] | None:
+    """The active admin patterns; ``None`` when not cached and ``query`` is off."""
     found = cache.get(CACHE_KEY)
     if isinstance(found, list):
         return found
+    if not query:
+        return None
     if not apps.ready:
         return []
     model = apps.get_model("core", "MaskingPattern")
@@ -265,12 +274,16 @@ def _stored_patterns() -> list[tuple[str, str]]:
     return found
 
 
-def _admin_regexes() -> list[tuple[Any, str]]:
+def _admin_regexes(*, query: bool = True) -> list[tuple[Any, str]]:
     now = time.monotonic()
     with _compiled_lock:
         if now - _compiled["at"] < LOCAL_SECONDS:
             return _compiled["regexes"]
-    stored = _stored_patterns()
+    stored = _stored_patterns(query=query)
+    if stored is None:
+        # Not cached, and no query allowed: what this process compiled last.
+        with _compiled_lock:
+            return _compiled["regexes"]
     key = tuple(stored)
     with _compiled_lock:
         if key != _compiled["key"]:
@@ -331,13 +344,13 @@ def _chunks(text: str) -> list[str]:
     return pieces
 
 
-def _mask(text: str, with_admin: bool) -> str:
+def _mask(text: str, with_admin: bool, *, query: bool = True) -> str:
     if not text:
         return text
     tail = ""
     if len(text) > MAX_MASK_CHARS:
         text, tail = text[:MAX_MASK_CHARS], TRUNCATED
-    regexes = _admin_regexes() if with_admin else []
+    regexes = _admin_regexes(query=query) if with_admin else []
     out = [_admin(_builtin(piece), regexes) for piece in _chunks(text)]
     return "".join(out) + tail
 
@@ -397,13 +410,17 @@ def mask_data(obj: Any, *, name_keys: frozenset[str] = frozenset()) -> Any:
 class MaskingFilter(logging.Filter):
     """Masks each record's message (its arguments merged in) and traceback.
 
-    Admin patterns are used when the app registry is ready; a failure to load
-    them (no database yet, a query logging inside this filter) falls back to
-    the built-in patterns, never to the unmasked line.
+    Admin patterns are used as cached (saving one caches the new set again);
+    a failure to read them falls back to the built-in patterns, never to the
+    unmasked line.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        masker: Callable[[str], str] = mask
+        # Never a query from here: any thread logs (the connector's, a server's,
+        # an executor's) and a connection opened in one that never closes it
+        # stays checked out of the pool for good. The admin patterns come from
+        # the cache or this process's last compiled copy.
+        masker: Callable[[str], str] = _cached_only
         if getattr(_local, "busy", False):
             masker = _builtin_only
         _local.busy = True
@@ -424,6 +441,10 @@ class MaskingFilter(logging.Filter):
         finally:
             _local.busy = False
         return True
+
+
+def _cached_only(text: str) -> str:
+    return _mask(text, with_admin=True, query=False)
 
 
 def _builtin_only(text: str) -> str:

@@ -188,9 +188,10 @@ class MaskingPattern(models.Model):
 
 def forget_masking_patterns() -> None:
     # Now, and again once committed (a request between the two may have
-    # cached the rows as they were before).
+    # cached the rows as they were before); then cached again, since the log
+    # filter reads the cache only.
     masking.forget()
-    transaction.on_commit(masking.forget)
+    transaction.on_commit(masking.reload)
 
 
 @receiver(post_delete, sender=MaskingPattern)

@@ -4,6 +4,7 @@ hostile input, log lines and who may see it all."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -264,3 +265,18 @@ def test_only_users_granted_the_permission_see_personal_data() -> None:
     assert masking.may_see_personal_data(lead)
     assert mask_for(lead, text) == text
     assert not masking.may_see_personal_data(None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_logging_filter_never_queries_the_database(
+    django_assert_num_queries: Any,
+) -> None:
+    # Any thread logs; one that opens a connection and never closes it keeps
+    # it out of the pool. Admin patterns reach the filter through the cache.
+    MaskingPattern.objects.create(name="orders", pattern=r"SECRET-\d+", label="code")
+    record = logging.LogRecord(
+        "t", logging.INFO, "", 0, "SECRET-42 %s", ("a@b.io",), None
+    )
+    with django_assert_num_queries(0):
+        MaskingFilter().filter(record)
+    assert record.getMessage() == "[code] [email]"
