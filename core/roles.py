@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
@@ -80,14 +81,21 @@ def role_required(
 
                 return redirect_to_login(request.get_full_path())
             if role_of(request.user) < minimum:
-                return HttpResponseForbidden(
-                    needs_role(minimum), content_type="text/plain"
-                )
+                return refuse(request, minimum)
             return view(request, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def refuse(request: HttpRequest, minimum: Role) -> HttpResponse:
+    """403: a page with the navigation for a page load, the bare reason for
+    htmx and form posts (shown in place by the page that asked)."""
+    reason = needs_role(minimum)
+    if request.method == "GET" and not request.headers.get("HX-Request"):
+        return render(request, "403.html", {"reason": reason}, status=403)
+    return HttpResponseForbidden(reason, content_type="text/plain")
 
 
 def needs_role(minimum: Role) -> str:
