@@ -35,7 +35,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from inbox import live  # noqa: E402
-from inbox.consumers import InboxConsumer  # noqa: E402
+from inbox.consumers import InboxConsumer, NavConsumer  # noqa: E402
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -154,7 +154,14 @@ application = ProtocolTypeRouter(
     {
         "http": http_application,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([path("ws/inbox/", InboxConsumer.as_asgi())]))
+            AuthMiddlewareStack(
+                URLRouter(
+                    [
+                        path("ws/inbox/", InboxConsumer.as_asgi()),
+                        path("ws/nav/", NavConsumer.as_asgi()),
+                    ]
+                )
+            )
         ),
     }
 )

@@ -532,6 +532,30 @@ class Presence:
             )
 
 
+class NavConsumer(AsyncWebsocketConsumer):
+    """The navigation's socket on pages without the inbox stream (reports,
+    automations, monitors, system): only this user's bell count."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        await self.accept()
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=4401)  # as InboxConsumer: the page stops retrying
+            return
+        if await _db(role_of)(user) < Role.AGENT:
+            await self.close(code=4403)
+            return
+        self.group = live.user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        if (group := getattr(self, "group", None)) is not None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def inbox_bell(self, message: dict[str, Any]) -> None:
+        await self.send(message["html"])
+
+
 def _language_of(user_id: int, scope: dict[str, Any]) -> str:
     """The agent's saved language (cached: core.models.Profile), else the
     handshake's Accept-Language or language cookie, as LocaleMiddleware reads

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 
 def bell(request: HttpRequest) -> dict[str, Any]:
-    """The bell's unread count, for signed-in users (one indexed count).
+    """The bell's unread count and the escalation count, for signed-in users.
 
     Counted only when a template shows it (the full page's navigation), not
     for every htmx fragment rendered with this request.
@@ -24,4 +24,11 @@ def bell(request: HttpRequest) -> dict[str, Any]:
     def count() -> int:
         return Notification.objects.unread().filter(user=user).count()
 
-    return {"bell_count": count}
+    @functools.cache
+    def escalations() -> int:
+        # The inbox pages pass their own (and keep it live); the rest show this.
+        from inbox.live import escalation_count
+
+        return escalation_count()
+
+    return {"bell_count": count, "escalations": escalations}

@@ -290,7 +290,7 @@ def render_bell_count(count: int, new: str = "") -> str:
     play a sound for it)."""
     count = int(count)
     hidden = "" if count else " hidden"
-    new = new if new in ("assigned", "mention", "sla") else ""
+    new = new if new in ("assigned", "mention", "sla", "monitor", "operations") else ""
     return (
         f'<span id="bell-count" class="count" hx-swap-oob="true"{hidden}'
         f' data-count="{count}" data-new="{new}">{count}</span>'

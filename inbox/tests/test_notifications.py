@@ -7,13 +7,21 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.asgi import application
+from core.testing import (
+    create_user,
+    message_event,
+    post_webhook,
+    session_cookie,
+    session_key,
+)
 from inbox.models import Conversation, Notification
 from inbox.tasks import notify_sla_breaches
-from inbox.tests.test_live_stream import connect, receive_all
+from inbox.tests.test_live_stream import ORIGIN, connect, receive_all
 
 HX = {"HX-Request": "true"}
 
@@ -120,3 +128,47 @@ async def test_the_bell_rings_live_in_every_tab_of_its_owner_only() -> None:
     assert "bell-count" not in "".join(await receive_all(tabs[2], timeout=0.5))
     for tab in tabs:
         await tab.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_pages_without_the_inbox_stream_get_the_bell_over_the_nav_socket() -> (
+    None
+):
+    lead = await sync_to_async(create_user)(role="lead", username="lena")
+    alice = await sync_to_async(create_user)(role="agent", username="alice")
+    headers = [
+        ORIGIN,
+        (b"cookie", (await sync_to_async(session_cookie)(lead)).encode()),
+    ]
+    nav = WebsocketCommunicator(application, "/ws/nav/", headers=headers)
+    assert (await nav.connect())[0]
+    stranger = WebsocketCommunicator(application, "/ws/nav/", headers=[ORIGIN])
+    await stranger.connect()
+    assert (await stranger.receive_output(1))["code"] == 4401
+
+    await sync_to_async(Notification.send)(
+        [lead, alice],
+        kind="monitor",
+        key="change-1",
+        text="a page changed",
+        link="/m/1/",
+    )
+
+    frame = await nav.receive_from(timeout=2)
+    assert 'id="bell-count"' in frame and 'data-count="1"' in frame
+    assert 'data-new="monitor"' in frame
+    await nav.disconnect()
+
+
+@pytest.mark.django_db
+def test_every_page_shows_the_escalation_count_and_opens_the_nav_socket() -> None:
+    _conversation().escalate(reason="angry")
+    client = Client()
+    client.force_login(create_user(role="lead", username="lena"))
+
+    page = client.get("/reports/").content.decode()
+
+    assert 'id="escalation-count" class="count" data-count="1"' in page
+    assert 'ws-connect="/ws/nav/"' in page
+    inbox = client.get("/inbox/").content.decode()
+    assert 'ws-connect="/ws/nav/"' not in inbox  # the inbox stream carries it
