@@ -415,7 +415,7 @@ def _day_start(day: Any) -> datetime:
 class ReplayForm(forms.Form):
     delivery = forms.ModelMultipleChoiceField(
         queryset=WebhookDelivery.objects.all(),
-        error_messages={"required": gettext_lazy("Choose a delivery to replay.")},
+        error_messages={"required": gettext_lazy("Tick at least one delivery.")},
     )
 
     def clean_delivery(self) -> Any:

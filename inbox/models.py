@@ -1729,11 +1729,16 @@ class ReadMark(models.Model):
 # How far back a text search of deliveries reads bodies and reasons (no index
 # covers them): the newest rows a lead looks for, never the whole log.
 DELIVERY_SEARCH_DAYS = 7
+# WebhookDelivery.error of a message an ops app took (inbox.ingest).
+OPS_COMMAND_REASON = "ops command"
 
 
 BODY_HEAD_CHARS = 4096
 # No nested quantifiers: linear on any text.
 SESSION_IN_BODY = re.compile(r'"session(?:Id|Key)"\s*:\s*"([^"\\]{1,255})"')
+# The event a body names, for the list when the delivery recorded none (a body
+# refused before it was read: shown as the body's claim, never trusted).
+EVENT_IN_BODY = re.compile(r'"event"\s*:\s*"([^"\\]{1,64})"')
 
 
 class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
@@ -1753,12 +1758,15 @@ class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
         since: datetime | None = None,
         until: datetime | None = None,
         query: str = "",
+        in_bodies: bool = True,
     ) -> WebhookDeliveryQuerySet:
         """The deliveries page's filters; ``until`` is exclusive.
 
-        A search matches a session key or webhook id exactly (indexed), or
-        text in the reason or body of the rows received in the window (the
-        last ``DELIVERY_SEARCH_DAYS`` days without ``since``).
+        A search matches a session key, webhook id or event exactly (indexed),
+        or text in the reason or body of the rows received in the window (the
+        last ``DELIVERY_SEARCH_DAYS`` days without ``since``). Without
+        ``in_bodies`` (a user who may not see personal data) bodies are not
+        searched: a hit would confirm a customer's address or number.
         """
         rows = self
         if outcome:
@@ -1773,11 +1781,14 @@ class WebhookDeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
             rows = rows.filter(received_at__lt=until)
         if query:
             recent = since or timezone.now() - timedelta(days=DELIVERY_SEARCH_DAYS)
+            text = Q(error__icontains=query)
+            if in_bodies:
+                text |= Q(raw_body__icontains=query)
             rows = rows.filter(
                 Q(webhook_id=query)
                 | Q(conversation__session_id=query)
-                | Q(received_at__gte=recent)
-                & (Q(error__icontains=query) | Q(raw_body__icontains=query))
+                | Q(event_type=query)
+                | Q(received_at__gte=recent) & text
             )
         return rows
 
@@ -1877,6 +1888,27 @@ class WebhookDelivery(models.Model):
         found = SESSION_IN_BODY.search(head)
         return found.group(1) if found else ""
 
+    @property
+    def event_in_body(self) -> str:
+        """The event the body names when none was recorded (it was refused
+        before it was read), from its start only, like ``session_key``."""
+        if self.event_type:
+            return self.event_type
+        head = getattr(self, "body_head", None)
+        if head is None:
+            head = self.raw_body[:BODY_HEAD_CHARS]
+        found = EVENT_IN_BODY.search(head)
+        return found.group(1) if found else ""
+
+    @property
+    def is_unsigned(self) -> bool:
+        """No signature verified its body: replaying it trusts its sender."""
+        return self.signature_scheme == self.Scheme.NONE
+
+    @property
+    def is_ops_command(self) -> bool:
+        return self.error == OPS_COMMAND_REASON
+
     def replay_refusal(self) -> str:
         """Why this delivery's body cannot be run again ("" if it can)."""
         if self.replay_of_id is not None:
@@ -1896,7 +1928,7 @@ class WebhookDelivery(models.Model):
             return gettext(
                 "Only the start of its body was kept: it cannot be replayed."
             )
-        if self.error == "ops command":
+        if self.error == OPS_COMMAND_REASON:
             return gettext("It was an ops command: commands are never run again.")
         return ""
 

@@ -3,11 +3,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -89,6 +95,8 @@ def _reject(
     body: bytes = b"",
     *,
     verified: bool = False,
+    scheme: str = WebhookDelivery.Scheme.NONE,
+    event_type: str = "",
 ) -> JsonResponse:
     """Answer an error; count it, and keep a record of a sample (never a flood).
 
@@ -96,6 +104,8 @@ def _reject(
     (OPENCLAW_WEBHOOK_JUNK_RATE); past it the answer is 429 and costs
     nothing more. A verified sender's budget is a separate one (see
     ``webhook``), so junk from a shared address never crowds it out.
+    ``scheme`` is the signature that verified a body refused for its content
+    (the deliveries page tells those from unsigned ones, and so does replay).
     """
     if not verified and _over_budget(
         request, "junk", settings.OPENCLAW_WEBHOOK_JUNK_RATE
@@ -116,6 +126,8 @@ def _reject(
             outcome=WebhookDelivery.Outcome.REJECTED,
             status_code=status,
             error=f"{field}: {reason}"[:2000],
+            signature_scheme=scheme,
+            event_type=event_type[:64],
         )
     return _error(status, field, reason)
 
@@ -178,7 +190,14 @@ def webhook(request: HttpRequest) -> JsonResponse:
         payload = webhooks.parse_body(body)
     except webhooks.PayloadError as exc:
         return _reject(
-            request, 400, "payload", exc.field, exc.reason, body, verified=True
+            request,
+            400,
+            "payload",
+            exc.field,
+            exc.reason,
+            body,
+            verified=True,
+            scheme=scheme,
         )
 
     delivery = WebhookDelivery(
@@ -202,7 +221,15 @@ def webhook(request: HttpRequest) -> JsonResponse:
         event = webhooks.validate(payload, body)
     except webhooks.PayloadError as exc:
         return _reject(
-            request, 400, "payload", exc.field, exc.reason, body, verified=True
+            request,
+            400,
+            "payload",
+            exc.field,
+            exc.reason,
+            body,
+            verified=True,
+            scheme=scheme,
+            event_type=payload["event"],
         )
     outcome = ingest.store(event, delivery)
     answer: dict[str, Any] = {"status": outcome.status}
@@ -856,7 +883,8 @@ def escalation_queue(request: HtmxHttpRequest) -> HttpResponse:
 # --- webhook deliveries (system/deliveries) -------------------------------------
 # Leads look at what senders posted, what came of it, and run a body again
 # (webhooks.replay). Bodies and sessions are masked (core.masking) for users
-# without the view_personal_data permission.
+# without the view_personal_data permission, and their searches do not read
+# bodies (a hit would confirm a customer's address or number).
 
 DELIVERY_PAGE = 50
 
@@ -868,19 +896,41 @@ def _delivery_rows(
     can_see = masking.may_see_personal_data(request.user)
     for row in rows:
         row.outcome_label = DELIVERY_OUTCOMES.get(row.outcome, row.outcome)  # type: ignore[attr-defined]
-        row.scheme_label = DELIVERY_SCHEMES.get(  # type: ignore[attr-defined]
-            row.signature_scheme, row.signature_scheme
+        row.scheme_label = (  # type: ignore[attr-defined]
+            _("replay")
+            if row.replay_of_id is not None
+            else DELIVERY_SCHEMES.get(row.signature_scheme, row.signature_scheme)
         )
+        # The event a refused body names (read, not trusted) when none was recorded.
+        row.event_shown = row.event_in_body  # type: ignore[attr-defined]
         session = row.session_key
-        row.session_shown = session if can_see else masking.mask(session)  # type: ignore[attr-defined]
-        row.error_shown = row.error if can_see else masking.mask(row.error)  # type: ignore[attr-defined]
+        shown = session if can_see else masking.mask(session)
+        row.session_shown = shown  # type: ignore[attr-defined]
+        # Lines break between a key's parts, never inside an id.
+        row.session_parts = shown.split(":") if shown else []  # type: ignore[attr-defined]
+        row.is_note = row.is_ops_command  # type: ignore[attr-defined]
+        row.error_shown = (  # type: ignore[attr-defined]
+            _("taken as an ops command")
+            if row.is_ops_command
+            else row.error
+            if can_see
+            else masking.mask(row.error)
+        )
     return rows
 
 
-def _deliveries_context(request: HttpRequest) -> dict[str, Any]:
-    form = DeliveryFilterForm(request.GET)
+def _deliveries_context(
+    request: HttpRequest, params: QueryDict | None = None
+) -> dict[str, Any]:
+    """The list with the filters in ``params`` (the request's query by default)."""
+    form = DeliveryFilterForm(request.GET if params is None else params)
+    can_see = masking.may_see_personal_data(request.user)
+    if not can_see:
+        form.fields["q"].widget.attrs["placeholder"] = _(
+            "Session, webhook id, event or reason"
+        )
     rows = (
-        WebhookDelivery.objects.filtered(**form.filters)
+        WebhookDelivery.objects.filtered(**form.filters, in_bodies=can_see)
         .with_body_head()
         .select_related("conversation", "replayed_by")
     )
@@ -920,9 +970,7 @@ def _pretty_body(raw: str, can_see: bool) -> str:
     return json.dumps(parsed, indent=2, ensure_ascii=False)
 
 
-@role_required(Role.LEAD)
-@require_GET
-def delivery_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def _detail_context(request: HttpRequest, pk: int) -> dict[str, Any]:
     delivery = get_object_or_404(
         WebhookDelivery.objects.select_related(
             "conversation", "replayed_by", "replay_of"
@@ -935,41 +983,69 @@ def delivery_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             :100
         ]
     )
-    context = {
+    return {
         "delivery": _delivery_rows(request, [delivery])[0],
         "body": _pretty_body(delivery.raw_body, can_see),
         "is_masked": not can_see,
         "replays": _delivery_rows(request, replays),
         "refusal": delivery.replay_refusal(),
+        "is_admin": role_of(request.user) >= Role.ADMIN,
     } | _staff_context(request)
-    return render(request, "inbox/delivery.html", context)
 
 
 @role_required(Role.LEAD)
-@require_POST
-def delivery_replay(request: HtmxHttpRequest) -> HttpResponse:
-    """Replay the chosen deliveries, each in its own transaction; answer with
-    what came of each (a refusal is a result too, with its reason)."""
-    form = ReplayForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse(
-            " ".join(str(e) for e in form.errors["delivery"]),
-            status=400,
-            content_type="text/plain",
-        )
-    results = []
-    for delivery in sorted(form.cleaned_data["delivery"], key=lambda d: d.pk):
+@require_GET
+def delivery_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    return render(request, "inbox/delivery.html", _detail_context(request, pk))
+
+
+def _replay_results(request: HttpRequest, form: ReplayForm) -> list[dict[str, Any]]:
+    # The unsigned-body confirmation holds for one delivery, from its own page.
+    chosen = sorted(form.cleaned_data["delivery"], key=lambda d: d.pk)
+    trust = request.POST.get("trust_unsigned") == "yes" and len(chosen) == 1
+    results: list[dict[str, Any]] = []
+    for delivery in chosen:
         try:
-            attempt = webhooks.replay(delivery, request.user)
+            attempt = webhooks.replay(delivery, request.user, trust_unsigned=trust)
         except webhooks.ReplayRefused as exc:
             results.append({"original": delivery, "refusal": str(exc)})
         else:
             results.append(
                 {"original": delivery, "attempt": _delivery_rows(request, [attempt])[0]}
             )
-    context = {"results": results} | _staff_context(request)
+    return results
+
+
+@role_required(Role.LEAD)
+@require_POST
+def delivery_replay(request: HtmxHttpRequest) -> HttpResponse:
+    """Replay the chosen deliveries, each in its own transaction; answer with
+    what came of each (a refusal is a result too, with its reason) and the
+    page's region that changed: one delivery's replay section (its audit
+    included), or the list as its filters show it now (new rows, boxes
+    cleared). Nothing chosen is a 400 with the reason, in place."""
+    form = ReplayForm(request.POST)
+    from_detail = request.POST.get("page") == "detail"
+    status = 200
+    results: list[dict[str, Any]] = []
+    problem = ""
+    if form.is_valid():
+        results = _replay_results(request, form)
+    else:
+        status = 400
+        problem = " ".join(str(e) for e in form.errors.get("delivery", []))
+    context: dict[str, Any] = {"results": results, "problem": problem}
+    if from_detail and results:
+        context |= _detail_context(request, results[0]["original"].pk)
+        template = "inbox/delivery.html"
+        region = "replay-section"
+    else:
+        params = None
+        if request.htmx and request.htmx.current_url:
+            params = QueryDict(urlsplit(request.htmx.current_url).query)
+        context |= _deliveries_context(request, params)
+        template = "inbox/deliveries.html"
+        region = "replayed"
     if request.htmx:
-        return render(request, "inbox/deliveries.html#results", context)
-    return render(
-        request, "inbox/deliveries.html", context | _deliveries_context(request)
-    )
+        return render(request, f"{template}#{region}", context, status=status)
+    return render(request, template, context, status=status)

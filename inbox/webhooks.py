@@ -18,16 +18,21 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from django.utils.translation import gettext
 
+from core.roles import Role, role_of
 from inbox import ingest, payloads
 from inbox.ingest import Event
 from inbox.models import Message, Platform, WebhookDelivery
+
+log = logging.getLogger(__name__)
 
 KNOWN_EVENTS = set(payloads.SERIALIZERS)
 MAX_DEPTH = 32
@@ -325,19 +330,43 @@ class ReplayRefused(Exception):
     """The delivery's body cannot be run again (the reason is for the lead)."""
 
 
-def replay(delivery: WebhookDelivery, user: Any) -> WebhookDelivery:
+def replay(
+    delivery: WebhookDelivery, user: Any, *, trust_unsigned: bool = False
+) -> WebhookDelivery:
     """Run ``delivery``'s kept body through the storing path again and record
     the attempt as a row of its own (``replay_of``, ``replayed_by``).
 
-    The signature is not checked again: the body is one we received, and a
-    lead vouches for one that was refused for its signature. Everything else
-    is: a malformed body stays rejected with its reason, a stored one is found
-    stored (``duplicate``, no second message), and an ops command is never
-    run again. ``ReplayRefused`` when no original body is left to run.
+    The signature is not checked again: the body is one we received. One no
+    signature verified (refused for its signature, or before it was checked)
+    may have come from anyone: storing it trusts its sender, so only an admin
+    may, and only saying so (``trust_unsigned``, the page's confirmation).
+    Everything else is checked: a malformed body stays rejected with its
+    reason, a stored one is found stored (``duplicate``, no second message),
+    and an ops command is never run again. ``ReplayRefused`` when no original
+    body is left to run, or the unsigned rule says no.
     """
     refusal = delivery.replay_refusal()
     if refusal:
         raise ReplayRefused(refusal)
+    if delivery.is_unsigned:
+        if role_of(user) < Role.ADMIN:
+            raise ReplayRefused(
+                gettext(
+                    "The gateway did not sign this body: only an admin may replay it."
+                )
+            )
+        if not trust_unsigned:
+            raise ReplayRefused(
+                gettext(
+                    "The gateway did not sign this body: replay it from its own "
+                    "page, confirming that you trust its sender."
+                )
+            )
+        log.warning(
+            "delivery %s: unsigned body replayed by user %s, its sender trusted",
+            delivery.pk,
+            getattr(user, "pk", None),
+        )
     body = delivery.raw_body.encode()
     attempt = WebhookDelivery(
         webhook_id=delivery.webhook_id,

@@ -40,6 +40,16 @@ def as_lead(lead: Any) -> Client:
     return client_for(lead)
 
 
+@pytest.fixture
+def admin() -> Any:
+    return create_user(role="admin", username="ada")
+
+
+@pytest.fixture
+def as_admin(admin: Any) -> Client:
+    return client_for(admin)
+
+
 def granted(user: Any) -> Any:
     user.user_permissions.add(
         Permission.objects.get(
@@ -47,6 +57,11 @@ def granted(user: Any) -> Any:
         )
     )
     return type(user).objects.get(pk=user.pk)  # permissions are cached per object
+
+
+def text(response: Any) -> str:
+    """The page's markup with the session keys' line-break hints taken out."""
+    return response.content.decode().replace(":<wbr>", ":")
 
 
 def rows(response: Any) -> list[int]:
@@ -70,10 +85,24 @@ def rejected_for_signature(payload: Any) -> WebhookDelivery:
     return WebhookDelivery.objects.latest("pk")
 
 
-def replay(client: Client, *deliveries: WebhookDelivery, **headers: str) -> Any:
-    return client.post(
-        REPLAY, {"delivery": [str(d.pk) for d in deliveries]}, headers=headers
-    )
+def replay(
+    client: Client,
+    *deliveries: WebhookDelivery,
+    trust_unsigned: str = "",
+    page: str = "",
+    **headers: str,
+) -> Any:
+    data: dict[str, Any] = {"delivery": [str(d.pk) for d in deliveries]}
+    if trust_unsigned:
+        data["trust_unsigned"] = trust_unsigned
+    if page:
+        data["page"] = page
+    return client.post(REPLAY, data, headers=headers)
+
+
+def trust(client: Client, delivery: WebhookDelivery, **headers: str) -> Any:
+    """Replay an unsigned body as its page does: one, the risk confirmed."""
+    return replay(client, delivery, trust_unsigned="yes", page="detail", **headers)
 
 
 # --- who may look ------------------------------------------------------------------
@@ -106,7 +135,7 @@ def test_the_list_shows_each_delivery_newest_first(as_lead: Client) -> None:
     response = as_lead.get(LIST)
     assert response.status_code == 200
     assert rows(response) == [second.pk, first.pk]
-    html = response.content.decode()
+    html = text(response)
     assert "X-OpenClaw-Signature does not match" in html
     assert session in html  # from the conversation
     assert 'name="delivery"' in html
@@ -137,7 +166,8 @@ def test_filters_by_outcome_event_scheme_and_dates(as_lead: Client) -> None:
     assert as_lead.get(LIST, {"outcome": "nonsense", "since": "x"}).status_code == 200
 
 
-def test_search_finds_session_webhook_id_and_text(as_lead: Client) -> None:
+def test_search_finds_session_webhook_id_and_text(lead: Any) -> None:
+    as_lead = client_for(granted(lead))  # may read bodies, so may search them
     session = session_key()
     by_session = stored(session_id=session)
     stored(text="nothing to see")
@@ -201,6 +231,7 @@ def test_the_list_reads_no_row_by_row(as_lead: Client) -> None:
 
     stored()
     rejected_for_signature(message_event())
+    queries()  # the first page of a process fills caches (masking patterns)
     few = queries()
     for _ in range(5):
         stored()
@@ -216,9 +247,9 @@ def test_a_rejected_delivery_names_the_session_its_body_carries(
 ) -> None:
     session = session_key(chat="whatsapp", peer="+821098765432")
     rejected_for_signature(message_event(session_id=session, channel="whatsapp"))
-    html = as_lead.get(LIST).content.decode()
+    html = text(as_lead.get(LIST))
     assert session not in html and "agent:main:whatsapp:direct:[phone]" in html
-    assert session in client_for(granted(lead)).get(LIST).content.decode()
+    assert session in text(client_for(granted(lead)).get(LIST))
 
 
 # --- one delivery ------------------------------------------------------------------
@@ -250,8 +281,8 @@ def test_the_list_masks_sessions_for_a_lead_without_the_permission(
 ) -> None:
     session = session_key(chat="whatsapp", peer="+821012345678")
     stored(session_id=session, channel="whatsapp")
-    assert session not in as_lead.get(LIST).content.decode()
-    assert session in client_for(granted(lead)).get(LIST).content.decode()
+    assert session not in text(as_lead.get(LIST))
+    assert session in text(client_for(granted(lead)).get(LIST))
 
 
 def test_an_admin_sees_the_body_as_written() -> None:
@@ -317,19 +348,19 @@ def test_a_rejected_malformed_body_stays_rejected_with_its_reason(
 
 
 def test_a_body_refused_for_its_signature_is_stored_once_on_replay(
-    as_lead: Client,
+    as_admin: Client,
 ) -> None:
     session = session_key()
     original = rejected_for_signature(
         message_event(session_id=session, message_id="late", text="let me in")
     )
     assert not Message.objects.exists()
-    replay(as_lead, original)
+    trust(as_admin, original)
     first = WebhookDelivery.objects.get(replay_of=original)
     assert first.outcome == "stored"
     assert first.conversation == Conversation.objects.get(session_id=session)
     assert Message.objects.get().text == "let me in"
-    replay(as_lead, original)
+    trust(as_admin, original)
     assert list(
         WebhookDelivery.objects.filter(replay_of=original)
         .order_by("pk")
@@ -338,29 +369,40 @@ def test_a_body_refused_for_its_signature_is_stored_once_on_replay(
     assert Message.objects.count() == 1
 
 
-def test_a_selection_is_replayed_each_with_its_outcome(as_lead: Client) -> None:
+def test_a_selection_is_replayed_each_with_its_outcome(as_admin: Client) -> None:
     kept = stored()
+    other = stored()
     forged = rejected_for_signature(message_event(text="forged but fine"))
     cut = rejected_for_signature(message_event(text="x" * 3000))
     assert cut.body_truncated
-    response = replay(as_lead, kept, forged, cut, HX_Request="true")
+    response = replay(
+        as_admin, kept, other, forged, cut, HX_Request="true", trust_unsigned="yes"
+    )
     assert response.status_code == 200
     html = response.content.decode()
-    assert "<html" not in html  # the results region only
+    assert "<html" not in html  # the results region (and the list, out of band)
     outcomes = dict(
         WebhookDelivery.objects.filter(replay_of__isnull=False).values_list(
             "replay_of", "outcome"
         )
     )
-    assert outcomes == {kept.pk: "duplicate", forged.pk: "stored"}
+    # An unsigned body is never stored from a selection, even by an admin
+    # saying she trusts it: that is one body's decision, on its own page.
+    assert outcomes == {kept.pk: "duplicate", other.pk: "duplicate"}
     assert "Only the start of its body was kept" in html
+    assert "replay it from its own page" in html
     assert Message.objects.count() == 2
 
 
 def test_replay_without_a_choice_is_refused_with_a_reason(as_lead: Client) -> None:
     response = as_lead.post(REPLAY, {})
     assert response.status_code == 400
-    assert "Choose a delivery" in response.content.decode()
+    assert "Tick at least one delivery." in response.content.decode()
+    # htmx swaps the reason into the results region, in place.
+    response = as_lead.post(REPLAY, {}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 400 and "<html" not in html
+    assert 'id="replay-problem"' in html and "Tick at least one delivery." in html
     response = as_lead.post(REPLAY, {"delivery": "999999"})
     assert response.status_code == 400
 
@@ -401,7 +443,7 @@ def test_a_replayed_command_is_never_run_again(as_lead: Client) -> None:
 
 
 def test_a_forged_command_replayed_is_stored_as_a_message_and_runs_nothing(
-    as_lead: Client, settings: Any
+    as_admin: Client, settings: Any
 ) -> None:
     from operations.models import ChatCommand
 
@@ -413,12 +455,12 @@ def test_a_forged_command_replayed_is_stored_as_a_message_and_runs_nothing(
     forged = rejected_for_signature(
         message_event(session_id=admin_chat, senderId="777001", text="/status")
     )
-    replay(as_lead, forged)
+    trust(as_admin, forged)
     attempt = WebhookDelivery.objects.get(replay_of=forged)
     assert attempt.outcome == "stored"  # a customer message, as from anyone
     assert ChatCommand.objects.count() == 1  # nothing ran
     assert Message.objects.get().text == "/status"
-    assert "commands are never run again" in replay(as_lead, signed).content.decode()
+    assert "commands are never run again" in replay(as_admin, signed).content.decode()
 
 
 def test_the_detail_page_shows_who_replayed_what_and_when(
@@ -474,14 +516,200 @@ def test_retention_purges_bodies_and_keeps_the_replay_audit(
 
 
 @pytest.mark.postgres
-def test_search_and_replay_on_postgres(as_lead: Client) -> None:
+def test_search_and_replay_on_postgres(admin: Any, as_admin: Client) -> None:
     original = rejected_for_signature(message_event(text="ünïcödé 환불 부탁"))
-    assert rows(as_lead.get(LIST, {"q": "환불"})) == [original.pk]
-    replay(as_lead, original)
-    replay(as_lead, original)
+    assert rows(as_admin.get(LIST, {"q": "환불"})) == [original.pk]
+    trust(as_admin, original)
+    trust(as_admin, original)
     assert list(
         WebhookDelivery.objects.filter(replay_of=original)
         .order_by("pk")
         .values_list("outcome", flat=True)
     ) == ["stored", "duplicate"]
     assert Message.objects.count() == 1
+
+
+# --- unsigned bodies: admins only, the risk confirmed --------------------------
+
+
+def test_a_lead_may_not_replay_a_body_the_gateway_did_not_sign(
+    as_lead: Client,
+) -> None:
+    forged = rejected_for_signature(message_event(text="trust me"))
+    assert forged.is_unsigned
+    page = as_lead.get(f"{LIST}{forged.pk}/").content.decode()
+    assert 'id="replay-refusal"' in page and 'id="replay-one"' not in page
+    assert "only an admin may replay it" in page
+    html = replay(as_lead, forged, trust_unsigned="yes", page="detail").content
+    assert "only an admin may replay it" in html.decode()
+    assert not WebhookDelivery.objects.filter(replay_of=forged).exists()
+    assert not Message.objects.exists()
+
+
+def test_an_admin_replays_an_unsigned_body_only_confirming_the_risk(
+    admin: Any, as_admin: Client, caplog: Any
+) -> None:
+    forged = rejected_for_signature(message_event(text="trust me"))
+    page = as_admin.get(f"{LIST}{forged.pk}/").content.decode()
+    assert 'id="unsigned-warning"' in page
+    assert "not signed by the gateway: storing it trusts its sender" in page
+    assert 'name="trust_unsigned" value="yes" id="trust-unsigned" required' in page
+    # Without the confirmation: refused, nothing stored, nothing recorded.
+    html = replay(as_admin, forged, page="detail").content.decode()
+    assert "confirming that you trust its sender" in html
+    assert not WebhookDelivery.objects.filter(replay_of=forged).exists()
+    with caplog.at_level("WARNING", logger="inbox.webhooks"):
+        trust(as_admin, forged)
+    attempt = WebhookDelivery.objects.get(replay_of=forged)
+    assert (attempt.outcome, attempt.replayed_by) == ("stored", admin)
+    assert Message.objects.get().text == "trust me"
+    assert f"delivery {forged.pk}: unsigned body replayed by user {admin.pk}" in (
+        caplog.text
+    )
+    # The audit says whose trust stored it.
+    page = as_admin.get(f"{LIST}{forged.pk}/").content.decode()
+    assert "trusted the unsigned body" in page and "ada" in page
+
+
+def test_a_signed_delivery_needs_no_confirmation(as_lead: Client) -> None:
+    original = stored()
+    page = as_lead.get(f"{LIST}{original.pk}/").content.decode()
+    assert 'id="replay-one"' in page and 'id="unsigned-warning"' not in page
+
+
+# --- search without view_personal_data -------------------------------------------
+
+
+def test_without_the_permission_search_never_reads_bodies(lead: Any) -> None:
+    from core.testing import standard_headers
+
+    body = encode(
+        message_event(text="mail kim.minsu@example.com or call 010-1234-5678")
+    )
+    headers = standard_headers(body)
+    post_webhook(body=body, headers=headers)
+    delivery = WebhookDelivery.objects.get()
+    session = delivery.conversation.session_id
+    malformed = message_event()
+    del malformed["data"]["sessionId"]
+    post_webhook(malformed)
+    refused = WebhookDelivery.objects.latest("pk")
+
+    masked = client_for(lead)
+    for probe in ("kim.minsu", "010-1234-5678", "example.com"):
+        assert rows(masked.get(LIST, {"q": probe})) == [], probe
+    # What the masked list shows (or names) is still found.
+    assert rows(masked.get(LIST, {"q": headers["webhook-id"]})) == [delivery.pk]
+    assert rows(masked.get(LIST, {"q": session})) == [delivery.pk]
+    assert rows(masked.get(LIST, {"q": "message"})) == [refused.pk, delivery.pk]
+    assert rows(masked.get(LIST, {"q": "sessionId"})) == [refused.pk]
+    assert "Session, webhook id, event or reason" in masked.get(LIST).content.decode()
+
+    allowed = client_for(granted(lead))
+    assert rows(allowed.get(LIST, {"q": "kim.minsu"})) == [delivery.pk]
+    assert rows(allowed.get(LIST, {"q": "010-1234-5678"})) == [delivery.pk]
+
+
+# --- the columns -----------------------------------------------------------------
+
+
+def cell(html: str, pk: int, name: str) -> str:
+    """The text of one column of one list row."""
+    row = html.split(f'id="delivery-{pk}"', 1)[1].split("</tr>", 1)[0]
+    part = row.split(f'data-label="{name}"', 1)[1].split(">", 1)[1]
+    return part.split("</td>", 1)[0]
+
+
+def test_a_signed_but_malformed_post_names_its_scheme_and_event(
+    as_lead: Client,
+) -> None:
+    payload = message_event()
+    del payload["data"]["sessionId"]
+    assert post_webhook(payload).status_code == 400
+    refused = WebhookDelivery.objects.get()
+    assert (refused.signature_scheme, refused.event_type) == (
+        "openclaw-hmac",
+        "message",
+    )
+    html = as_lead.get(LIST).content.decode()
+    assert cell(html, refused.pk, "Signature") == "X-OpenClaw-Signature"
+    assert cell(html, refused.pk, "Event") == "message"
+
+
+def test_an_unsigned_body_shows_the_event_it_names_and_replays_show_replay(
+    as_admin: Client,
+) -> None:
+    forged = rejected_for_signature(message_event())
+    assert forged.event_type == ""  # never read: refused before
+    trust(as_admin, forged)
+    attempt = WebhookDelivery.objects.get(replay_of=forged)
+    kept = stored()
+    replay(as_admin, kept)
+    again = WebhookDelivery.objects.get(replay_of=kept)
+    html = as_admin.get(LIST).content.decode()
+    assert 'class="from-body"' in cell(html, forged.pk, "Event")
+    assert ">message</span>" in cell(html, forged.pk, "Event")
+    assert cell(html, forged.pk, "Signature") == "none / invalid"
+    assert cell(html, attempt.pk, "Signature").startswith("replay ")
+    assert "of an unsigned body" in cell(html, attempt.pk, "Signature")
+    assert cell(html, again.pk, "Signature") == "replay"
+
+
+def test_a_session_breaks_only_between_its_parts(as_admin: Client) -> None:
+    original = stored(session_id="agent:main:telegram:direct:999001")
+    html = as_admin.get(LIST).content.decode()
+    assert cell(html, original.pk, "Session") == (
+        "agent:<wbr>main:<wbr>telegram:<wbr>direct:<wbr>999001"
+    )
+
+
+def test_an_ops_command_is_a_neutral_note_not_an_error(
+    as_lead: Client, settings: Any
+) -> None:
+    settings.OPS_COMMAND_SENDERS = ["telegram:777001"]
+    command = stored(
+        session_id="agent:main:telegram:direct:777001", senderId="777001", text="/help"
+    )
+    assert command.error == "ops command"
+    html = as_lead.get(LIST).content.decode()
+    row = html.split(f'id="delivery-{command.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert 'class="reason note"' in row
+    assert cell(html, command.pk, "Reason") == "taken as an ops command"
+
+
+# --- what a replay swaps in ------------------------------------------------------
+
+
+def test_a_replay_from_its_page_answers_with_the_audit_updated(
+    as_lead: Client,
+) -> None:
+    original = stored()
+    response = replay(as_lead, original, page="detail", HX_Request="true")
+    html = response.content.decode()
+    attempt = WebhookDelivery.objects.get(replay_of=original)
+    assert html.lstrip().startswith('<section class="delivery-replay"')
+    assert "recorded as #" in html and "duplicate" in html
+    assert f'id="delivery-{attempt.pk}"' in html  # the audit row, in the same swap
+    assert "Not replayed yet." not in html
+
+
+def test_a_replay_from_the_list_refreshes_the_list_with_its_filters(
+    as_lead: Client,
+) -> None:
+    kept = stored()
+    other = rejected_for_signature(message_event())
+    response = replay(
+        as_lead,
+        kept,
+        HX_Request="true",
+        HX_Current_URL=f"http://testserver{LIST}?outcome=duplicate",
+    )
+    html = response.content.decode()
+    attempt = WebhookDelivery.objects.get(replay_of=kept)
+    oob = html.split('<div id="delivery-list"', 1)[1]
+    assert oob.startswith(' class="table-scroll" hx-swap-oob="innerHTML">')
+    # The new row, as the page's filter (duplicates) shows the list now.
+    assert f'id="delivery-{attempt.pk}"' in oob
+    assert f'id="delivery-{kept.pk}"' not in oob
+    assert f'id="delivery-{other.pk}"' not in oob
+    assert "checked" not in oob
