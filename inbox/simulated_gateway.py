@@ -47,9 +47,11 @@ import socketserver
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -1071,6 +1073,29 @@ def visible_text(html: str, selector: str = "") -> str | None:
     return "\n".join(line for line in lines if line)
 
 
+def network_error_page(url: str, error: OSError) -> bytes:
+    """Chromium's page for a site that cannot be reached, as its ``text`` reads
+    (observed on the real gateway: "127.0.0.1 refused to connect." and the
+    error code on a line of its own)."""
+    host = urllib.parse.urlsplit(url).hostname or url
+    if isinstance(error, ConnectionRefusedError):
+        line, code = f"{host} refused to connect.", "ERR_CONNECTION_REFUSED"
+    elif isinstance(error, TimeoutError):
+        line, code = f"{host} took too long to respond.", "ERR_CONNECTION_TIMED_OUT"
+    elif isinstance(error, ConnectionResetError):
+        line, code = "The connection was reset.", "ERR_CONNECTION_RESET"
+    else:
+        line, code = f"{host} unexpectedly closed the connection.", "ERR_FAILED"
+    page = (
+        "<html><body><h1>This site can’t be reached</h1>"
+        f"<p>{html_escape(line)}</p><p>Try:</p><ul><li>Checking the connection</li>"
+        "<li>Checking the proxy and the firewall</li></ul>"
+        f"<div>{code}</div><button>Reload</button><button>Details</button>"
+        "</body></html>"
+    )
+    return page.encode()
+
+
 class SimulatedBrowser:
     """Tabs that hold a fetched page; ``invoke`` answers one tool call."""
 
@@ -1126,7 +1151,16 @@ class SimulatedBrowser:
         except urllib.error.HTTPError as exc:
             # A browser shows the error page: its text is the page's text.
             raw, charset, final_url = exc.read(BROWSER_MAX_PAGE_BYTES), "utf-8", url
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if isinstance(reason, socket.gaierror) or not isinstance(reason, OSError):
+                # The real gateway resolves the name itself first (its SSRF
+                # policy): an unknown name fails the call, reason only logged.
+                raise _ToolFailure(f"navigation to {url} failed: {exc}") from exc
+            # A page that does not load is no failure to Chromium: the tab
+            # shows its network error page, which ``text`` then reads.
+            raw, charset, final_url = network_error_page(url, reason), "utf-8", url
+        except ValueError as exc:
             raise _ToolFailure(f"navigation to {url} failed: {exc}") from exc
         html = raw.decode(charset, errors="replace")
         target = secrets.token_hex(16).upper()

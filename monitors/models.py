@@ -173,6 +173,13 @@ class Monitor(models.Model):
         requested = self.check_requested_at
         return requested is not None and timezone.now() - requested < CLAIM_LEASE
 
+    @property
+    def is_backing_off(self) -> bool:
+        """Failing, so the next check waits longer than the interval."""
+        return self.failures > 0 and self.backoff(self.failures) > timedelta(
+            minutes=self.interval_minutes
+        )
+
     # -- scheduling ---------------------------------------------------------------
 
     @classmethod
@@ -228,12 +235,14 @@ class Monitor(models.Model):
         self.baseline_at = timezone.now()
         self.next_check_at = timezone.now()
 
-    def record_text(self, text: str) -> tuple[Snapshot, list[Alert]]:
+    def record_text(self, text: str) -> tuple[Snapshot, Alert | None]:
         """Store a successful read; alert on a change or a threshold crossed.
 
         Locks the monitor's row: two checks of one monitor (a redelivered job
         beside 'Check now') compare against each other's snapshots in turn,
         never both against the same one. The first read is the baseline.
+        One check raises at most one alert: a price crossing that is also a
+        change of the page says both in one line.
         """
         now = timezone.now()
         text = normalise(text)[: settings.MONITORS_MAX_TEXT_CHARS]
@@ -252,24 +261,15 @@ class Monitor(models.Model):
                 is_change=changed,
                 diff=text_diff(previous.text, text) if changed and previous else "",
             )
-            alerts = []
-            if changed:
-                alerts.append(
-                    Alert.raise_once(
-                        monitor,
-                        key=f"change-{snapshot.pk}",
-                        kind=Alert.Kind.CHANGE,
-                        snapshot=snapshot,
-                    )
-                )
-            if monitor.crossed(previous.number if previous else None, number):
-                alerts.append(
-                    Alert.raise_once(
-                        monitor,
-                        key=f"price-{snapshot.pk}",
-                        kind=Alert.Kind.PRICE,
-                        snapshot=snapshot,
-                    )
+            crossed = monitor.crossed(previous.number if previous else None, number)
+            alert = None
+            if crossed or changed:
+                # Keyed by the check, not the kind: one bell item per check.
+                alert = Alert.raise_once(
+                    monitor,
+                    key=f"check-{snapshot.pk}",
+                    kind=Alert.Kind.PRICE if crossed else Alert.Kind.CHANGE,
+                    snapshot=snapshot,
                 )
             fields = {
                 "last_checked_at": now,
@@ -284,7 +284,7 @@ class Monitor(models.Model):
             Monitor.objects.filter(pk=monitor.pk).update(**fields)
             monitor.prune()
         self.refresh_from_db()
-        return snapshot, [a for a in alerts if a is not None]
+        return snapshot, alert
 
     def record_failure(self, error: str) -> tuple[Snapshot, Alert | None]:
         """Store a failed read and back off; alert once when failing for long.
@@ -472,9 +472,10 @@ def describe(monitor: Monitor, kind: str, snapshot: Snapshot | None) -> str:
     if kind == Alert.Kind.PRICE:
         number = snapshot.number if snapshot else None
         word = "below" if monitor.direction == Monitor.Direction.BELOW else "above"
+        also = " (page changed)" if snapshot and snapshot.is_change else ""
         return (
             f"{monitor.name}: price {_amount(number)} is {word} "
-            f"{_amount(monitor.threshold)}"
+            f"{_amount(monitor.threshold)}{also}"
         )[:300]
     since = monitor.failing_since or timezone.now()
     error = snapshot.error if snapshot else monitor.last_error

@@ -9,10 +9,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -126,7 +128,13 @@ def monitor_toggle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.LEAD)
 def monitor_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    get_object_or_404(Monitor, pk=pk).delete()
+    """Gone, so back to the list (its page would be a 404 on reload)."""
+    monitor = get_object_or_404(Monitor, pk=pk)
+    monitor.delete()
+    messages.success(
+        request,
+        _("Monitor “%(name)s” deleted with its history.") % {"name": monitor.name},
+    )
     url = reverse("monitors:monitor-list")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -168,4 +176,5 @@ def sparkline(monitor: Monitor) -> dict[str, Any] | None:
         "height": SPARK_HEIGHT,
         "threshold_y": threshold_y,
         "count": len(points),
+        "last": points[-1],
     }

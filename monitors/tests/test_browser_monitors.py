@@ -58,11 +58,36 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     browser.keyboard.press("Tab")
     expect(browser.locator("#id_url_error")).to_have_count(0)
     browser.get_by_label("CSS selector").fill("main")
-    browser.get_by_label("CSS selector").press("Enter")  # submits the form
+    # Threshold and direction appear only once "Price watch" is ticked
+    # (Space on the focused box, as a keyboard user would).
+    expect(browser.get_by_label("Threshold")).to_be_hidden()
+    expect(browser.get_by_label("Alert when the price")).to_be_hidden()
+    browser.get_by_label("Price watch").focus()
+    browser.keyboard.press("Space")
+    expect(browser.get_by_label("Threshold")).to_be_visible()
+    expect(browser.get_by_label("Alert when the price")).to_be_visible()
+    browser.get_by_label("Threshold").fill("1200000")
+    browser.get_by_label("Threshold").press("Enter")  # submits the form
 
     expect(browser.get_by_role("heading", name="Galaxy Book price")).to_be_visible()
     expect(browser.locator(".monitor-status")).to_have_text("not checked yet")
-    browser.get_by_role("button", name="Check now").click()
+    # The primary button stays readable under the mouse: white on dark blue.
+    check_now = browser.get_by_role("button", name="Check now")
+    check_now.hover()
+    colours = check_now.evaluate(
+        "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+    )
+    assert colours == ["rgb(255, 255, 255)", "rgb(31, 86, 196)"], colours
+    # And a keyboard user sees where the focus is.
+    browser.get_by_role("button", name="Pause").focus()
+    browser.keyboard.press("Shift+Tab")
+    outline = browser.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement);"
+        " return [document.activeElement.id, s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert outline[0] == "check-now" and outline[1] == "solid", outline
+    assert outline[2] == "2px", outline
+    check_now.click()
     expect(browser.locator(".monitor-status")).to_have_text("ok")
     expect(browser.locator("#history li")).to_have_count(1)
 
@@ -79,15 +104,46 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     )
     expect(diff.locator("img")).to_have_count(0)
     expect(browser.locator("#history li")).to_have_count(2)
-    # The lead has a notification: live in the inbox, on this page's next load.
+    # The lead has ONE notification for the check that crossed the threshold
+    # and changed the page: live in the inbox, on this page's next load.
     expect(inbox.page.locator("#bell-count")).to_have_text("1")
     browser.reload()
     expect(browser.locator("#bell-count")).to_have_text("1")
+    browser.locator("#bell summary").click()
+    expect(browser.locator("#bell-list li.notification")).to_have_count(1)
+    expect(browser.locator("#bell-list li.notification .text")).to_have_text(
+        "Galaxy Book price: price 1,190,000 is below 1,200,000 (page changed)"
+    )
+    browser.locator("#bell summary").click()
+    # The price line is labelled.
+    expect(browser.locator("#spark-low")).to_have_text("1,190,000")
+    expect(browser.locator("#spark-high")).to_have_text("1,250,000")
+    expect(browser.locator("#spark-last")).to_have_text("1,190,000")
+    expect(browser.get_by_role("img", name="Last 2 prices")).to_be_visible()
     browser.screenshot(path=screenshots / "monitor-changed.png", full_page=True)
 
     browser.get_by_role("button", name="Pause").click()
     expect(browser.locator(".monitor-status")).to_have_text("paused")
+    detail_url = browser.url
     browser.goto(f"{tab.server.url}/monitors/")
     expect(browser.locator(".monitor-row")).to_contain_text("paused")
+
+    # Delete asks first: dismissed, nothing happens.
+    browser.goto(detail_url)
+    browser.get_by_role("button", name="Delete").click()
+    assert tab.dialogs == ["confirm: Delete this monitor and its history?"]
+    tab.dialogs.clear()
+    expect(browser.get_by_role("heading", name="Galaxy Book price")).to_be_visible()
+    # Confirmed: the list, with the address bar on it and a confirmation.
+    browser.remove_listener("dialog", tab._on_dialog)
+    browser.once("dialog", lambda dialog: dialog.accept())
+    browser.get_by_role("button", name="Delete").click()
+    expect(browser).to_have_url(f"{tab.server.url}/monitors/")
+    expect(browser.get_by_role("status")).to_have_text(
+        "Monitor “Galaxy Book price” deleted with its history."
+    )
+    browser.reload()
+    expect(browser.get_by_role("heading", name="Website monitors")).to_be_visible()
+    expect(browser.locator(".monitor-row")).to_have_count(0)
     tab.assert_healthy_but_reloaded()
     inbox.assert_healthy()

@@ -110,16 +110,44 @@ def test_price_crossing_below_the_threshold_alerts_once(
         run_check(worker, monitor)
     numbers = list(Snapshot.objects.order_by("pk").values_list("number", flat=True))
     assert numbers == [Decimal(1250000), Decimal(1190000)] + [Decimal(1150000)] * 2
-    price_alerts = Alert.objects.filter(kind=Alert.Kind.PRICE)
-    assert price_alerts.count() == 1
-    assert price_alerts.get().text == "Product page: price 1,190,000 is below 1,200,000"
-    assert Notification.objects.filter(key__contains="price").count() == 1
+    # One check, one alert: the crossing says the page changed too. The next
+    # change (still below) is a change alert of its own.
+    assert [(a.kind, a.text) for a in Alert.objects.order_by("pk")] == [
+        (
+            Alert.Kind.PRICE,
+            "Product page: price 1,190,000 is below 1,200,000 (page changed)",
+        ),
+        (Alert.Kind.CHANGE, "Product page: the page changed"),
+    ]
+    assert Notification.objects.count() == 2  # one lead, one per alert
+    assert [n.text for n in Notification.objects.order_by("pk")] == [
+        a.text for a in Alert.objects.order_by("pk")
+    ]
 
     # Back above, then below again: a new crossing, a new alert.
     for price in ["₩1,300,000", "₩1,100,000"]:
         page.html = PRICE_PAGE.format(price=price)
         run_check(worker, monitor)
     assert Alert.objects.filter(kind=Alert.Kind.PRICE).count() == 2
+    assert Alert.objects.count() == 4  # each check one alert at most
+    # A redelivered check finds nothing new: no alert twice.
+    check_monitor.send(monitor.pk)
+    check_monitor.send(monitor.pk)
+    drain(worker, "monitors")
+    assert Alert.objects.count() == 4 and Notification.objects.count() == 4
+
+
+def test_a_first_read_past_the_threshold_is_news_without_a_change(
+    allow_loopback: Any, page: Any, gateway: Any, worker: Any, lead: Any
+) -> None:
+    page.html = PRICE_PAGE.format(price="$900")
+    monitor = create_monitor(
+        url=page.url, selector="#price", is_price=True, threshold=Decimal(1000)
+    )
+    run_check(worker, monitor)
+    assert [a.text for a in Alert.objects.all()] == [
+        "Product page: price 900 is below 1,000"
+    ]
 
 
 def test_failures_back_off_and_alert_once_after_a_day(
@@ -177,13 +205,39 @@ def test_gateway_down_is_a_failure_not_a_crash(
     assert Snapshot.objects.get().error == monitor.last_error
 
 
-def test_unreachable_page_is_a_tool_error(
-    allow_loopback: Any, page: Any, gateway: Any, worker: Any
+@pytest.mark.parametrize("selector", ["", "main"])
+def test_a_site_that_refuses_says_so_and_backs_off(
+    selector: str, allow_loopback: Any, page: Any, gateway: Any, worker: Any
 ) -> None:
+    # As on the real gateway, Chromium's error page is what the tool reads
+    # (with a selector the read fails, and the whole page tells why): the
+    # reason reaches the page, and the error page is no snapshot of the site.
     page.stop()
-    monitor = run_check(worker, create_monitor(url=page.url))
-    assert monitor.failures == 1
-    assert "tool execution failed" in monitor.last_error
+    monitor = create_monitor(url=page.url, selector=selector, interval_minutes=10)
+    monitor = run_check(worker, monitor)
+    assert monitor.failures == 1 and monitor.status == "failing"
+    assert monitor.last_error == (
+        "the page did not load: 127.0.0.1 refused to connect. (ERR_CONNECTION_REFUSED)"
+    )
+    assert not Snapshot.objects.filter(error="").exists()
+    assert gateway.browser.open_tabs == 0
+    run_check(worker, monitor)
+    monitor.refresh_from_db()
+    assert monitor.failures == 2 and monitor.is_backing_off
+    assert monitor.next_check_at - timezone.now() > timedelta(minutes=39)
+
+
+def test_a_gateway_500_says_the_reason_is_in_its_log(
+    allow_loopback: Any, gateway: Any, worker: Any, monkeypatch: Any
+) -> None:
+    # An unknown name: our check resolves it first; past that (as the
+    # gateway's own resolver fails) the gateway answers 500 with no reason.
+    monkeypatch.setattr("monitors.checks.check_url", lambda url: [])
+    monitor = run_check(worker, create_monitor(url="http://no-such-host.invalid/"))
+    assert monitor.last_error == (
+        "gateway answered 500: tool execution failed "
+        "(the gateway gives no reason; its log has it)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,22 @@ def test_pause_resume_and_delete(lead_client: Client) -> None:
     lead_client.post(f"/monitors/{monitor.pk}/toggle/")
     monitor.refresh_from_db()
     assert monitor.is_active
-    response = lead_client.post(f"/monitors/{monitor.pk}/delete/")
-    assert response.status_code == 302
+    response = lead_client.post(f"/monitors/{monitor.pk}/delete/", follow=True)
+    # Back on the list (the deleted monitor's address would be a 404), told so.
+    assert response.redirect_chain == [("/monitors/", 302)]
+    assert not Monitor.objects.exists()
+    html = response.content.decode()
+    assert "Monitor “Product page” deleted with its history." in html
+    assert "deleted" not in lead_client.get("/monitors/").content.decode()
+    assert lead_client.get(f"/monitors/{monitor.pk}/").status_code == 404
+
+
+def test_delete_from_htmx_redirects_the_whole_page(lead_client: Client) -> None:
+    monitor = create_monitor(url="http://93.184.215.14/")
+    response = lead_client.post(
+        f"/monitors/{monitor.pk}/delete/", headers={"HX-Request": "true"}
+    )
+    assert response["HX-Redirect"] == "/monitors/"
     assert not Monitor.objects.exists()
 
 
@@ -209,6 +223,35 @@ def test_the_list_shows_failing_since(lead_client: Client) -> None:
     assert "gateway unreachable: connection refused" in detail
 
 
+def test_backoff_is_shown_with_the_failures_in_a_row(
+    lead_client: Client, settings: Any
+) -> None:
+    settings.MONITORS_MAX_BACKOFF_MINUTES = 360
+    monitor = create_monitor(url="http://93.184.215.14/", interval_minutes=10)
+    detail = f"/monitors/{monitor.pk}/"
+    assert "backing off" not in lead_client.get(detail).content.decode()
+    monitor.record_failure("x")
+    monitor.record_failure("x")
+    html = " ".join(lead_client.get(detail).content.decode().split())
+    assert monitor.is_backing_off
+    assert '<p class="failing-summary" id="failing-summary">Failing since <time' in html
+    assert "2 failures in a row, next check at <time" in html
+    assert f'datetime="{monitor.next_check_at.isoformat()}"' in html
+    assert "(backing off)" in html
+    listing = " ".join(lead_client.get("/monitors/").content.decode().split())
+    assert "(backing off after 2 failures)" in listing
+    # Never past the cap: an interval at the cap cannot back off.
+    capped = create_monitor(url="http://93.184.215.14/", interval_minutes=360)
+    capped.record_failure("x")
+    assert not capped.is_backing_off
+    page = lead_client.get(f"/monitors/{capped.pk}/").content.decode()
+    assert "1 failure in a row" in " ".join(page.split())
+    assert "(backing off)" not in page
+    # A good read ends it.
+    monitor.record_text("fine")
+    assert "failing-summary" not in lead_client.get(detail).content.decode()
+
+
 def test_price_history_draws_a_sparkline(lead_client: Client) -> None:
     monitor = create_monitor(
         url="http://93.184.215.14/", is_price=True, threshold=Decimal(15)
@@ -218,6 +261,27 @@ def test_price_history_draws_a_sparkline(lead_client: Client) -> None:
     html = lead_client.get(f"/monitors/{monitor.pk}/").content.decode()
     assert "<polyline points=" in html and 'class="threshold"' in html
     assert Snapshot.objects.filter(number=Decimal(12)).exists()
+    # Labelled: lowest, highest, latest, and a title the screen reader says.
+    assert 'aria-labelledby="spark-title"' in html
+    assert (
+        '<title id="spark-title">Last 3 prices, from 12 to 20; the latest is 12</title>'
+        in html
+    )
+    assert '<dd id="spark-low">12</dd>' in html
+    assert '<dd id="spark-high">20</dd>' in html
+    assert '<dd id="spark-last">12</dd>' in html
+
+
+def test_the_form_groups_threshold_and_direction_under_price_watch(
+    lead_client: Client,
+) -> None:
+    html = lead_client.get("/monitors/new/").content.decode()
+    fieldset = html[html.index('<fieldset class="price-fields"') :]
+    fieldset = fieldset[: fieldset.index("</fieldset>")]
+    assert 'id="id_threshold"' in fieldset and 'id="id_direction"' in fieldset
+    assert 'id="id_is_price"' not in fieldset and 'id="id_name"' not in fieldset
+    # Each field once.
+    assert html.count('id="id_threshold"') == 1 and html.count('id="id_direction"') == 1
 
 
 def test_the_digest_lists_the_days_alerts() -> None:
@@ -236,8 +300,9 @@ def test_the_digest_lists_the_days_alerts() -> None:
 def test_the_admin_lists_and_searches_monitors(model: str) -> None:
     monitor = create_monitor(url="http://93.184.215.14/")
     monitor.record_text("a")
-    snapshot, alerts = monitor.record_text("b")
-    pk = {"monitor": monitor.pk, "snapshot": snapshot.pk, "alert": alerts[0].pk}
+    snapshot, alert = monitor.record_text("b")
+    assert alert is not None
+    pk = {"monitor": monitor.pk, "snapshot": snapshot.pk, "alert": alert.pk}
     client = client_for("admin")
     assert client.get(f"/admin/monitors/{model}/?q=x").status_code == 200
     assert client.get(f"/admin/monitors/{model}/").status_code == 200
