@@ -895,7 +895,8 @@ class GatewayServer:
             )
             result = {"runId": key, "messageId": number, "channel": channel}
             self._results[key] = result
-            return result
+        _log_send(f"{session.channel}:{session.peer}", str(text or ""), media)
+        return result
 
     def _send_to_target(self, channel: str, to: Any, text: Any, key: str) -> dict:
         """A ``send`` with no session: recorded, nothing mirrored. Needs the lock."""
@@ -908,6 +909,8 @@ class GatewayServer:
         self.delivered.append((to, str(text or "")))
         result = {"runId": key, "messageId": number, "channel": channel}
         self._results[key] = result
+        target = to if to.startswith(f"{channel}:") else f"{channel}:{to}"
+        _log_send(target, str(text or ""), [])
         return result
 
     def _rpc_chat_inject(self, connection: ServerConnection, params: dict) -> dict:
@@ -937,7 +940,9 @@ class GatewayServer:
             )  # fmt: skip
             if session.is_webchat:
                 self.delivered.append((session.key, body))
-            return {"ok": True, "messageId": row["messageId"]}
+        # Length only, never the text: it is a customer's conversation.
+        _log.info("chat.inject into %s, %d chars", session.key, len(text))
+        return {"ok": True, "messageId": row["messageId"]}
 
     def _rpc_inbox_takeover_set(
         self, connection: ServerConnection, params: dict
@@ -1036,6 +1041,13 @@ BROWSER_FETCH_TIMEOUT = 10.0
 BROWSER_DEFAULT_MAX_CHARS = 40_000
 # Not rendered by a browser: innerText leaves them out.
 _INVISIBLE_TAGS = ("script", "style", "noscript", "template", "head", "svg")
+
+
+def _log_send(target: str, text: str, media: list[Any]) -> None:
+    """One line per accepted ``send``: where and how long, never the text
+    (replies and the digest carry customers' words)."""
+    extra = f", {len(media)} attachments" if media else ""
+    _log.info("send to %s, %d chars%s", target, len(text), extra)
 
 
 def wrap_external(text: str, *, warning: bool = True) -> str:

@@ -15,13 +15,15 @@ import dramatiq
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
-from prometheus_client import CollectorRegistry
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from prometheus_client import PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY
 
 from core.models import OutboxJob
 from inbox.gateway import GatewayError, OpenClawClient
-from inbox.models import Conversation, GatewayLink, WebhookDelivery
+from inbox.models import OPS_COMMAND_REASON, Conversation, GatewayLink, WebhookDelivery
 from operations import logs
 from operations.models import JobRun
 
@@ -33,6 +35,7 @@ SESSIONS_SHOWN = 5
 GATEWAY_TIMEOUTS = {"connect": 2.0, "session": 2.0, "health": 2.0}
 # A scheduled job that ran within this long counts as a live scheduler+worker.
 ALIVE_WITHIN = timedelta(minutes=2)
+_LOADED_AT = time.time()
 
 _client: OpenClawClient | None = None
 _client_for: tuple[str, str] = ("", "")
@@ -163,11 +166,29 @@ def broker_processes() -> int | None:
         return None
 
 
+# What each scheduled job is for, in the page's language. A job missing here
+# shows its actor's docstring's first line.
+JOB_LABELS = {
+    "ops_heartbeat": _("Heartbeat and expiry of unconfirmed ops commands"),
+    "resend_outbox": _("Send again the jobs that were lost"),
+    "resume_stalled_replies": _("Resume replies whose job was lost"),
+    "wake_snoozed_conversations": _("Wake snoozed conversations"),
+    "notify_sla_breaches": _("Ring the bell for escalations past their SLA"),
+    "auto_assign_escalations": _("Hand waiting conversations to online agents"),
+    "prune_webhook_deliveries": _("Forget webhook logs past their retention"),
+    "roll_up_recent_days": _("Recompute the reports' recent days"),
+    "send_daily_digest": _("Write and send the daily digest"),
+    "schedule_monitor_checks": _("Check the website monitors that are due"),
+}
+
+
 @dataclass
 class Job:
     name: str
-    schedule: str
+    schedule: str  # as crontab writes it
     run: JobRun | None
+    label: str = ""
+    every: str = ""  # the schedule for people ("every minute"), or ""
 
     @property
     def is_late(self) -> bool:
@@ -180,9 +201,30 @@ def scheduled_jobs() -> list[Job]:
     runs = {run.name: run for run in JobRun.objects.all()}
     jobs = []
     for job in scheduler.get_jobs():
-        jobs.append(Job(job.name, _schedule(job.trigger), runs.pop(job.name, None)))
-    jobs += [Job(name, "", run) for name, run in runs.items()]
+        cron = _schedule(job.trigger)
+        jobs.append(
+            Job(
+                job.name,
+                cron,
+                runs.pop(job.name, None),
+                label=job_label(job.name),
+                every=describe_schedule(cron),
+            )
+        )
+    jobs += [Job(name, "", run, label=job_label(name)) for name, run in runs.items()]
     return sorted(jobs, key=lambda j: j.name)
+
+
+def job_label(name: str) -> str:
+    """A scheduled job's purpose for people: ours, else its actor's docstring."""
+    if name in JOB_LABELS:
+        return str(JOB_LABELS[name])
+    try:
+        actor = dramatiq.get_broker().get_actor(name)
+    except dramatiq.errors.ActorNotFound:
+        return ""
+    doc = (actor.fn.__doc__ or "").strip()
+    return doc.split("\n", 1)[0].split(". ", 1)[0].rstrip(".:")[:120]
 
 
 def _schedule(trigger: Any) -> str:
@@ -192,6 +234,31 @@ def _schedule(trigger: Any) -> str:
     if all(name in fields for name in names):
         return " ".join(fields[name] for name in names)
     return str(trigger)
+
+
+def describe_schedule(cron: str) -> str:
+    """The common cron forms in words ("every minute", "daily at 03:17", in
+    the server's time zone); "" for the rest (the page shows the cron line)."""
+    parts = cron.split()
+    if len(parts) != 5 or parts[2:] != ["*", "*", "*"]:
+        return ""
+    minute, hour = parts[:2]
+    if hour == "*":
+        if minute == "*":
+            return str(_("every minute"))
+        if minute.startswith("*/") and minute[2:].isdigit():
+            return str(
+                ngettext("every %(n)d minute", "every %(n)d minutes", int(minute[2:]))
+                % {"n": int(minute[2:])}
+            )
+        if minute.isdigit():
+            return str(_("hourly at :%(minute)02d") % {"minute": int(minute)})
+        return ""
+    if minute.isdigit() and hour.isdigit():
+        return str(
+            _("daily at %(time)s") % {"time": f"{int(hour):02d}:{int(minute):02d}"}
+        )
+    return ""
 
 
 def workers_alive() -> bool:
@@ -206,6 +273,7 @@ class Webhooks:
     last: WebhookDelivery | None
     total: int
     rejected: int
+    ops_commands: int = 0
 
     @property
     def error_rate(self) -> float | None:
@@ -213,13 +281,16 @@ class Webhooks:
 
 
 def webhooks(within: timedelta = timedelta(hours=1)) -> Webhooks:
+    """What senders posted: a lead's replay (a row of its own) is no traffic."""
     since = timezone.now() - within
-    counts = WebhookDelivery.objects.filter(received_at__gte=since).aggregate(
+    received = WebhookDelivery.objects.filter(replay_of__isnull=True)
+    counts = received.filter(received_at__gte=since).aggregate(
         total=Count("pk"),
         rejected=Count("pk", filter=Q(outcome=WebhookDelivery.Outcome.REJECTED)),
+        ops_commands=Count("pk", filter=Q(error=OPS_COMMAND_REASON)),
     )
-    last = WebhookDelivery.objects.order_by("-received_at").first()
-    return Webhooks(last, counts["total"], counts["rejected"])
+    last = received.order_by("-received_at").first()
+    return Webhooks(last, counts["total"], counts["rejected"], counts["ops_commands"])
 
 
 def open_escalations() -> int:
@@ -303,6 +374,32 @@ def age(moment: datetime | None) -> str:
     return f"{seconds // 3600} h ago"
 
 
+def process_started_at() -> float:
+    """When this process started (epoch seconds): the kernel's record where
+    prometheus-client reads it, else when this module was loaded."""
+    for family in PROCESS_COLLECTOR.collect():
+        for sample in family.samples:
+            if sample.name == "process_start_time_seconds":
+                return float(sample.value)
+    return _LOADED_AT
+
+
+def just_started() -> bool:
+    """Started less than ALIVE_WITHIN ago: no scheduled run is due yet."""
+    return time.time() - process_started_at() < ALIVE_WITHIN.total_seconds()
+
+
+def workers_line(alive: bool, latest: datetime | None) -> str:
+    if alive:
+        return f"Workers: alive (last scheduled run {age(latest)})"
+    if latest is None and just_started():
+        return (
+            "Workers: starting: no scheduled job has run yet"
+            " (the scheduler runs every minute)"
+        )
+    return f"Workers: no scheduled job ran lately (last scheduled run {age(latest)})"
+
+
 def summary() -> str:
     """``/status``'s answer: plain text for a chat."""
     lines = []
@@ -313,10 +410,7 @@ def summary() -> str:
         (j.run.last_finished_at for j in jobs if j.run and j.run.last_finished_at),
         default=None,
     )
-    lines.append(
-        f"Workers: {'alive' if workers_alive() else 'no scheduled job ran lately'}"
-        f" (last scheduled run {age(latest)})"
-    )
+    lines.append(workers_line(workers_alive(), latest))
     processes = broker_processes()
     if processes is not None:
         lines.append(f"Broker processes seen in the last minute: {processes}")
@@ -327,6 +421,7 @@ def summary() -> str:
     lines.append(
         f"Webhooks in the last hour: {hooks.total}, rejected {hooks.rejected}"
         + (f" ({rate:.0%})" if rate is not None else "")
+        + f", ops commands {hooks.ops_commands}"
     )
     errors = errors_logged()
     lines.append(

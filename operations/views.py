@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
+from core.masking import mask
 from core.roles import Role, role_of, role_required
 from inbox import live
 from operations import config, status
@@ -39,11 +40,15 @@ def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 
 def _health() -> dict[str, Any]:
     jobs = status.scheduled_jobs()
+    alive = status.workers_alive()
+    never_ran = not any(j.run and j.run.last_finished_at for j in jobs)
     return {
         "gateway": status.gateway(),
         "queues": status.queues(),
         "broker_processes": status.broker_processes(),
-        "workers_alive": status.workers_alive(),
+        "workers_alive": alive,
+        # Just started, nothing ran yet: not a fault (the first run is due).
+        "workers_starting": not alive and never_ran and status.just_started(),
         "jobs": jobs,
         "webhooks": status.webhooks(),
         "errors_logged": status.errors_logged(),
@@ -92,7 +97,14 @@ def command_list(request: HtmxHttpRequest) -> HttpResponse:
     commands = ChatCommand.objects.order_by("-received_at", "-pk")
     if outcome := form.outcome_filter:
         commands = commands.filter(outcome=outcome)
-    context = _context(request, form=form, commands=list(commands[:COMMANDS_SHOWN]))
+    shown = list(commands[:COMMANDS_SHOWN])
+    for command in shown:
+        # /logs and a program's output carry log lines: masked (again) here.
+        carries_logs = command.name == "logs" or bool(command.output_length)
+        command.reply_shown = (  # type: ignore[attr-defined]
+            mask(command.reply_text) if carries_logs else command.reply_text
+        )
+    context = _context(request, form=form, commands=shown)
     if request.htmx and request.htmx.target == "command-table":
         return render(request, "operations/commands.html#command-table", context)
     return render(request, "operations/commands.html", context)

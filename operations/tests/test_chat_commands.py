@@ -484,3 +484,44 @@ def test_a_command_written_long_before_it_arrives_is_refused_not_run_late(
     assert replies(gateway) == [
         "/hello was sent too long ago; send it again to run it."
     ]
+
+
+def test_the_audit_page_shows_each_reply_escaped_and_masked_where_it_carries_logs(
+    admin_client: Client, worker: Any, gateway: GatewayServer, caplog: Any
+) -> None:
+    logging.getLogger("ops.test").error("<b>refund</b> for kim.minjun@example.com")
+    with caplog.at_level("INFO", logger="inbox.simulated_gateway"):
+        send("/status")
+        send("/logs 1")
+        run(worker)
+    status_cmd = ChatCommand.objects.get(name="status")
+    logs_cmd = ChatCommand.objects.get(name="logs")
+    html = admin_client.get("/system/commands/").content.decode()
+    row = html.split(f'id="command-{status_cmd.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert f'<details class="ops-reply" id="reply-{status_cmd.pk}">' in row
+    assert "Queues:" in row and "Open escalations: 0" in row
+    row = html.split(f'id="command-{logs_cmd.pk}"', 1)[1].split("</tr>", 1)[0]
+    assert "&lt;b&gt;refund&lt;/b&gt; for [email]" in row
+    assert "example.com" not in row and "<b>refund" not in row
+    # The simulated gateway logged each send: where and how long, no text.
+    sent = [r.getMessage() for r in caplog.records if r.name.endswith("gateway")]
+    assert f"send to telegram:{ADMIN}, {len(status_cmd.reply_text)} chars" in sent
+    assert f"send to telegram:{ADMIN}, {len(logs_cmd.reply_text)} chars" in sent
+    assert not any("Queues" in line or "refund" in line for line in sent)
+
+
+def test_the_simulated_gateway_logs_each_send_without_its_text(
+    gateway: GatewayServer, caplog: Any
+) -> None:
+    from inbox import gateway as gateway_client
+
+    webchat = "agent:main:webchat:direct:visitor-1"
+    gateway.customer_writes(webchat, "hello")
+    client = gateway_client.client()
+    with caplog.at_level("INFO", logger="inbox.simulated_gateway"):
+        client.send_to("telegram", "-100123", "d" * 312, idempotency_key="digest-1")
+        client.send_message(webchat, "private words", idempotency_key="inbox-9")
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("gateway")]
+    assert "send to telegram:-100123, 312 chars" in lines
+    assert f"chat.inject into {webchat}, 13 chars" in lines
+    assert not any("private words" in line or "ddd" in line for line in lines)

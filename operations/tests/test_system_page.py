@@ -4,13 +4,16 @@ metrics; roles; the regions htmx polls."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from core.testing import create_user, drain, message_event, post_webhook, session_key
-from inbox.models import GatewayLink
+from inbox.models import GatewayLink, WebhookDelivery
 from inbox.simulated_gateway import GatewayServer
 from operations import status
 from operations.models import JobRun
@@ -71,10 +74,13 @@ def test_without_a_gateway_the_page_says_so(settings: Any) -> None:
 
 
 def test_the_heartbeat_run_by_a_worker_shows_workers_alive(
-    worker: Any, settings: Any
+    worker: Any, settings: Any, monkeypatch: Any
 ) -> None:
     settings.OPENCLAW_GATEWAY_URL = ""
     from operations.tasks import ops_heartbeat
+
+    # Long after the start: no run yet is a fault, not a start.
+    monkeypatch.setattr(status, "process_started_at", lambda: time.time() - 600)
 
     before = client_for("lead").get(
         "/system/", headers={"HX-Request": "true", "HX-Target": "system-health"}
@@ -111,3 +117,104 @@ def test_the_last_webhook_and_the_metrics_are_shown(settings: Any) -> None:
 def test_agents_may_not_see_the_system_page() -> None:
     assert client_for("agent").get("/system/").status_code == 403
     assert Client().get("/system/").status_code == 302  # log in first
+
+
+def _health(client: Client) -> str:
+    return client.get(
+        "/system/", headers={"HX-Request": "true", "HX-Target": "system-health"}
+    ).content.decode()
+
+
+def test_replays_are_no_traffic_and_ops_commands_are_named(settings: Any) -> None:
+    settings.OPENCLAW_GATEWAY_URL = ""
+    settings.OPS_COMMAND_SENDERS = ["telegram:777001"]
+    post_webhook(message_event(text="hi"))
+    post_webhook(message_event(text="x"), signature="bad")
+    original = WebhookDelivery.objects.get(outcome="stored")
+    lead = create_user(role="lead")
+    client = Client()
+    client.force_login(lead)
+    for _ in range(3):
+        client.post("/system/deliveries/replay/", {"delivery": [original.pk]})
+    assert WebhookDelivery.objects.filter(replay_of=original).count() == 3
+    health = _health(client)
+    # The lead's replays are the newest rows: neither "last" nor counted.
+    assert "2, 1 rejected (50%)" in health
+    assert "Duplicate" not in health.split('id="last-webhook"', 1)[1][:300]
+    assert "Webhooks in the last hour: 2, rejected 1 (50%)" in status.summary()
+
+    post_webhook(
+        message_event(
+            session_id="agent:main:telegram:direct:777001",
+            senderId="777001",
+            text="/help",
+        )
+    )
+    health = _health(client)
+    last = health.split('id="last-webhook"', 1)[1].split("</dd>", 1)[0]
+    assert "ops command" in last and "Ignored" not in last
+    assert "3, 1 rejected (33%), 1 ops command" in health
+    assert "ops commands 1" in status.summary()
+
+
+def test_status_right_after_the_start_says_starting(monkeypatch: Any) -> None:
+    monkeypatch.setattr(status, "process_started_at", lambda: time.time() - 30)
+    assert (
+        "Workers: starting: no scheduled job has run yet"
+        " (the scheduler runs every minute)" in status.summary()
+    )
+    html = _health(client_for("lead"))
+    assert 'data-state="starting"' in html
+    # Later, with still nothing run: a fault.
+    monkeypatch.setattr(status, "process_started_at", lambda: time.time() - 600)
+    summary = status.summary()
+    assert "Workers: no scheduled job ran lately (last scheduled run never)" in summary
+    assert 'data-state="quiet"' in _health(client_for("lead"))
+    # A run long ago, even just after a restart: not "starting" either.
+    monkeypatch.setattr(status, "process_started_at", lambda: time.time() - 30)
+    JobRun.objects.create(
+        name="ops_heartbeat",
+        last_finished_at=timezone.now() - timedelta(minutes=30),
+    )
+    assert "no scheduled job ran lately (last scheduled run 30 min ago)" in (
+        status.summary()
+    )
+
+
+def test_the_scheduler_table_names_jobs_and_schedules_for_people() -> None:
+    html = _health(client_for("lead"))
+    row = html.split('id="job-ops_heartbeat"', 1)[1].split("</tr>", 1)[0]
+    assert "Heartbeat and expiry of unconfirmed ops commands" in row
+    assert "every minute" in row and "ops_heartbeat</code>" in row
+    prune = html.split('id="job-prune_webhook_deliveries"', 1)[1].split("</tr>")[0]
+    assert "daily at 03:17" in prune
+    rollup = html.split('id="job-roll_up_recent_days"', 1)[1].split("</tr>")[0]
+    assert "every 5 minutes" in rollup
+
+
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [
+        ("* * * * *", "every minute"),
+        ("*/5 * * * *", "every 5 minutes"),
+        ("*/1 * * * *", "every 1 minute"),
+        ("17 3 * * *", "daily at 03:17"),
+        ("0 * * * *", "hourly at :00"),
+        ("0 9 * * mon", ""),  # the page shows the cron line itself
+        ("0 9,17 * * *", ""),
+        ("garbage", ""),
+    ],
+)
+def test_common_cron_forms_in_words(cron: str, words: str) -> None:
+    assert status.describe_schedule(cron) == words
+
+
+def test_a_job_without_a_label_reads_its_docstring() -> None:
+    import dramatiq
+
+    @dramatiq.actor(actor_name="ops_test_unlabelled_job")
+    def unlabelled() -> None:
+        """Tidy the test's things. Then more words nobody needs here."""
+
+    assert status.job_label("ops_test_unlabelled_job") == "Tidy the test's things"
+    assert status.job_label("no_such_actor") == ""
