@@ -87,3 +87,18 @@ def test_a_change_is_seen_through_the_real_browser_tool(
 
     result = gateway_module.client().read_page(page.url, selector="#price")
     assert result == {"text": "₩1,190,000", "url": page.url, "truncated": False}
+
+
+def test_a_site_that_refuses_is_a_failure_with_its_reason(
+    real_browser: Any, allow_loopback: Any, page: Any
+) -> None:
+    # Chromium shows its network error page; the tool reads it as page text.
+    page.stop()
+    monitor = create_monitor(url=page.url)
+    checks.check(monitor)
+    monitor.refresh_from_db()
+    assert monitor.failures == 1
+    assert monitor.last_error == (
+        "the page did not load: 127.0.0.1 refused to connect. (ERR_CONNECTION_REFUSED)"
+    )
+    assert not Snapshot.objects.filter(error="").exists()
