@@ -61,6 +61,8 @@ class MonitorForm(forms.ModelForm):
         interval = self.fields["interval_minutes"]
         interval.help_text = _("At least %(minutes)d minutes.") % {"minutes": minimum}
         interval.widget.attrs["min"] = minimum
+        # Threshold and direction show only while this is ticked (edit.html).
+        self.fields["is_price"].widget.attrs["aria-controls"] = "price-fields"
         # Checked as the lead leaves the field (the SSRF refusal shows inline).
         validate = reverse("monitors:monitor-validate")
         for name in ("url", "selector", "interval_minutes"):

@@ -50,6 +50,11 @@ def monitor(lena: Any) -> Any:
     )
     monitor.record_text("₩1,250,000 " + "x" * 150)
     monitor.record_text("₩1,190,000 " + "https://example.com/" + "y" * 150)
+    # Failing now: the reason, the failures in a row and the backoff show too.
+    monitor.record_failure(
+        "the page did not load: shop.example.com refused to connect. "
+        "(ERR_CONNECTION_REFUSED)"
+    )
     return monitor
 
 
