@@ -140,7 +140,12 @@ def test_an_admin_filters_the_commands_audit_with_the_keyboard(
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("/hello")
     rows.first.get_by_text("3 characters").click()  # the output, escaped
-    expect(rows.first.locator("pre")).to_have_text("ok\n")
+    expect(rows.first.locator("td[data-label=Output] pre")).to_have_text("ok\n")
+    # And what the sender was answered, one click away.
+    reply = rows.first.locator("details.ops-reply")
+    expect(reply.locator("pre")).to_be_hidden()
+    reply.get_by_text("the reply").click()
+    expect(reply.locator("pre")).to_have_text("/hello exited 0:\nok\n")
 
     page.set_viewport_size(PHONE)
     for path in ("/system/", "/system/commands/"):
