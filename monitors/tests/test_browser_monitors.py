@@ -105,8 +105,10 @@ def test_a_lead_creates_a_monitor_checks_it_and_sees_the_change(
     expect(diff.locator("img")).to_have_count(0)
     expect(browser.locator("#history li")).to_have_count(2)
     # The lead has ONE notification for the check that crossed the threshold
-    # and changed the page: live in the inbox, on this page's next load.
+    # and changed the page: live in the inbox and on this page (the nav's
+    # socket), and still there on its next load.
     expect(inbox.page.locator("#bell-count")).to_have_text("1")
+    expect(browser.locator("#bell-count")).to_have_text("1")
     browser.reload()
     expect(browser.locator("#bell-count")).to_have_text("1")
     browser.locator("#bell summary").click()
