@@ -68,7 +68,7 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
     started = time.perf_counter()
     with transaction.atomic():
         if (taken := _taken_by_another_app(event, delivery)) is not None:
-            if delivery is not None:
+            if delivery is not None and not event.is_replay:
                 seconds = time.perf_counter() - started
                 metrics.record_delivery(taken.status, event.platform, None, seconds)
             return taken
@@ -169,9 +169,9 @@ def store(event: Event, delivery: WebhookDelivery | None = None) -> Outcome:
             if message.kind in (Message.Kind.TEXT, Message.Kind.MEDIA):
                 outbox.enqueue("process_inbound_message", message.pk)
     seconds = time.perf_counter() - started
-    if delivery is not None:
+    if delivery is not None and not event.is_replay:
         metrics.record_delivery(outcome, event.platform, message, seconds)
-    else:
+    else:  # the connector's feed, or a lead's replay: no webhook came in
         metrics.record_stored(event.platform, message, seconds)
     return Outcome(outcome, conversation, message, gap=gap)
 

@@ -13,6 +13,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from core.testing import create_user, encode, message_event, post_webhook, session_key
 from inbox.models import Conversation, Message, WebhookDelivery
@@ -313,13 +314,25 @@ def test_a_body_that_is_not_json_is_shown_as_text(as_lead: Client) -> None:
 # --- replay ------------------------------------------------------------------------
 
 
+def _deliveries_counted() -> float:
+    return sum(
+        REGISTRY.get_sample_value(
+            "openclaw_webhook_deliveries_total", {"outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("stored", "duplicate", "ignored", "rejected")
+    )
+
+
 def test_replaying_a_stored_delivery_finds_it_stored(
     lead: Any, as_lead: Client
 ) -> None:
     original = stored(message_id="once")
     assert original.outcome == "stored"
     assert Message.objects.count() == 1
+    counted = _deliveries_counted()
     response = replay(as_lead, original)
+    assert _deliveries_counted() == counted  # no webhook came in
     assert response.status_code == 200
     attempt = WebhookDelivery.objects.get(replay_of=original)
     assert attempt.outcome == "duplicate"
