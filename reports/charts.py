@@ -12,8 +12,10 @@ from html import escape
 
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 26
+# A small drawing scaled to its box (300–520 px wide): labels drawn at 13
+# units stay at least 11 px on a phone and under 17 px on a wide screen.
+WIDTH, HEIGHT = 400, 200
+LEFT, RIGHT, TOP, BOTTOM = 36, 6, 10, 24
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Chart:
     description: str
     width: int = WIDTH
     height: int = HEIGHT
+    left: int = LEFT
     bars: list[Bar] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     gridlines: list[float] = field(default_factory=list)
@@ -112,11 +115,11 @@ def stacked(
                 )
             )
     # Category names under the axis: all if few, else the first, middle, last.
-    picks = range(n) if n <= 8 else sorted({0, n // 2, n - 1})
+    picks = range(n) if n <= 7 else sorted({0, n // 2, n - 1})
     for i in picks:
         if i < len(categories):
             chart.labels.append(
-                Label(LEFT + (i + 0.5) * slot, HEIGHT - 8, categories[i])
+                Label(LEFT + (i + 0.5) * slot, HEIGHT - 7, categories[i])
             )
     chart.legend = [(css, name) for css, name, values in series if any(values)]
     return chart

@@ -1,22 +1,30 @@
 """The morning digest: what a day looked like, per platform, in a few lines.
 
-``build(day)`` writes it from the rollup (recomputing the day first, so it is
-current); ``build(today, so_far=True)`` is today until now (the ``/digest``
-chat command). Other apps add sections through ``collect_sections``: a
-receiver gets ``day=`` (a local date) and returns ``(title, [lines])`` or
-``None``. The text is always masked (``core.masking.mask``): it leaves the
-product for a chat group and mailboxes.
+``build(day)`` counts the day from the inbox's rows (``rollup.compute_day``)
+and stores that count as the day's rollup; for today it is "so far, at
+HH:MM" (the ``/digest`` chat command, a manual send of today). The page's
+preview is the same computation without the store (``store=False``), so a
+preview and a send a moment later differ only by what happened between.
+Other apps add sections through ``collect_sections``: a receiver gets
+``day=`` (a local date) and returns ``(title, [lines])`` or ``None``. The
+text is always masked (``core.masking.mask``): it leaves the product for a
+chat group and mailboxes.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
+from django.db.models import Min
 from django.dispatch import Signal
+from django.utils import timezone
 
 from core.masking import mask
+from inbox.models import Conversation
 from reports import rollup, summary
 from reports.models import DailyStat, RollupDay
 
@@ -29,6 +37,9 @@ collect_sections = Signal()
 # of the seven days before it: both by this factor and by this many.
 SPIKE_FACTOR = 1.5
 SPIKE_MIN_EXTRA = 10
+# No spike is claimed with fewer days of history than this before the day
+# (a fresh install has nothing to compare with).
+SPIKE_MIN_DAYS = 3
 # Reasons listed per platform.
 TOP_REASONS = 3
 
@@ -38,6 +49,8 @@ class DigestText:
     day: date
     so_far: bool
     title: str
+    # When it was counted (the freshness a preview shows).
+    as_of: datetime = field(default_factory=timezone.now)
     sections: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
@@ -67,7 +80,8 @@ def duration(seconds: float | None) -> str:
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m"
+        m, rest = divmod(s, 60)
+        return f"{m}m {rest}s" if rest and m < 10 else f"{m}m"
     if s < 86400:
         h, m = divmod(s // 60, 60)
         return f"{h}h {m}m" if m else f"{h}h"
@@ -75,9 +89,18 @@ def duration(seconds: float | None) -> str:
     return f"{d}d {h}h" if h else f"{d}d"
 
 
+def first_day() -> date | None:
+    """The local day of the first conversation (before it there is no data)."""
+    began = Conversation.objects.aggregate(first=Min("created_at"))["first"]
+    if began is None:
+        return None
+    return began.astimezone(ZoneInfo(settings.TIME_ZONE)).date()
+
+
 def spike(value: int, history: list[int]) -> float | None:
-    """The 7-day average when ``value`` is notably above it, else None."""
-    if not history:
+    """The average of ``history`` (the days before, with data) when ``value``
+    is notably above it, else None; None with under SPIKE_MIN_DAYS days."""
+    if len(history) < SPIKE_MIN_DAYS:
         return None
     average = sum(history) / len(history)
     if value >= average * SPIKE_FACTOR and value - average >= SPIKE_MIN_EXTRA:
@@ -85,34 +108,39 @@ def spike(value: int, history: list[int]) -> float | None:
     return None
 
 
-def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
-    """The digest of local ``day``; recomputes that day's rollup first (and,
-    when missing, the seven days before it that the spikes compare with).
+def build(day: date, *, so_far: bool | None = None, store: bool = True) -> DigestText:
+    """The digest of local ``day``, counted now from the inbox's rows.
 
-    ``so_far``: the day is not over (today): counted live, titled so.
-    ``fresh=False``: read the rollup as it stands, compute nothing (a page's
-    preview; the rollup is at most minutes old).
+    ``so_far``: the day is not over (default: whether ``day`` is today):
+    titled "so far, at HH:MM", unresolved "now", no spike claims.
+    ``store``: also store a past day's count as its rollup and fill in the
+    seven days before it that the spikes compare with, when missing (a send;
+    a page's preview passes False and writes nothing).
     """
+    now = timezone.now()
+    if so_far is None:
+        so_far = day >= rollup.local_today()
     week = [day - timedelta(days=i) for i in range(7, 0, -1)]
-    if fresh:
+    counted_day = rollup.compute_day(day, now=now)
+    if store:
         if not so_far:
-            rollup.store_day(day)
+            rollup.store_day(day, computed=counted_day)
         have = set(RollupDay.objects.filter(day__in=week).values_list("day", flat=True))
         for missing in week:
             if missing not in have:
                 rollup.store_day(missing)
+    report = _report_from(counted_day)
     before = summary.build(week[0], week[-1])
-    if so_far and fresh:
-        report = _report_from(rollup.compute_day(day))
-    else:
-        report = summary.build(day, day)
+    began = first_day()
+    before.days = [d for d in before.days if began is not None and d >= began]
 
+    clock = now.astimezone(ZoneInfo(settings.TIME_ZONE))
     title = (
-        f"OpenClaw Inbox: {day.isoformat()} so far"
+        f"OpenClaw Inbox: {day.isoformat()} so far, at {clock:%H:%M}"
         if so_far
         else f"OpenClaw Inbox: daily digest for {day.isoformat()}"
     )
-    digest = DigestText(day=day, so_far=so_far, title=title)
+    digest = DigestText(day=day, so_far=so_far, title=title, as_of=now)
     total = report.total
     digest.sections.append(
         (
@@ -122,8 +150,8 @@ def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
                 f"{counted(total.messages_in, 'message')} in, {total.messages_out} out",
                 f"{counted(total.escalations, 'escalation')}, "
                 f"{total.sla_breaches} past the SLA; "
-                f"{total.unresolved_at_close} unresolved at "
-                + ("this hour" if so_far else "close of day"),
+                f"{total.unresolved_at_close} unresolved "
+                + ("now" if so_far else "at close of day"),
                 f"first response median {duration(total.first_response_median)}, "
                 f"p90 {duration(total.first_response_p90)}; resolution median "
                 f"{duration(total.resolution_median)}",
@@ -137,7 +165,7 @@ def build(day: date, *, so_far: bool = False, fresh: bool = True) -> DigestText:
             f"{counted(stats.conversations_opened, 'new conversation')}",
             f"{counted(stats.escalations, 'escalation')} "
             f"({stats.sla_breaches} past the SLA), "
-            f"{stats.unresolved_at_close} unresolved",
+            f"{stats.unresolved_at_close} unresolved" + (" now" if so_far else ""),
             f"first response median {duration(stats.first_response_median)}, "
             f"p90 {duration(stats.first_response_p90)}",
         ]
@@ -172,7 +200,8 @@ def _spikes(platform: str, stats: summary.Totals, before: summary.Report) -> lis
         average = spike(value, history)
         if average is not None:
             notes.append(
-                f"spike: {value} {words} vs {average:.1f} a day over the last 7 days"
+                f"spike: {value} {words} vs {average:.1f} a day over the last "
+                f"{len(history)} days"
             )
     return notes
 
@@ -187,6 +216,8 @@ def _report_from(counted: rollup.Day) -> summary.Report:
             escalation_reasons=dict(s.escalation_reasons),
             **{name: getattr(s, name) for name in summary.COUNTS},
             **{name: getattr(s, name) for name in summary.HISTOGRAMS},
+            # A live count has every duration: its percentiles are exact.
+            exact={name: sorted(s.samples[name]) for name in summary.HISTOGRAMS},
         )
         for platform, s in counted.platforms.items()
     ]

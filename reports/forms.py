@@ -35,19 +35,24 @@ class RangeForm(forms.Form):
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}
+        first, last = data.get("start"), data.get("end")
         choice = data.get("range") or "7d"
+        # Dates win: a date typed in means "Custom", whatever the list said.
+        if first or last or "start" in self.errors or "end" in self.errors:
+            choice = "custom"
         data["range"] = choice
-        if choice == "custom":
-            first, last = data.get("start"), data.get("end")
-            if not first or not last:
-                raise forms.ValidationError(_("Pick both dates."))
-            assert isinstance(first, date) and isinstance(last, date)
-            if last < first:
-                raise forms.ValidationError(_("The end is before the start."))
-            if (last - first).days + 1 > MAX_DAYS:
-                raise forms.ValidationError(
-                    _("At most %(days)s days at a time.") % {"days": MAX_DAYS}
-                )
+        if choice == "custom" and not self.errors:
+            if not first:
+                self.add_error("start", _("Pick the first day."))
+            if not last:
+                self.add_error("end", _("Pick the last day."))
+            if first and last:
+                assert isinstance(first, date) and isinstance(last, date)
+                if last < first:
+                    self.add_error("end", _("The end is before the start."))
+                elif (last - first).days + 1 > MAX_DAYS:
+                    too_long = _("At most %(days)s days at a time.")
+                    self.add_error("end", too_long % {"days": MAX_DAYS})
         return data
 
     @property

@@ -18,14 +18,23 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-# Upper edges (seconds) of the time histograms' buckets; the last bucket is
-# open. Roughly 1.5x apart, so a percentile read from them is within half a
-# bucket of the true value. Changing them needs a recompute of every day.
-BUCKET_EDGES: tuple[int, ...] = (
-    5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200,
-    1800, 2700, 3600, 5400, 7200, 10800, 14400, 21600, 28800, 43200, 86400,
-    172800, 345600, 604800,
-)  # fmt: skip
+
+def _edges() -> tuple[int, ...]:
+    """Upper edges (seconds) of the time histograms' buckets; the last bucket
+    is open. One second apart up to 10 s, then at most 10 % apart (log-spaced)
+    up to a week: a percentile read from them, interpolated inside its bucket,
+    is within 10 % of the true value. Changing them needs a recompute of every
+    day (``manage.py rollup_reports`` or the page's Recompute button)."""
+    edges = list(range(1, 11))
+    while edges[-1] < 604800:
+        edges.append(max(edges[-1] + 1, int(edges[-1] * 1.1)))
+    return tuple(edges)
+
+
+BUCKET_EDGES: tuple[int, ...] = _edges()
+# Up to this many durations a day and platform (or agent) are also kept
+# exactly: a range whose rows all have theirs reads exact percentiles.
+EXACT_SAMPLES = 200
 BUCKETS = len(BUCKET_EDGES) + 1
 
 
@@ -58,6 +67,9 @@ class DailyStat(models.Model):
     # with at least one agent reply.
     answered_bot = models.PositiveIntegerField(default=0)
     answered_human = models.PositiveIntegerField(default=0)
+    # Escalated or with a human (before the day's end), and no agent reply
+    # that day: neither bot alone nor answered by a human.
+    waiting_human = models.PositiveIntegerField(default=0)
     escalations = models.PositiveIntegerField(default=0)
     sla_breaches = models.PositiveIntegerField(default=0)
     resolved = models.PositiveIntegerField(default=0)
@@ -69,6 +81,9 @@ class DailyStat(models.Model):
     first_response = models.JSONField(default=empty_buckets)
     resolution = models.JSONField(default=empty_buckets)
     queue_wait = models.JSONField(default=empty_buckets)
+    # {histogram name: [seconds, ...]} when the day had at most EXACT_SAMPLES
+    # of it; a name missing means "too many: only the histogram".
+    exact = models.JSONField(default=dict, blank=True)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -93,6 +108,8 @@ class AgentDailyStat(models.Model):
     replies = models.PositiveIntegerField(default=0)
     conversations = models.PositiveIntegerField(default=0)
     first_response = models.JSONField(default=empty_buckets)
+    # As DailyStat.exact: {"first_response": [seconds, ...]} when few.
+    exact = models.JSONField(default=dict, blank=True)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

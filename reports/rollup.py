@@ -9,6 +9,7 @@ The definitions of each number are in README ("Reports").
 from __future__ import annotations
 
 import bisect
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from automations.models import TriggerRun
 from inbox.models import Activity, Conversation, Message
 from reports.models import (
     BUCKET_EDGES,
+    EXACT_SAMPLES,
     AgentDailyStat,
     DailyStat,
     RollupDay,
@@ -46,7 +48,33 @@ UNRESOLVED = (
 # An agent's reply is counted against escalations up to this long before it.
 LOOKBACK = timedelta(days=7)
 CHUNK = 500
-NO_REASON = "(no reason given)"
+NO_REASON = "no reason given"
+# How an automation words its escalation (automations.actions._escalate):
+# the trigger's name, then the pattern that matched (never shown).
+TRIGGER_REASON = re.compile(r"trigger [“\"](?P<name>.+?)[”\"]:", re.DOTALL)
+# Escalations the inbox words itself, by kind (the label a report shows).
+REASON_KINDS = {
+    "the gateway asked for a human": "the gateway asked for a human",
+    "snooze ended": "a snooze ended",
+    "customer replied": "the customer replied to a snoozed conversation",
+    "": NO_REASON,
+}
+
+
+def reason_label(reason: object) -> str:
+    """An escalation's reason as a lead groups it: an automation's by its
+    trigger's name (never the pattern), an agent's as "escalated by an
+    agent", the inbox's own by kind; other text (the bot's) as it came,
+    cut short. English: the digest leaves the product; the page translates
+    (``reports.views.reason_words``)."""
+    text = str(reason or "").strip()
+    if found := TRIGGER_REASON.match(text):
+        return f"trigger “{found.group('name').strip()[:80]}”"
+    if text.startswith("escalated by "):
+        return "escalated by an agent"
+    if text in REASON_KINDS:
+        return REASON_KINDS[text]
+    return text[:80]
 
 
 def bucket_of(seconds: float) -> int:
@@ -83,6 +111,7 @@ class PlatformDay:
     messages_out: int = 0
     answered_bot: int = 0
     answered_human: int = 0
+    waiting_human: int = 0
     escalations: int = 0
     sla_breaches: int = 0
     resolved: int = 0
@@ -91,13 +120,31 @@ class PlatformDay:
     first_response: list[int] = field(default_factory=empty_buckets)
     resolution: list[int] = field(default_factory=empty_buckets)
     queue_wait: list[int] = field(default_factory=empty_buckets)
+    samples: defaultdict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def record(self, name: str, seconds: float) -> None:
+        """One duration into histogram ``name`` (and its exact list)."""
+        getattr(self, name)[bucket_of(seconds)] += 1
+        self.samples[name].append(round(max(0.0, seconds), 1))
+
+    def exact(self, names: tuple[str, ...]) -> dict[str, list[float]]:
+        """The exact durations of each of ``names`` that had few enough."""
+        return {
+            name: sorted(self.samples[name])
+            for name in names
+            if len(self.samples[name]) <= EXACT_SAMPLES
+        }
+
+
+HISTOGRAMS = ("first_response", "resolution", "queue_wait")
 
 
 @dataclass
-class AgentDay:
+class AgentDay(PlatformDay):
     replies: int = 0
     conversations: int = 0
-    first_response: list[int] = field(default_factory=empty_buckets)
 
 
 @dataclass
@@ -164,6 +211,7 @@ def compute_day(day: date, *, now: datetime | None = None) -> Day:
     # wrote one. The conversations answered, and those to look at for the
     # first response.
     answered: dict[int, str] = {}
+    by_agent: set[int] = set()
     for row in (
         _replies()
         .filter(window)
@@ -178,9 +226,9 @@ def compute_day(day: date, *, now: datetime | None = None) -> Day:
         stats.messages_out += row["n"]
         if row["agent"]:
             stats.answered_human += 1
-        else:
-            stats.answered_bot += 1
+            by_agent.add(row["conversation_id"])
         answered[row["conversation_id"]] = row["conversation__platform"]
+    _bot_alone({c: p for c, p in answered.items() if c not in by_agent}, end, platforms)
 
     _first_responses(answered, start, end, platforms)
     # The day's status changes, read once (the activity table is the largest
@@ -218,6 +266,37 @@ def compute_day(day: date, *, now: datetime | None = None) -> Day:
     return result
 
 
+def _bot_alone(
+    unanswered_by_agent: dict[int, str],
+    end: datetime,
+    platforms: defaultdict[str, PlatformDay],
+) -> None:
+    """Of the conversations answered that day without an agent reply: those
+    never escalated nor with a human, and without any agent reply before the
+    day's end, are "bot alone"; the others were waiting for a human."""
+    for ids in _chunks(unanswered_by_agent):
+        humans = set(
+            Activity.objects.filter(
+                kind=STATUS,
+                conversation_id__in=ids,
+                data__to__in=UNRESOLVED,
+                created_at__lt=end,
+            ).values_list("conversation_id", flat=True)
+        ) | set(
+            _replies()
+            .filter(
+                author=Message.Author.AGENT, conversation_id__in=ids, created_at__lt=end
+            )
+            .values_list("conversation_id", flat=True)
+        )
+        for cid in ids:
+            stats = platforms[unanswered_by_agent[cid]]
+            if cid in humans:
+                stats.waiting_human += 1
+            else:
+                stats.answered_bot += 1
+
+
 def _first_responses(
     answered: dict[int, str],
     start: datetime,
@@ -251,7 +330,7 @@ def _first_responses(
             if asked is None or asked > first_reply[cid]:
                 continue  # we wrote first: nothing was waiting for an answer
             seconds = (first_reply[cid] - asked).total_seconds()
-            platforms[answered[cid]].first_response[bucket_of(seconds)] += 1
+            platforms[answered[cid]].record("first_response", seconds)
 
 
 def _escalations(
@@ -279,11 +358,11 @@ def _escalations(
     for e in escalations:
         stats = platforms[e.platform]
         stats.escalations += 1
-        stats.escalation_reasons[str(e.reason or NO_REASON)[:120]] += 1
+        stats.escalation_reasons[reason_label(e.reason)] += 1
         ended = next((t for pk, t in later[e.conversation] if pk > e.pk), None)
         waited = ((ended or now) - e.at).total_seconds()
         if ended is not None:
-            stats.queue_wait[bucket_of(waited)] += 1
+            stats.record("queue_wait", waited)
         if waited > red:
             stats.sla_breaches += 1
 
@@ -314,7 +393,7 @@ def _resolutions(
         cid = r.conversation
         began = max([opened[cid], *(t for t in reopened[cid] if t < r.at)])
         platforms[r.platform].resolved += 1
-        platforms[r.platform].resolution[bucket_of((r.at - began).total_seconds())] += 1
+        platforms[r.platform].record("resolution", (r.at - began).total_seconds())
 
 
 def _unresolved(
@@ -397,7 +476,7 @@ def _agents(
                 elif waiting is not None:
                     if at >= start and agent is not None:
                         seconds = (at - waiting).total_seconds()
-                        agents[agent].first_response[bucket_of(seconds)] += 1
+                        agents[agent].record("first_response", seconds)
                     waiting = None
 
 
@@ -421,14 +500,43 @@ def missing_days(first: date, last: date) -> list[date]:
     ]
 
 
-def store_day(day: date, *, now: datetime | None = None) -> RollupDay:
+def unrolled_days_with_data(first: date, last: date) -> list[date]:
+    """Days in ``first``..``last`` (up to today) that have messages but were
+    never rolled up, newest first. Days before the first conversation, days
+    without a message and days to come are not "missing"."""
+    candidates = missing_days(first, min(last, local_today()))
+    if not candidates:
+        return []
+    zone = ZoneInfo(settings.TIME_ZONE)
+    start, _ = day_window(min(candidates))
+    _, end = day_window(max(candidates))
+    wanted = set(candidates)
+    found: set[date] = set()
+    # One pass over the window; the days with data are few and rare (the
+    # scheduler backfills), so this runs seldom.
+    for at in (
+        Message.objects.filter(created_at__gte=start, created_at__lt=end)
+        .values_list("created_at", flat=True)
+        .iterator(chunk_size=2000)
+    ):
+        day = at.astimezone(zone).date()
+        if day in wanted:
+            found.add(day)
+            if found == wanted:
+                break
+    return sorted(found, reverse=True)
+
+
+def store_day(
+    day: date, *, now: datetime | None = None, computed: Day | None = None
+) -> RollupDay:
     """Compute ``day`` and replace its rollup rows; idempotent.
 
     Locks the day's ``RollupDay`` row for the replacement, so two runs of the
     same day write one after the other and the later one's rows stand.
     """
     began = time.perf_counter()
-    computed = compute_day(day, now=now)
+    computed = computed or compute_day(day, now=now)
     stamp = timezone.now()
     try:
         RollupDay.objects.get_or_create(day=day)
@@ -448,6 +556,7 @@ def store_day(day: date, *, now: datetime | None = None) -> RollupDay:
                 messages_out=s.messages_out,
                 answered_bot=s.answered_bot,
                 answered_human=s.answered_human,
+                waiting_human=s.waiting_human,
                 escalations=s.escalations,
                 sla_breaches=s.sla_breaches,
                 resolved=s.resolved,
@@ -456,6 +565,7 @@ def store_day(day: date, *, now: datetime | None = None) -> RollupDay:
                 first_response=s.first_response,
                 resolution=s.resolution,
                 queue_wait=s.queue_wait,
+                exact=s.exact(HISTOGRAMS),
                 computed_at=stamp,
             )
             for platform, s in computed.platforms.items()
@@ -467,6 +577,7 @@ def store_day(day: date, *, now: datetime | None = None) -> RollupDay:
                 replies=a.replies,
                 conversations=a.conversations,
                 first_response=a.first_response,
+                exact=a.exact(("first_response",)),
                 computed_at=stamp,
             )
             for agent, a in computed.agents.items()

@@ -1,10 +1,13 @@
 """A range of days read from the rollup: the table, the charts' numbers, the
 CSV. Nothing here reads the inbox's tables.
 
-Medians and p90s over a range come from the summed histograms (percentiles
-cannot be added up): the rank is found in the cumulative counts and placed
-linearly inside its bucket, so a figure is within its bucket's width of the
-exact one (buckets are about 1.5x wide; README, "Reports").
+Medians and p90s over a range are exact when every row of the group kept its
+durations (a day and platform with at most ``EXACT_SAMPLES`` of them): they
+are read from the sorted values, interpolated between the two nearest ranks.
+Otherwise they come from the summed histograms (percentiles cannot be added
+up): the rank is found in the cumulative counts and placed linearly inside its
+bucket, so a figure is within 10 % of the exact one, and is shown with "≈"
+(docs/reports.md, "What is exact").
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from automations.models import Trigger
 from inbox.models import Platform
+from reports import rollup
 from reports.models import (
     BUCKET_EDGES,
     AgentDailyStat,
@@ -34,6 +39,7 @@ COUNTS = (
     "messages_out",
     "answered_bot",
     "answered_human",
+    "waiting_human",
     "escalations",
     "sla_breaches",
     "resolved",
@@ -62,6 +68,29 @@ def percentile(buckets: list[int], q: float) -> float | None:
     return float(BUCKET_EDGES[-1])
 
 
+def exact_percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (sorted), linear between the two
+    nearest ranks (as a spreadsheet's PERCENTILE): one value is its own
+    median and p90."""
+    if not values:
+        return None
+    position = q * (len(values) - 1)
+    below = int(position)
+    above = min(below + 1, len(values) - 1)
+    return values[below] + (values[above] - values[below]) * (position - below)
+
+
+def add_exact(
+    into: list[float] | None, row_exact: dict[str, list[float]], name: str
+) -> list[float] | None:
+    """``into`` with one row's exact durations of ``name``; ``None`` (only the
+    histogram) once a row has none kept."""
+    if into is None or name not in (row_exact or {}):
+        return None
+    into.extend(row_exact[name])
+    return into
+
+
 def add(into: list[int], more: list[int]) -> list[int]:
     """``more`` added into ``into`` (in place; returned). A row from other
     bucket edges is left out: recompute its day."""
@@ -81,6 +110,10 @@ class Totals:
     first_response: list[int] = field(default_factory=empty_buckets)
     resolution: list[int] = field(default_factory=empty_buckets)
     queue_wait: list[int] = field(default_factory=empty_buckets)
+    # Every duration of each histogram, when all rows kept theirs, else None.
+    exact: dict[str, list[float] | None] = field(
+        default_factory=lambda: {name: [] for name in HISTOGRAMS}
+    )
 
     def add(self, row: DailyStat) -> None:
         for name in COUNTS:
@@ -88,6 +121,7 @@ class Totals:
         self.reasons.update(row.escalation_reasons or {})
         for name in HISTOGRAMS:
             add(getattr(self, name), getattr(row, name))
+            self.exact[name] = add_exact(self.exact[name], row.exact, name)
 
     @classmethod
     def of(cls, row: DailyStat) -> Totals:
@@ -98,6 +132,7 @@ class Totals:
             first_response=row.first_response,
             resolution=row.resolution,
             queue_wait=row.queue_wait,
+            exact={name: (row.exact or {}).get(name) for name in HISTOGRAMS},
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -107,7 +142,11 @@ class Totals:
 
     @property
     def answered(self) -> int:
-        return self.counts["answered_bot"] + self.counts["answered_human"]
+        return (
+            self.counts["answered_bot"]
+            + self.counts["answered_human"]
+            + self.counts["waiting_human"]
+        )
 
     @property
     def bot_share(self) -> float | None:
@@ -118,7 +157,14 @@ class Totals:
         return self.counts["answered_human"] / self.answered if self.answered else None
 
     def p(self, name: str, q: float) -> float | None:
+        values = self.exact.get(name)
+        if values is not None:
+            return exact_percentile(sorted(values), q)
         return percentile(getattr(self, name), q)
+
+    def is_exact(self, name: str) -> bool:
+        """Whether ``p(name, …)`` is exact (else read from the histogram)."""
+        return self.exact.get(name) is not None
 
     @property
     def first_response_median(self) -> float | None:
@@ -151,9 +197,12 @@ class AgentLine:
     replies: int = 0
     conversations: int = 0
     first_response: list[int] = field(default_factory=empty_buckets)
+    exact: list[float] | None = field(default_factory=list)
 
     @property
     def first_response_median(self) -> float | None:
+        if self.exact is not None:
+            return exact_percentile(sorted(self.exact), 0.5)
         return percentile(self.first_response, 0.5)
 
 
@@ -171,10 +220,17 @@ class Report:
     triggers: list[tuple[str, int]]
     computed: dict[date, datetime]
 
-    @property
+    @cached_property
     def missing_days(self) -> list[date]:
-        """Days of the range the rollup has not computed yet."""
-        return [d for d in self.days if d not in self.computed]
+        """Days of the range (up to today) with messages that the rollup has
+        not computed yet; days before the first data or to come are not."""
+        return rollup.unrolled_days_with_data(self.first, self.last)
+
+    @property
+    def future_days(self) -> int:
+        """Days of the range after today ("not yet")."""
+        today = rollup.local_today()
+        return sum(1 for d in self.days if d > today)
 
     @property
     def updated_at(self) -> datetime | None:
@@ -240,6 +296,7 @@ def build(first: date, last: date) -> Report:
         line.replies += stat.replies
         line.conversations += stat.conversations
         line.first_response = add(line.first_response, stat.first_response)
+        line.exact = add_exact(line.exact, stat.exact, "first_response")
     User = get_user_model()
     names = dict(
         User.objects.filter(pk__in=agents).values_list("pk", User.USERNAME_FIELD)

@@ -57,6 +57,22 @@ def roll_up_recent_days() -> None:
         rollup.store_day(day)
 
 
+# The most days one Recompute (the reports page's button) fills in.
+RECOMPUTE_MAX_DAYS = 366
+
+
+@dramatiq.actor(max_retries=2, time_limit=30 * 60_000)
+def roll_up_days(first: str, last: str) -> None:
+    """Compute the days of ``first``..``last`` (ISO dates) that have data but
+    no rollup yet (the page's Recompute button); idempotent: a day done by a
+    run alongside is no longer missing, and redoing one replaces its rows."""
+    days = rollup.unrolled_days_with_data(
+        date.fromisoformat(first), date.fromisoformat(last)
+    )
+    for day in days[:RECOMPUTE_MAX_DAYS]:
+        rollup.store_day(day)
+
+
 @cron("* * * * *")
 @dramatiq.actor(max_retries=0, time_limit=5 * 60_000)
 def send_daily_digest() -> None:

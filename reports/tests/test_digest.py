@@ -274,6 +274,7 @@ def test_the_digest_page_previews_today_and_yesterday(digest_settings) -> None: 
 
 @pytest.mark.django_db(transaction=True)
 def test_send_now_asks_then_sends_a_manual_copy(digest_settings, worker) -> None:  # noqa: ANN001
+    seed()  # a day before the first conversation is refused
     tasks.start_digest(NINE)
     drain(worker, "default")
     assert len(mail.outbox) == 1

@@ -92,8 +92,10 @@ def test_the_page_shows_the_ranges_numbers_charts_and_freshness(seeded) -> None:
     assert "Messages per day, by platform" in html
     assert re.search(r"Updated \d+ minutes? ago|less than a minute", html)
     assert "refund" in html and "alice" in html and "Refund words" in html
-    # Answered: B on D1 and C on D2 by the bot alone, A and B (D2) with a human.
-    assert '<dd id="sum-bot-share">50 %</dd>' in html
+    # Answered: C on D2 by the bot alone, A and B (D2) with a human; B on D1
+    # got the bot's answer, then was escalated: waiting for a human.
+    assert '<dd id="sum-bot-share">25 %</dd>' in html
+    assert '<dd id="sum-waiting">1</dd>' in html
 
 
 def test_the_csv_has_the_tables_numbers(seeded) -> None:  # noqa: ANN001

@@ -1,3 +1,4 @@
+import random
 from datetime import date
 
 import pytest
@@ -5,6 +6,7 @@ from django.core.management import call_command
 
 from reports import rollup, summary
 from reports.models import (
+    BUCKET_EDGES,
     BUCKETS,
     AgentDailyStat,
     DailyStat,
@@ -54,6 +56,11 @@ def test_a_day_is_counted_in_the_teams_time_zone(seoul) -> None:  # noqa: ANN001
     ) == (1, 1, 2, 0, 1, 1, 0, 1, 0)
     assert telegram.escalation_reasons == {"refund": 1}
     assert telegram.first_response == histogram(20)
+    assert telegram.exact == {
+        "first_response": [20.0],
+        "resolution": [3600.0],
+        "queue_wait": [60.0],
+    }
     assert telegram.queue_wait == histogram(60)
     assert telegram.resolution == histogram(3600)
 
@@ -64,10 +71,11 @@ def test_a_day_is_counted_in_the_teams_time_zone(seoul) -> None:  # noqa: ANN001
         whatsapp.messages_out,  # the suppressed draft is not counted
         whatsapp.answered_bot,
         whatsapp.answered_human,
+        whatsapp.waiting_human,  # the bot answered, then it was escalated
         whatsapp.escalations,
         whatsapp.sla_breaches,
         whatsapp.unresolved_at_close,
-    ) == (1, 1, 1, 1, 0, 1, 1, 1)
+    ) == (1, 1, 1, 0, 0, 1, 1, 1, 1)
     assert whatsapp.first_response == histogram(40)
     assert whatsapp.queue_wait == histogram(600)
 
@@ -107,7 +115,7 @@ def test_recomputing_a_day_replaces_its_rows(seoul) -> None:  # noqa: ANN001
     assert AgentDailyStat.objects.count() == 1
 
 
-def test_a_range_sums_days_and_reads_percentiles_from_summed_buckets(seoul) -> None:  # noqa: ANN001
+def test_a_range_sums_days_and_reads_exact_percentiles_when_few(seoul) -> None:  # noqa: ANN001
     seed()
     call_command("rollup_reports", "--from", D1.isoformat(), "--to", D2.isoformat())
     report = summary.build(D1, D2)
@@ -118,12 +126,17 @@ def test_a_range_sums_days_and_reads_percentiles_from_summed_buckets(seoul) -> N
         5,
     )
     assert (total.escalations, total.sla_breaches) == (2, 1)
-    assert (total.answered_bot, total.answered_human) == (2, 2)
+    assert (total.answered_bot, total.answered_human, total.waiting_human) == (
+        1,
+        2,
+        1,
+    )
     assert total.reasons == {"refund": 1, "angry": 1}
-    # First responses 10, 20 and 40 s: the median lies in (15, 20], half-way
-    # through its one value's bucket; p90 in (30, 45].
-    assert total.first_response_median == pytest.approx(17.5)
-    assert total.first_response_p90 == pytest.approx(40.5)
+    # First responses 10, 20 and 40 s, each kept exactly: the median is the
+    # middle one, p90 four fifths of the way from 20 to 40.
+    assert total.is_exact("first_response")
+    assert total.first_response_median == pytest.approx(20)
+    assert total.first_response_p90 == pytest.approx(36)
     assert report.by_platform["telegram"].conversations_opened == 2
     assert [line.name for line in report.agents] == ["alice", "bob"]
     assert report.triggers == [("Refund words", 1)]
@@ -131,16 +144,28 @@ def test_a_range_sums_days_and_reads_percentiles_from_summed_buckets(seoul) -> N
 
 
 def test_percentiles_from_known_buckets() -> None:
-    four = histogram(31, 35, 40, 44)  # all in (30, 45]
-    assert percentile(four, 0.5) == pytest.approx(37.5)
-    assert percentile(four, 0.9) == pytest.approx(43.5)
+    four = histogram(34, 35, 35, 36)  # all in (33, 36]
+    assert percentile(four, 0.5) == pytest.approx(34.5)
+    assert percentile(four, 0.9) == pytest.approx(35.7)
     assert percentile([0] * BUCKETS, 0.5) is None
-    # Half below a minute, half in (300, 450]: the median is the first
-    # bucket's top, p90 four fifths into the second.
-    mixed = histogram(50, 55, 310, 320, 330)
-    assert percentile(mixed, 0.4) == pytest.approx(60)
-    assert percentile(mixed, 0.9) == pytest.approx(300 + 150 * (2.5 / 3))
-    assert percentile(histogram(10**7), 0.5) == 604800  # the open bucket
+    # Two in (1, 2], three in (605, 665]: the 40th percentile is the first
+    # bucket's top; p90 (rank 4.5) is 2.5 of the second bucket's 3 along.
+    mixed = histogram(2, 2, 615, 620, 630)
+    assert percentile(mixed, 0.4) == pytest.approx(2)
+    assert percentile(mixed, 0.9) == pytest.approx(605 + 60 * (2.5 / 3))
+    assert percentile(histogram(10**7), 0.5) == BUCKET_EDGES[-1]  # open bucket
+
+
+def test_buckets_are_at_most_ten_percent_wide_and_percentiles_within_it() -> None:
+    widths = [
+        (b - a) / a for a, b in zip(BUCKET_EDGES[9:], BUCKET_EDGES[10:], strict=False)
+    ]
+    assert max(widths) <= 0.1
+    values = sorted(random.Random(14).lognormvariate(6, 1.5) for _ in range(2000))
+    for q in (0.5, 0.9):
+        exact = summary.exact_percentile(values, q)
+        assert exact is not None
+        assert percentile(histogram(*values), q) == pytest.approx(exact, rel=0.1)
 
 
 def test_the_command_prints_its_progress(seoul, capsys) -> None:  # noqa: ANN001
