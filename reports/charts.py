@@ -118,8 +118,9 @@ def stacked(
     picks = range(n) if n <= 7 else sorted({0, n // 2, n - 1})
     for i in picks:
         if i < len(categories):
-            chart.labels.append(
-                Label(LEFT + (i + 0.5) * slot, HEIGHT - 7, categories[i])
-            )
+            x, anchor = LEFT + (i + 0.5) * slot, "middle"
+            if n > 7 and i == n - 1:  # the last one ends at the edge, not past it
+                x, anchor = WIDTH - RIGHT, "end"
+            chart.labels.append(Label(round(x, 1), HEIGHT - 7, categories[i], anchor))
     chart.legend = [(css, name) for css, name, values in series if any(values)]
     return chart

@@ -1,6 +1,7 @@
 """The reports page in Chromium: it loads with its charts and table, a range
-change swaps both in place (htmx), and the CSV downloads with the table's
-numbers."""
+change swaps both in place (htmx), custom dates wait for both and say what
+is wrong beside them, tables fit 1280 px and a phone, chart labels stay
+readable, and the CSV downloads with the table's numbers."""
 
 from __future__ import annotations
 
@@ -81,14 +82,40 @@ def test_switching_the_range_redraws_charts_and_table_and_the_csv_matches(
     expect(page.locator("svg rect.p-whatsapp")).to_have_count(0)
     expect(page.locator("svg rect.p-telegram").first).to_be_visible()
 
-    # "Custom" before its dates: the reason, in place; then the two dates.
+    # "Custom" asks nothing of the server until both dates are set: the
+    # report stays, the cursor goes to the first date.
+    page.evaluate(
+        "window.__requests = 0; document.body.addEventListener("
+        "'htmx:beforeRequest', () => window.__requests++)"
+    )
     page.select_option("#range-select", "custom")
-    expect(page.locator("#report-body [role=alert]")).to_have_text("Pick both dates.")
+    expect(page.locator("#range-from")).to_be_focused()
+    expect(totals.locator("td").first).to_have_text("1")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+    assert page.evaluate("window.__requests") == 0
+    # One date and Show: the reason beside the missing one; the report stays.
     today = rollup.local_today()
     page.fill("#range-from", (today - timedelta(days=3)).isoformat())
+    page.click("#range-form button[type=submit]")
+    expect(page.locator("#range-to-error")).to_have_text("Pick the last day.")
+    expect(page.locator("#range-to")).to_have_attribute("aria-invalid", "true")
+    expect(totals.locator("td").first).to_have_text("1")
     page.fill("#range-to", today.isoformat())
     page.click("#range-form button[type=submit]")
     expect(totals.locator("td").first).to_have_text("3")
+    expect(page.locator("#range-to-error")).to_have_count(0)
+    # Back to a fixed range: the dates are cleared and it shows at once.
+    page.select_option("#range-select", "today")
+    expect(totals.locator("td").first).to_have_text("1")
+    expect(page.locator("#range-from")).to_have_value("")
+    # Typing dates while "7 days" is chosen picks "Custom": the dates win.
+    page.select_option("#range-select", "7d")
+    expect(totals.locator("td").first).to_have_text("3")
+    page.fill("#range-from", today.isoformat())
+    expect(page.locator("#range-select")).to_have_value("custom")
+    page.fill("#range-to", today.isoformat())
+    page.click("#range-form button[type=submit]")
+    expect(totals.locator("td").first).to_have_text("1")
     page.select_option("#range-select", "today")
     expect(totals.locator("td").first).to_have_text("1")
 
@@ -100,6 +127,42 @@ def test_switching_the_range_redraws_charts_and_table_and_the_csv_matches(
     assert rows == _cells(page)
     assert rows[-1][:3] == ["All", "All", "1"]
     tab.assert_healthy()
+
+
+def test_tables_fit_a_laptop_and_chart_labels_are_readable(
+    lena: Any,
+    seeded: None,
+    open_inbox: Callable[[Any], Inbox],
+    screenshots: Path,
+) -> None:
+    tab = open_inbox(lena)
+    page = tab.page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    tab.log_in()
+    page.goto(f"{tab.server.url}/reports/?range=30d")
+    expect(page.locator("#report-table")).to_be_visible()
+    page.locator("#definitions summary").click()
+    expect(page.locator("#definitions")).to_contain_text("First response")
+    page.screenshot(path=screenshots / "reports-1280.png", full_page=True)
+    clipped = page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+             '.table-wrap, .side-tables section')).filter(
+             box => box.scrollWidth > box.clientWidth + 1).map(
+             box => box.querySelector('table').id || box.className)"""
+    )
+    assert clipped == []
+    smallest = page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('.chart svg'))
+             .map(svg => {
+               const scale = svg.getBoundingClientRect().width
+                 / svg.viewBox.baseVal.width;
+               const size = parseFloat(getComputedStyle(
+                 svg.querySelector('text')).fontSize);
+               return size * scale;
+             }))"""
+    )
+    assert smallest >= 11
+    tab.assert_healthy_but_reloaded()
 
 
 def test_the_reports_pages_fit_a_phone(
@@ -128,4 +191,23 @@ def test_the_reports_pages_fit_a_phone(
         if extra > 0:
             wide[path] = extra
     assert wide == {}, f"wider than 390 px by: {wide}"
+    # The daily table scrolls inside its box, says so, and keeps the day.
+    page.goto(f"{tab.server.url}/reports/?range=7d")
+    expect(page.locator(".scroll-hint")).to_be_visible()
+    box = page.locator(".daily-wrap")
+    assert box.evaluate("b => b.scrollWidth > b.clientWidth")
+    day = page.locator("#report-table tbody th").first
+    left = day.bounding_box()["x"]
+    box.evaluate("b => b.scrollLeft = 300")
+    page.wait_for_function("document.querySelector('.daily-wrap').scrollLeft > 0")
+    assert abs(day.bounding_box()["x"] - left) < 2  # sticky
+    box.scroll_into_view_if_needed()
+    page.screenshot(path=screenshots / "phone-reports-7d-scrolled.png")
+    smallest = page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('.chart svg'))
+             .map(svg => svg.getBoundingClientRect().width
+               / svg.viewBox.baseVal.width * parseFloat(getComputedStyle(
+                 svg.querySelector('text')).fontSize)))"""
+    )
+    assert smallest >= 11
     tab.assert_healthy_but_reloaded()

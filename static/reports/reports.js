@@ -18,6 +18,16 @@
       to: form.querySelector("#range-to"),
     };
   }
+  // A new request: the last one's complaints go (a refusal brings its own).
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = document.getElementById("range-form");
+    if (!form || event.target !== form) return;
+    form.querySelectorAll(".field-error").forEach(function (el) { el.remove(); });
+    form.querySelectorAll("[aria-invalid]").forEach(function (el) {
+      el.removeAttribute("aria-invalid");
+      el.removeAttribute("aria-describedby");
+    });
+  });
   document.addEventListener("change", function (event) {
     var form = event.target.closest && event.target.closest("#range-form");
     if (!form) return;
