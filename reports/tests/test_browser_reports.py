@@ -211,3 +211,37 @@ def test_the_reports_pages_fit_a_phone(
     )
     assert smallest >= 11
     tab.assert_healthy_but_reloaded()
+
+
+@pytest.fixture
+def unrolled(lena: Any) -> None:
+    """Today rolled up; three days ago has a conversation but no rollup."""
+    now = timezone.now()
+    for at in (now - timedelta(minutes=5), now - timedelta(days=3)):
+        conv = conversation("telegram", at)
+        message(conv, at)
+    rollup.store_day(rollup.local_today())
+
+
+def test_a_lead_recomputes_the_missing_days_and_the_report_updates_itself(
+    lena: Any,
+    unrolled: None,
+    worker: Any,
+    open_inbox: Callable[[Any], Inbox],
+    screenshots: Path,
+) -> None:
+    tab = open_inbox(lena)
+    page = tab.page
+    tab.log_in()
+    page.goto(f"{tab.server.url}/reports/?range=7d")
+    expect(page.locator("#sum-conversations")).to_have_text("1")
+    expect(page.locator("#rollup-status")).to_contain_text(
+        "1 day with data is not in these numbers yet."
+    )
+    page.evaluate("window.__notReloaded = true")
+    page.click("#recompute")
+    # The worker computes the day; the region polls, then reloads in place.
+    expect(page.locator("#sum-conversations")).to_have_text("2", timeout=20_000)
+    expect(page.locator("#rollup-status")).to_have_count(0)
+    page.screenshot(path=screenshots / "reports-recomputed.png", full_page=True)
+    tab.assert_healthy()
