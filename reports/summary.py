@@ -12,11 +12,14 @@ bucket, so a figure is within 10 % of the exact one, and is shown with "≈"
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
+from itertools import accumulate
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -52,20 +55,20 @@ def percentile(buckets: list[int], q: float) -> float | None:
     """The ``q`` quantile (0–1) of a histogram over ``BUCKET_EDGES``, in
     seconds; ``None`` when it is empty. Linear within the bucket; the open
     last bucket answers its lower edge."""
-    total = sum(buckets)
+    cumulative = list(accumulate(buckets))
+    total = cumulative[-1] if cumulative else 0
     if not total:
         return None
-    rank = q * total
-    seen = 0
-    for index, count in enumerate(buckets):
-        if count and seen + count >= rank:
-            low = BUCKET_EDGES[index - 1] if index else 0
-            if index >= len(BUCKET_EDGES):
-                return float(low)
-            high = BUCKET_EDGES[index]
-            return low + (high - low) * (rank - seen) / count
-        seen += count
-    return float(BUCKET_EDGES[-1])
+    rank = max(q * total, 1e-9)
+    # The first bucket whose running count reaches the rank (it is not empty).
+    index = min(bisect_left(cumulative, rank), len(buckets) - 1)
+    count = buckets[index]
+    seen = cumulative[index] - count
+    low = BUCKET_EDGES[index - 1] if index else 0
+    if index >= len(BUCKET_EDGES):
+        return float(low)
+    high = BUCKET_EDGES[index]
+    return low + (high - low) * (rank - seen) / count
 
 
 def exact_percentile(values: list[float], q: float) -> float | None:
@@ -95,9 +98,7 @@ def add(into: list[int], more: list[int]) -> list[int]:
     """``more`` added into ``into`` (in place; returned). A row from other
     bucket edges is left out: recompute its day."""
     if len(more) == len(into):
-        for i, n in enumerate(more):
-            if n:
-                into[i] += n
+        into[:] = map(operator.add, into, more)
     return into
 
 
@@ -113,6 +114,9 @@ class Totals:
     # Every duration of each histogram, when all rows kept theirs, else None.
     exact: dict[str, list[float] | None] = field(
         default_factory=lambda: {name: [] for name in HISTOGRAMS}
+    )
+    _sorted: dict[str, list[float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def add(self, row: DailyStat) -> None:
@@ -159,7 +163,12 @@ class Totals:
     def p(self, name: str, q: float) -> float | None:
         values = self.exact.get(name)
         if values is not None:
-            return exact_percentile(sorted(values), q)
+            # Sorted once for the median and the p90 (a long range holds
+            # thousands); sorted again only if rows were added since.
+            ordered = self._sorted.get(name)
+            if ordered is None or len(ordered) != len(values):
+                ordered = self._sorted[name] = sorted(values)
+            return exact_percentile(ordered, q)
         return percentile(getattr(self, name), q)
 
     def is_exact(self, name: str) -> bool:
@@ -281,15 +290,36 @@ def from_rows(first: date, last: date, rows: Iterable[DailyStat]) -> Report:
     )
 
 
+# Exact durations are read for a range up to this long, or a longer one with
+# at most EXACT_RANGE_CASES timed cases in all: decoding hundreds of rows'
+# lists costs more than a page may (docs/benchmarks.md, §9), and a range
+# that busy reads its figures from the histograms, within 10 % ("≈").
+EXACT_RANGE_DAYS = 31
+EXACT_RANGE_CASES = 5000
+
+
+def _rows(first: date, last: date) -> list[DailyStat]:
+    """The range's rows; with their exact durations only when the range is
+    short or quiet (else ``exact`` is empty: every figure "≈")."""
+    stats = DailyStat.objects.filter(day__gte=first, day__lte=last).order_by(
+        "day", "platform"
+    )
+    if (last - first).days + 1 <= EXACT_RANGE_DAYS:
+        return list(stats)
+    rows = list(stats.defer("exact"))
+    cases = sum(
+        r.answered_bot + r.answered_human + r.waiting_human + r.resolved + r.escalations
+        for r in rows
+    )
+    exact = dict(stats.values_list("pk", "exact")) if cases <= EXACT_RANGE_CASES else {}
+    for row in rows:
+        row.exact = exact.get(row.pk, {})
+    return rows
+
+
 def build(first: date, last: date) -> Report:
     """Sum the rollup over ``first``..``last`` (local days, inclusive)."""
-    report = from_rows(
-        first,
-        last,
-        DailyStat.objects.filter(day__gte=first, day__lte=last).order_by(
-            "day", "platform"
-        ),
-    )
+    report = from_rows(first, last, _rows(first, last))
     agents: dict[int, AgentLine] = {}
     for stat in AgentDailyStat.objects.filter(day__gte=first, day__lte=last):
         line = agents.setdefault(stat.agent_id, AgentLine(name=""))
