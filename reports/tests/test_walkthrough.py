@@ -331,3 +331,21 @@ def test_a_day_to_come_or_before_the_data_is_refused_inline(seoul) -> None:  # n
     assert old.status_code == 400
     assert "The inbox has no data before" in html
     assert 'value="2020-01-01"' in html
+
+
+def test_a_long_range_is_exact_when_quiet_and_approximate_when_busy(
+    seoul,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    alices_day()
+    rollup.store_day(D, now=LATER)
+    first = D - timedelta(days=60)
+    telegram = summary.build(first, D).by_platform["telegram"]
+    assert telegram.is_exact("resolution")
+    assert telegram.resolution_median == pytest.approx(615.5)
+    # A range this long with more cases than the limit reads the histograms.
+    monkeypatch.setattr(summary, "EXACT_RANGE_CASES", 3)
+    busy = summary.build(first, D).by_platform["telegram"]
+    assert not busy.is_exact("resolution")
+    median = busy.resolution_median
+    assert median is not None and median == pytest.approx(615.5, rel=0.1)
