@@ -419,8 +419,6 @@ def _digest_context(request: HttpRequest) -> dict[str, Any]:
             sent.body if sent else build_digest(yesterday, store=False).text
         ),
         "yesterday_sent": sent is not None,
-        "first_day": first_day(),
-        "today": today,
         "digests": list(Digest.objects.select_related("requested_by")[:60]),
         "digest_time": settings.INBOX_DIGEST_TIME,
         "time_zone": settings.TIME_ZONE,
