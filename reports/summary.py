@@ -232,8 +232,13 @@ class Report:
     @cached_property
     def missing_days(self) -> list[date]:
         """Days of the range (up to today) with messages that the rollup has
-        not computed yet; days before the first data or to come are not."""
-        return rollup.unrolled_days_with_data(self.first, self.last)
+        not computed yet; days before the first data or to come are not.
+        No query when every day up to today is computed (the usual case)."""
+        today = rollup.local_today()
+        absent = [d for d in self.days if d <= today and d not in self.computed]
+        if not absent:
+            return []
+        return rollup.unrolled_days_with_data(min(absent), max(absent))
 
     @property
     def future_days(self) -> int:
