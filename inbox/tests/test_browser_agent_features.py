@@ -178,8 +178,16 @@ def test_images_both_ways_saved_views_and_mark_unread(
     expect(page.locator(f"#unread-{pk}")).to_have_text("1")
 
     # A saved view of the filters.
+    # The list pane (the save form with it) is redrawn: typing into the new
+    # form before htmx has settled it would submit it natively.
+    page.evaluate(
+        "window.listSettled = false; document.body.addEventListener("
+        "'htmx:afterSettle', (e) => { if (e.detail.target.id === 'list-pane')"
+        " window.listSettled = true })"
+    )
     page.select_option("#f-status", "human")
-    page.wait_for_url("**/inbox/?*status=human*")  # the list is redrawn
+    page.wait_for_url("**/inbox/?*status=human*")
+    page.wait_for_function("window.listSettled")
     expect(page.locator("#f-status")).to_have_value("human")
     page.fill("#view-name", "my human chats")
     page.keyboard.press("Enter")
