@@ -187,7 +187,7 @@ def test_images_both_ways_saved_views_and_mark_unread(
     )
     page.select_option("#f-status", "human")
     page.wait_for_url("**/inbox/?*status=human*")
-    page.wait_for_function("window.listSettled")
+    page.wait_for_function("() => window.listSettled === true")
     expect(page.locator("#f-status")).to_have_value("human")
     page.fill("#view-name", "my human chats")
     page.keyboard.press("Enter")
