@@ -132,16 +132,28 @@ class Queue:
     error: str = ""
 
 
+def waiting(broker: Any, name: str) -> int:
+    """Messages in queue ``name`` that no worker has taken yet.
+
+    On Redis that is the length of the queue's list of ids: a message a
+    worker is running has left it (it sits in the worker's ack set until
+    done), while the broker's own qsize counts it twice, from its data hash
+    and its ack set.
+    """
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", None)
+    if client is not None and namespace is not None:  # RedisBroker
+        return int(client.llen(f"{namespace}:{name}"))
+    return int(broker.queues[name].qsize())  # the embedded in-process broker
+
+
 def queues() -> list[Queue]:
     """Messages waiting in each Dramatiq queue (Redis, or the in-process stub)."""
     broker = dramatiq.get_broker()
     found = []
     for name in sorted(broker.get_declared_queues()):
         try:
-            if hasattr(broker, "do_qsize"):  # RedisBroker
-                depth = int(broker.do_qsize(name))
-            else:  # StubBroker: the embedded mode's in-process queues
-                depth = broker.queues[name].qsize()
+            depth = waiting(broker, name)
             if name.endswith(".DQ") and not depth:
                 continue  # a delay queue: shown only when something waits
             found.append(Queue(name, depth))

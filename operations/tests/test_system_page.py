@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import dramatiq
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -218,3 +219,25 @@ def test_a_job_without_a_label_reads_its_docstring() -> None:
 
     assert status.job_label("ops_test_unlabelled_job") == "Tidy the test's things"
     assert status.job_label("no_such_actor") == ""
+
+
+@pytest.mark.postgres  # production mode: the real Redis broker
+def test_queue_depth_on_redis_counts_what_waits_not_what_runs(settings: Any) -> None:
+    from dramatiq.brokers.redis import RedisBroker
+
+    broker = RedisBroker(url=settings.REDIS_URL, namespace=f"depth-{time.time_ns()}")
+    try:
+        broker.declare_queue("ops")
+        for n in range(3):
+            broker.enqueue(dramatiq.Message("ops", "noop", (n,), {}, {}))
+        assert status.waiting(broker, "ops") == 3
+        # A worker takes one: it runs, it no longer waits (qsize says 3 still).
+        consumer = broker.consume("ops", prefetch=1, timeout=1000)
+        taken = next(consumer)
+        assert taken is not None
+        assert status.waiting(broker, "ops") == 2
+        consumer.ack(taken)
+        consumer.close()
+    finally:
+        broker.flush_all()
+        broker.close()
