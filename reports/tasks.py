@@ -92,6 +92,9 @@ def start_digest(now: datetime) -> Digest | None:
     day = local.date() - timedelta(days=1)
     if Digest.objects.filter(day=day, is_manual=False).exists():
         return None
+    began = digests.first_day()
+    if began is None or day < began:
+        return None  # a day before the inbox had anything: nothing to tell
     text = digests.build(day).text
     try:
         with transaction.atomic():

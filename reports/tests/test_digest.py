@@ -126,6 +126,16 @@ def test_nothing_before_the_time_of_day_then_once(digest_settings) -> None:  # n
     assert Digest.objects.count() == 1
 
 
+@pytest.mark.django_db
+def test_no_digest_for_a_day_before_the_inbox_had_anything(digest_settings) -> None:  # noqa: ANN001
+    assert tasks.start_digest(NINE) is None  # a fresh install: nothing at all
+    # The first one arrives at 01:00 on the 11th in Seoul: the 10th (the
+    # digest's day at 09:00 on the 11th) is before it.
+    conversation("telegram", utc(10, 16, 0))
+    assert tasks.start_digest(NINE) is None
+    assert not Digest.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_sends_the_digest_by_email_and_to_the_gateway(
     to_gateway,  # noqa: ANN001
@@ -212,6 +222,7 @@ def test_a_gateway_that_is_down_is_retried_and_email_still_goes(to_gateway) -> N
 @pytest.mark.django_db
 def test_a_refused_send_is_failed_with_its_reason(to_gateway) -> None:  # noqa: ANN001
     to_gateway.fail_next(1, 400)
+    seed()
     row = tasks.start_digest(NINE)
     assert row is not None
     tasks.send_digest_to_gateway.fn(row.pk)  # permanent: no raise, no retry
@@ -224,6 +235,7 @@ def test_a_refused_send_is_failed_with_its_reason(to_gateway) -> None:  # noqa: 
 
 @pytest.mark.django_db
 def test_a_crash_after_the_gateway_took_it_does_not_send_twice(to_gateway) -> None:  # noqa: ANN001
+    seed()
     row = tasks.start_digest(NINE)
     assert row is not None
     # A worker claimed and sent, then died before writing "sent".
@@ -243,6 +255,7 @@ def test_a_crash_after_the_gateway_took_it_does_not_send_twice(to_gateway) -> No
 def test_an_email_claimed_by_a_crashed_worker_is_never_sent_again(
     digest_settings,  # noqa: ANN001
 ) -> None:
+    seed()
     row = tasks.start_digest(NINE)
     assert row is not None
     assert row.claim("email", states=(Delivery.PENDING,))
