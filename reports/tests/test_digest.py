@@ -319,6 +319,7 @@ def test_send_now_asks_then_sends_a_manual_copy(digest_settings, worker) -> None
 def test_racing_schedulers_on_postgres_write_one_row(digest_settings) -> None:  # noqa: ANN001
     """The unique constraint decides on PostgreSQL too (each thread its own
     connection and transaction)."""
+    seed()
     results: list[object] = []
     barrier = threading.Barrier(4)
 
