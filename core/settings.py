@@ -441,8 +441,12 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 OUTBOX_RESEND_SECONDS = env.int("OUTBOX_RESEND_SECONDS", default=60)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=10)
 # The scheduler (Procfile "scheduler") holds a Redis lock, so starting it on
-# several machines still enqueues each periodic job once.
-DRAMATIQ_CRONTAB = {"REDIS_URL": REDIS_URL} if REDIS_URL else {}
+# several machines still enqueues each periodic job once. The others wait for
+# the lock as standbys (the library's default gives up after 15 s and exits,
+# which stops every process under honcho, and nothing takes over later).
+DRAMATIQ_CRONTAB = (
+    {"REDIS_URL": REDIS_URL, "LOCK_BLOCKING_TIMEOUT": None} if REDIS_URL else {}
+)
 OPENCLAW_DELIVERY_RETENTION_DAYS = env.int(
     "OPENCLAW_DELIVERY_RETENTION_DAYS", default=30
 )
