@@ -24,8 +24,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = ROOT / "locale" / "ko" / "LC_MESSAGES"
 DOMAINS = ["django", "djangojs"]
-# What makemessages reads: the apps, templates and static scripts.
-SOURCES = ["core", "inbox", "automations", "templates", "static", "manage.py"]
+# What makemessages reads: every app of the project (a new one is found by its
+# apps.py), the templates and static scripts.
+APPS = sorted(p.parent.name for p in ROOT.glob("*/apps.py"))
+SOURCES = [*APPS, "templates", "static", "manage.py"]
 
 
 def _need_msgfmt() -> None:
