@@ -23,7 +23,7 @@ LINE_CHARS = 1_000
 _memory: deque[str] = deque(maxlen=KEEP)
 _memory_lock = threading.Lock()
 _local = threading.local()
-_redis: Any = None
+_redis: tuple[str, Any] | None = None  # (the URL it was made for, the client)
 
 
 def _key() -> str:
@@ -32,14 +32,18 @@ def _key() -> str:
 
 
 def _client() -> Any:
+    """A client for ``settings.REDIS_URL`` as it is now (read at call time:
+    a client made while a test overrode it must not outlive the override)."""
     global _redis
-    if _redis is None:
+    url = settings.REDIS_URL
+    if _redis is None or _redis[0] != url:
         import redis
 
-        _redis = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        _redis = (
+            url,
+            redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),
         )
-    return _redis
+    return _redis[1]
 
 
 class RecentErrorsHandler(logging.Handler):

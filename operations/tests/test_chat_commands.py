@@ -525,3 +525,19 @@ def test_the_simulated_gateway_logs_each_send_without_its_text(
     assert "send to telegram:-100123, 312 chars" in lines
     assert f"chat.inject into {webchat}, 13 chars" in lines
     assert not any("private words" in line or "ddd" in line for line in lines)
+
+
+@pytest.mark.postgres  # the recent error lines live in the real Redis
+def test_recent_errors_follow_the_redis_url_of_the_moment(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client made while a test pointed REDIS_URL at a dead port (the health
+    # check's test) must not be the one every later test gets.
+    monkeypatch.setattr(logs, "_redis", None)  # as in a fresh process
+    real = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    logging.getLogger("openclaw.test").error("while Redis was elsewhere")
+    settings.REDIS_URL = real
+    logs.clear()
+    logs.remember("after")
+    assert [line for _, line in logs.recent(5)] == ["after"]
