@@ -58,6 +58,21 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.STATIC_ROOT = None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    """A failed test that used the real gateway reports what the gateway said.
+
+    Its process output and its own log live in a temporary home that is gone
+    once the session ends, and a flaky failure in CI is only worth something
+    with them."""
+    report = yield
+    gateway = getattr(item, "funcargs", {}).get("real_gateway")
+    if report.failed and gateway is not None:
+        report.sections.append(("real gateway output", gateway.log_tail(120)))
+        report.sections.append(("real gateway log", gateway.own_log_tail(200)))
+    return report
+
+
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:

@@ -288,6 +288,25 @@ class RealGateway:
             return "(no gateway output)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def own_log_tail(self, lines: int = 200) -> str:
+        """The last lines of the gateway's JSON log, one short line per entry."""
+        try:
+            raw = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "(no gateway log file)"
+        out = []
+        for line in raw:
+            try:
+                entry = json.loads(line)
+                meta = entry.get("_meta", {})
+                where = meta.get("name", "")
+                text = entry.get("message") or entry.get("1") or ""
+                line = f"{entry.get('time', '')} {meta.get('logLevelName', '')} {where} {text}"
+            except (ValueError, AttributeError):
+                pass
+            out.append(line[:400])
+        return "\n".join(out)
+
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> RealGateway:
