@@ -116,25 +116,9 @@ def seed_report_extras() -> dict[str, Any]:
 
 def lead_session() -> dict[str, Any]:
     """A lead and one logged-in session for the load generator."""
-    from django.contrib.auth import (
-        BACKEND_SESSION_KEY,
-        HASH_SESSION_KEY,
-        SESSION_KEY,
-        get_user_model,
-    )
-    from django.contrib.auth.models import Group
-    from django.contrib.sessions.backends.db import SessionStore
+    from bench.tasks import staff_sessions
 
-    user, _ = get_user_model().objects.get_or_create(
-        username=LEAD, defaults={"is_staff": True}
-    )
-    user.groups.add(Group.objects.get_or_create(name="lead")[0])
-    store = SessionStore()
-    store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    store.create()
-    return {"session": store.session_key}
+    return {"session": staff_sessions("1", LEAD, "lead")["sessions"][0]}
 
 
 def query_profile(*paths: str) -> dict[str, Any]:

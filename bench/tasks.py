@@ -21,19 +21,25 @@ import django
 STAFF = "bench-staff"
 
 
-def staff_sessions(count: str) -> dict[str, Any]:
-    """A staff user and ``count`` logged-in sessions (one per simulated browser)."""
+def staff_sessions(
+    count: str, username: str = STAFF, group: str = ""
+) -> dict[str, Any]:
+    """A staff user (in ``group``, if given) and ``count`` logged-in sessions,
+    one per simulated browser."""
     from django.contrib.auth import (
         BACKEND_SESSION_KEY,
         HASH_SESSION_KEY,
         SESSION_KEY,
         get_user_model,
     )
+    from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
 
     user, _ = get_user_model().objects.get_or_create(
-        username=STAFF, defaults={"is_staff": True}
+        username=username, defaults={"is_staff": True}
     )
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
     sessions = []
     for _ in range(int(count)):
         store = SessionStore()

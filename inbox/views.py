@@ -186,9 +186,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
         # Not logged row by row: a flood must not become a flood of rows.
         metrics.record_rejection("rate_limit")
         return _rate_limited(settings.OPENCLAW_WEBHOOK_RATE)
-    try:
-        payload = webhooks.parse_body(body)
-    except webhooks.PayloadError as exc:
+
+    def bad_payload(exc: webhooks.PayloadError, event_type: str = "") -> JsonResponse:
+        """400 for a signed body we cannot store, with the reason."""
         return _reject(
             request,
             400,
@@ -198,7 +198,13 @@ def webhook(request: HttpRequest) -> JsonResponse:
             body,
             verified=True,
             scheme=scheme,
+            event_type=event_type,
         )
+
+    try:
+        payload = webhooks.parse_body(body)
+    except webhooks.PayloadError as exc:
+        return bad_payload(exc)
 
     delivery = WebhookDelivery(
         webhook_id=request.headers.get("webhook-id", "")[:255],
@@ -220,17 +226,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
     try:
         event = webhooks.validate(payload, body)
     except webhooks.PayloadError as exc:
-        return _reject(
-            request,
-            400,
-            "payload",
-            exc.field,
-            exc.reason,
-            body,
-            verified=True,
-            scheme=scheme,
-            event_type=payload["event"],
-        )
+        return bad_payload(exc, payload["event"])
     outcome = ingest.store(event, delivery)
     answer: dict[str, Any] = {"status": outcome.status}
     if outcome.message is not None:

@@ -132,6 +132,16 @@ class Queue:
     error: str = ""
 
 
+def _redis_of(broker: Any) -> tuple[Any, str] | None:
+    """The Redis client and key namespace of a RedisBroker; ``None`` for the
+    embedded in-process broker (it has neither)."""
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", None)
+    if client is None or namespace is None:
+        return None
+    return client, namespace
+
+
 def waiting(broker: Any, name: str) -> int:
     """Messages in queue ``name`` that no worker has taken yet.
 
@@ -140,11 +150,11 @@ def waiting(broker: Any, name: str) -> int:
     done), while the broker's own qsize counts it twice, from its data hash
     and its ack set.
     """
-    client = getattr(broker, "client", None)
-    namespace = getattr(broker, "namespace", None)
-    if client is not None and namespace is not None:  # RedisBroker
+    redis = _redis_of(broker)
+    if redis is not None:
+        client, namespace = redis
         return int(client.llen(f"{namespace}:{name}"))
-    return int(broker.queues[name].qsize())  # the embedded in-process broker
+    return int(broker.queues[name].qsize())
 
 
 def queues() -> list[Queue]:
@@ -165,11 +175,10 @@ def queues() -> list[Queue]:
 def broker_processes() -> int | None:
     """Processes that spoke to the Redis broker in the last minute (workers
     and the processes sending to them); ``None`` for the in-process broker."""
-    broker = dramatiq.get_broker()
-    client = getattr(broker, "client", None)
-    namespace = getattr(broker, "namespace", None)
-    if client is None or namespace is None:
+    redis = _redis_of(dramatiq.get_broker())
+    if redis is None:
         return None
+    client, namespace = redis
     now = time.time() * 1000
     try:
         return int(client.zcount(f"{namespace}:__heartbeats__", now - 60_000, "+inf"))

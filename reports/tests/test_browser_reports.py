@@ -54,6 +54,16 @@ def _cells(page: Any) -> list[list[str]]:
     )
 
 
+def _smallest_chart_text(page: Any) -> float:
+    """The smallest chart label's size on screen, in CSS pixels (the SVGs scale)."""
+    return page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('.chart svg'))
+             .map(svg => svg.getBoundingClientRect().width
+               / svg.viewBox.baseVal.width * parseFloat(getComputedStyle(
+                 svg.querySelector('text')).fontSize)))"""
+    )
+
+
 def test_switching_the_range_redraws_charts_and_table_and_the_csv_matches(
     lena: Any,
     seeded: None,
@@ -151,17 +161,7 @@ def test_tables_fit_a_laptop_and_chart_labels_are_readable(
              box => box.querySelector('table').id || box.className)"""
     )
     assert clipped == []
-    smallest = page.evaluate(
-        """() => Math.min(...Array.from(document.querySelectorAll('.chart svg'))
-             .map(svg => {
-               const scale = svg.getBoundingClientRect().width
-                 / svg.viewBox.baseVal.width;
-               const size = parseFloat(getComputedStyle(
-                 svg.querySelector('text')).fontSize);
-               return size * scale;
-             }))"""
-    )
-    assert smallest >= 11
+    assert _smallest_chart_text(page) >= 11
     tab.assert_healthy_but_reloaded()
 
 
@@ -203,13 +203,7 @@ def test_the_reports_pages_fit_a_phone(
     assert abs(day.bounding_box()["x"] - left) < 2  # sticky
     box.scroll_into_view_if_needed()
     page.screenshot(path=screenshots / "phone-reports-7d-scrolled.png")
-    smallest = page.evaluate(
-        """() => Math.min(...Array.from(document.querySelectorAll('.chart svg'))
-             .map(svg => svg.getBoundingClientRect().width
-               / svg.viewBox.baseVal.width * parseFloat(getComputedStyle(
-                 svg.querySelector('text')).fontSize)))"""
-    )
-    assert smallest >= 11
+    assert _smallest_chart_text(page) >= 11
     tab.assert_healthy_but_reloaded()
 
 
