@@ -6,7 +6,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views import defaults
@@ -19,6 +20,9 @@ from core.models import Profile
 from core.roles import role_of
 
 log = logging.getLogger(__name__)
+
+# The session key holding a token just made, until the page shows it once.
+NEW_TOKEN = "profile_new_token"
 
 
 @require_GET
@@ -99,20 +103,23 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
+@never_cache  # the answer may hold a new token's key
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
     """The agent's own page: their language and time zone, and their API token,
     made and revoked by themselves.
 
-    A new token is shown once, on the answer to the POST that made it; after
-    that only when it was made. DRF's TokenAuthentication reads it.
+    A new token is shown once: the POST that makes it keeps the key in the
+    session and redirects (a reload makes no other token), and the page pops it
+    on display; after that only when it was made. DRF's TokenAuthentication
+    reads it.
     """
     from rest_framework.authtoken.models import Token
 
     user = request.user
     assert user.is_authenticated  # login_required
-    shown = ""
+    shown = request.session.pop(NEW_TOKEN, "") if request.method == "GET" else ""
     saved = False
     status = 200
     profile = Profile.objects.filter(user=user).first() or Profile(user=user)
@@ -140,8 +147,11 @@ def profile(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             Token.objects.filter(user=user).delete()
             if action == "create":
-                shown = Token.objects.create(user=user).key
+                request.session[NEW_TOKEN] = Token.objects.create(user=user).key
+            else:
+                request.session.pop(NEW_TOKEN, None)
         log.info("user %s %sd their API token", user.pk, action)
+        return redirect(f"{reverse('profile')}#api-token")
     token = Token.objects.filter(user=user).first()
     return render(
         request,
