@@ -211,12 +211,12 @@ class OpenClawClient:
         by ``idempotency_key`` (our message id): a retry delivers nothing twice,
         and the gateway mirrors it into the transcript with that key. Webchat
         sessions cannot be sent to; ``chat.inject`` writes the reply into the
-        transcript (labelled with the agent's name), which webchat clients show.
+        transcript (labelled with the agent's name), which webchat clients show;
+        it takes no media, so a reply's files go in as URLs after its text.
         """
         if not idempotency_key:
             raise ValueError("idempotency_key is required")
-        urls = [a if isinstance(a, str) else str(a.get("url", "")) for a in attachments]
-        urls = [u for u in urls if u]
+        urls = protocol.media_urls(attachments)
         target = self.delivery_target(session_key)
         if target.get("channel", "") not in protocol.INTERNAL_CHANNELS:
             params: dict[str, Any] = {
@@ -232,8 +232,10 @@ class OpenClawClient:
                 params["mediaUrls"] = urls
             result = self.call("send", params, kind="send")
             return {"messageId": str(result.get("messageId") or ""), "via": "send"}
-        body = "\n".join([text, *urls]) if urls else text
-        params = {"sessionKey": session_key, "message": body}
+        params = {
+            "sessionKey": session_key,
+            "message": protocol.inject_message(text, urls),
+        }
         if label:
             params["label"] = label[:100]
         result = self.call("chat.inject", params, kind="send")

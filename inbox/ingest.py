@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import outbox
-from inbox import metrics
+from inbox import metrics, protocol
 from inbox.models import Activity, Conversation, Message, Platform, WebhookDelivery
 from inbox.signals import command_received, publish_on_commit, reply_echoed
 
@@ -272,7 +272,7 @@ def _apply_echo(conversation: Conversation, event: Event) -> bool:
     idempotency key. A ``chat.inject`` has none: it comes back under the id
     the RPC answered with, which the sender may not have written down yet
     (the feed can be faster than the answer), so a reply still in flight
-    with the same text is it too.
+    that was sent as the same text (its files' URLs included) is it too.
     """
     ours = conversation.messages.filter(
         author__in=[Message.Author.AGENT, Message.Author.AUTOMATION],
@@ -283,18 +283,24 @@ def _apply_echo(conversation: Conversation, event: Event) -> bool:
     if message is None:
         # chat.inject answers with the transcript row's id.
         message = ours.filter(metadata__gateway_id=event.message_id).first()
-    if message is None and event.fields["echo_text"]:
-        message = (
-            ours.filter(
-                delivery_state__in=[
-                    Message.DeliveryState.SENDING,
-                    Message.DeliveryState.SENT,
-                    Message.DeliveryState.RETRYING,
-                ],
-                text=event.fields["echo_text"],
-            )
-            .order_by("pk")
-            .first()
+    if message is None and (echoed := event.fields["echo_text"]):
+        in_flight = ours.filter(
+            delivery_state__in=[
+                Message.DeliveryState.SENDING,
+                Message.DeliveryState.SENT,
+                Message.DeliveryState.RETRYING,
+            ],
+        ).order_by("pk")
+        message = next(
+            (
+                reply
+                for reply in in_flight
+                if protocol.inject_message(
+                    reply.text, protocol.media_urls(reply.attachments)
+                )
+                == echoed
+            ),
+            None,
         )
     if message is None:
         return False

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -435,3 +436,19 @@ def channel_of(session_key: str) -> str:
     if len(parts) >= 4 and parts[0] == "agent":
         return parts[2]
     return "webchat"
+
+
+def media_urls(attachments: Iterable[str | Mapping[str, Any]]) -> list[str]:
+    """The URLs of a reply's files (a stored attachment is ``{"url", …}``)."""
+    urls = [a if isinstance(a, str) else str(a.get("url") or "") for a in attachments]
+    return [url for url in urls if url]
+
+
+def inject_message(text: str, urls: Iterable[str]) -> str:
+    """The ``message`` of a ``chat.inject`` for a reply with ``urls``.
+
+    ``chat.inject`` carries text only, so each file goes on a line of its own
+    after the text; the gateway writes it back verbatim after ``[label]\\n\\n``,
+    and that echo is matched to the reply by this same text.
+    """
+    return "\n".join(part for part in (text, *urls) if part)
