@@ -164,7 +164,9 @@ def _reply(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
 
 
 def _escalate(config: dict[str, Any], run: TriggerRun, trigger: Trigger) -> str:
-    reason = f"trigger “{trigger.name}”: {run.matched_pattern}"[:255]
+    # Named, never the pattern: patterns are staff configuration, and long
+    # (the run keeps which one matched).
+    reason = f"trigger “{trigger.name}”"[:255]
     activity = run.conversation.escalate(reason=reason)
     return "escalated" if activity else "already with a human"
 

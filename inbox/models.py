@@ -981,6 +981,12 @@ class Conversation(models.Model):
         return activity
 
     @property
+    def escalation_reason_shown(self) -> str:
+        """Why it waits, in the active language; an automation's by its
+        trigger's name, never the pattern older rows stored with it."""
+        return _reason(self.escalation_reason)
+
+    @property
     def is_bot_paused(self) -> bool:
         """The gateway is told to stop the agent while a human owns the chat
         (a snooze keeps the owner), and while it waits in the escalation
@@ -1513,6 +1519,9 @@ class Activity(models.Model):
 # gateway, the bot or an automation is shown as it came).
 SNOOZE_UNTIL = re.compile(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)")
 ESCALATED_BY = re.compile(r"escalated by (.+)", re.DOTALL)
+# An automation's (automations.actions._escalate): the trigger's name; before
+# December also the pattern that matched, which agents are never shown.
+BY_TRIGGER = re.compile(r"trigger “(.+?)”(?:: .*)?", re.DOTALL)
 
 
 def _reason(reason: Any) -> str:
@@ -1528,6 +1537,8 @@ def _reason(reason: Any) -> str:
         return gettext("until %(time)s") % {"time": found.group(1)}
     if found := ESCALATED_BY.fullmatch(reason):
         return gettext("escalated by %(name)s") % {"name": found.group(1)}
+    if found := BY_TRIGGER.fullmatch(reason):
+        return gettext("trigger “%(name)s”") % {"name": found.group(1)}
     return reason
 
 

@@ -50,8 +50,9 @@ LOOKBACK = timedelta(days=7)
 CHUNK = 500
 NO_REASON = "no reason given"
 # How an automation words its escalation (automations.actions._escalate):
-# the trigger's name, then the pattern that matched (never shown).
-TRIGGER_REASON = re.compile(r"trigger [“\"](?P<name>.+?)[”\"]:", re.DOTALL)
+# the trigger's name; rows before December add ": " and the pattern that
+# matched (never shown).
+TRIGGER_REASON = re.compile(r"trigger [“\"](?P<name>.+?)[”\"](?::|$)", re.DOTALL)
 # Escalations the inbox words itself, by kind (the label a report shows).
 REASON_KINDS = {
     "the gateway asked for a human": "the gateway asked for a human",

@@ -34,6 +34,38 @@ def trigger(lena: Any) -> Trigger:
 
 
 @pytest.fixture
+def escalated(lena: Any) -> list[str]:
+    """The sessions of conversations in the queue with long reasons: a
+    trigger's with a long pattern (the builtin "angry" one is as long), and
+    the bot's. A reason shows in the header, the queue card and the thread's
+    audit line."""
+    from automations import engine
+    from core.testing import message_event, post_webhook
+    from inbox.models import Conversation, Message
+
+    Trigger(
+        name="Upset customer",
+        patterns=[
+            r"\b(angry|furious|terrible|worst|awful|disappointed|unacceptable"
+            r"|ridiculous|scam|complaint|lawyer|chargeback|outrageous)\b",
+            r"(?:^|[^\p{L}\p{N}_])(?:불만|화나|화가|최악|실망|짜증|고소|신고)",
+        ],
+        actions=[{"type": "escalate"}],
+    ).save_version(lena)
+    session = session_key()
+    post_webhook(message_event(session_id=session, text="This is unacceptable."))
+    engine.forget()
+    engine.run_for_message(Message.objects.get(conversation__session_id=session))
+    # The bot's free text with no place to break wraps too.
+    other = session_key()
+    post_webhook(message_event(session_id=other, text="Hello"))
+    Conversation.objects.get(session_id=other).escalate(
+        reason="bot handoff " + "0123456789abcdef" * 15
+    )
+    return [session, other]
+
+
+@pytest.fixture
 def monitor(lena: Any) -> Any:
     """A price watch with a long URL and a change whose diff has long lines."""
     from decimal import Decimal
@@ -84,6 +116,7 @@ def test_no_page_is_wider_than_a_phone(
     lena: Any,
     trigger: Trigger,
     monitor: Any,
+    escalated: list[str],
     open_inbox: Callable[[Any], Inbox],
     post: Callable[..., dict[str, Any]],
     screenshots: Path,
@@ -102,6 +135,8 @@ def test_no_page_is_wider_than_a_phone(
     pages = [
         "/inbox/",
         f"/inbox/c/{pk}/",
+        # Long reasons: the header and the audit line.
+        *(f"/inbox/c/{tab.conversation_id(key)}/" for key in escalated),
         "/inbox/queue/",
         "/automations/",
         "/automations/new/",

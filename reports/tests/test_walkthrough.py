@@ -178,6 +178,9 @@ def test_reason_labels() -> None:
     assert rollup.reason_label('trigger "Refunds": refund|money back') == (
         "trigger “Refunds”"
     )
+    assert rollup.reason_label("trigger “" + "Refunds " * 12 + "”") == (
+        "trigger “" + ("Refunds " * 12).strip()[:80] + "”"
+    )  # as stored since December: the name alone
     assert rollup.reason_label("snooze ended") == "a snooze ended"
     assert rollup.reason_label("") == "no reason given"
     assert rollup.reason_label("escalated by dana") == "escalated by an agent"
