@@ -653,7 +653,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "OpenClaw Inbox API",
-    "DESCRIPTION": "Read-only access to conversations and messages.",
+    "DESCRIPTION": "Conversations and their messages, and the conversation "
+    "buttons (reply, take over, hand back, assign, resolve, snooze, tag) with "
+    "the pages' rules.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The docs page's Swagger UI from our own static files, never a CDN.

@@ -1,4 +1,5 @@
-"""Read-only JSON API for staff and integrations (Django REST framework).
+"""JSON API for staff and integrations (Django REST framework): conversations
+and messages to read, and the conversation buttons to press.
 
 DRF rather than django-ninja: its ``authtoken`` app gives per-user tokens that
 admins create in the Django admin, and ``CursorPagination`` is built in;
@@ -7,7 +8,6 @@ drf-spectacular writes the OpenAPI schema from the same serializers.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from core import masking
 from core.roles import Role, role_of, staff_users
-from inbox.forms import ConversationFilterForm
+from inbox.forms import SNOOZE_LONGEST, ConversationFilterForm
 from inbox.models import Conversation, Message, TransitionError, wake_at
 
 # --- personal data ----------------------------------------------------------------
@@ -283,10 +283,11 @@ class SnoozeInput(serializers.Serializer):
                 "give one of minutes, until or until_reply"
             )
         until = attrs.get("until")
-        if until is not None and not (
-            timezone.now() < until <= timezone.now() + timedelta(days=365)
-        ):
-            raise serializers.ValidationError({"until": "must be within a year"})
+        # The page's rule and words (SnoozeForm), in English as the API answers.
+        if until is not None and until <= timezone.now():
+            raise serializers.ValidationError({"until": "pick a time in the future"})
+        if until is not None and until > timezone.now() + SNOOZE_LONGEST:
+            raise serializers.ValidationError({"until": "pick a time within a year"})
         return attrs
 
     @property
@@ -306,9 +307,30 @@ class TagInput(serializers.Serializer):
 ACTION_ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="the input, and why"),
     401: OpenApiResponse(description="No valid token or session"),
-    403: OpenApiResponse(ErrorSerializer, description="not yours, or not your role"),
+    403: OpenApiResponse(
+        ErrorSerializer, description="another agent's conversation, or not your role"
+    ),
     404: OpenApiResponse(description="No conversation has this session id"),
-    409: OpenApiResponse(ErrorSerializer, description="it changed meanwhile"),
+    409: OpenApiResponse(
+        ErrorSerializer,
+        description="it changed meanwhile (resolved, handed back, …)",
+    ),
+}
+# Actions that never refuse another agent's conversation up front.
+ROLE_ERRORS = {
+    **ACTION_ERRORS,
+    403: OpenApiResponse(ErrorSerializer, description="not your role"),
+}
+# Replying and taking over answer another agent's conversation as their
+# buttons do: a conflict to resolve by taking it from them, not a refusal.
+TAKING_ERRORS = {
+    **ROLE_ERRORS,
+    409: OpenApiResponse(
+        ErrorSerializer,
+        description='another agent has it ("already taken by …"; take-over with '
+        "from_owner takes it from them unless a lead assigned it), or it changed "
+        "meanwhile",
+    ),
 }
 
 
@@ -316,13 +338,20 @@ class ConversationAction(views.APIView):
     """One of the conversation buttons, with the same rules and row locks.
 
     ``input_class`` checks the body; ``act`` does it with the conversation
-    locked by the model method it calls. Refusals: 403 (another agent's, or
-    the role), 409 (it changed meanwhile: already taken, resolved …).
+    locked by the model method it calls. Refusals as the pages give them:
+    403 for the role, and for another agent's conversation (``check_owner``)
+    unless ``taken_status`` says otherwise; 409 when it changed meanwhile
+    (resolved, or taken under the row lock: "already taken by …").
     """
 
     input_class: type[serializers.Serializer] = NoInput
     check_owner = True
+    taken_status = 403
     minimum = Role.AGENT
+
+    def checks_owner(self, data: dict[str, Any]) -> bool:
+        """Whether another agent's conversation is refused before acting."""
+        return self.check_owner
 
     def post(self, request: Any, session_id: str) -> Response:
         if "\x00" in session_id:
@@ -336,9 +365,11 @@ class ConversationAction(views.APIView):
         given.is_valid(raise_exception=True)
         # The API answers in English whatever the client's Accept-Language.
         with translation.override("en"):
-            reason = self.check_owner and conversation.why_not(request.user)
+            reason = self.checks_owner(given.validated_data) and conversation.why_not(
+                request.user
+            )
         if reason:
-            return Response({"detail": reason}, status=403)
+            return Response({"detail": reason}, status=self.taken_status)
         try:
             result = self.act(conversation, given, request.user)
         except TransitionError as exc:
@@ -363,6 +394,16 @@ class ConversationAction(views.APIView):
         raise NotImplementedError
 
 
+class ReplyAction(ConversationAction):
+    # As the page's composer: a reply to another agent's conversation is a
+    # 409 naming the owner (a note is anyone's); a lead's is decided by
+    # take_over() under the row lock.
+    taken_status = 409
+
+    def checks_owner(self, data: dict[str, Any]) -> bool:
+        return not data["note"]
+
+
 def _action(
     name: str,
     input_class: type[serializers.Serializer],
@@ -373,11 +414,13 @@ def _action(
     status: int = 200,
     check_owner: bool = True,
     minimum: Role = Role.AGENT,
+    base: type[ConversationAction] = ConversationAction,
+    errors: dict[int, OpenApiResponse] = ACTION_ERRORS,
 ) -> Any:
     """A ConversationAction view for one button, with its OpenAPI description."""
     view = type(
         f"{name}Action",
-        (ConversationAction,),
+        (base,),
         {
             "input_class": input_class,
             "check_owner": check_owner,
@@ -388,7 +431,7 @@ def _action(
     )
     described: Any = extend_schema(
         request=input_class,
-        responses={status: returns, **ACTION_ERRORS},
+        responses={status: returns, **errors},
         summary=summary,
     )(view)
     return described.as_view()
@@ -419,7 +462,8 @@ reply_view = _action(
     summary="Reply to the customer (taking it over), or add an internal note",
     returns=MessageSerializer,
     status=201,
-    check_owner=False,  # a note needs no ownership; a reply checks under the lock
+    base=ReplyAction,
+    errors=TAKING_ERRORS,
 )
 take_over_view = _action(
     "TakeOver",
@@ -427,6 +471,7 @@ take_over_view = _action(
     _take_over,
     summary="Take the conversation over: the bot stops answering",
     check_owner=False,  # take_over decides under the row lock
+    errors=TAKING_ERRORS,
 )
 hand_back_view = _action(
     "HandBack",
@@ -440,6 +485,7 @@ assign_view = _action(
     _assign,
     summary="Assign it to an agent and lock it to them (leads and admins)",
     minimum=Role.LEAD,
+    errors=ROLE_ERRORS,  # a lead may act on anyone's
 )
 resolve_view = _action(
     "Resolve",
@@ -461,4 +507,5 @@ tag_view = _action(
     ),
     summary="Add a tag",
     check_owner=False,
+    errors=ROLE_ERRORS,
 )
