@@ -299,9 +299,9 @@ class RealGateway:
             try:
                 entry = json.loads(line)
                 meta = entry.get("_meta", {})
-                where = meta.get("name", "")
+                when, level = entry.get("time", ""), meta.get("logLevelName", "")
                 text = entry.get("message") or entry.get("1") or ""
-                line = f"{entry.get('time', '')} {meta.get('logLevelName', '')} {where} {text}"
+                line = f"{when} {level} {meta.get('name', '')} {text}"
             except (ValueError, AttributeError):
                 pass
             out.append(line[:400])
