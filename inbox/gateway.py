@@ -320,6 +320,21 @@ class OpenClawClient:
             kind="session",
         )
 
+    def stop_agent_turn(self, session_key: str) -> bool:
+        """Abort the agent's turn in progress in the session, if one runs.
+
+        A takeover holds the bot for the turns to come (the plugin, or
+        ``sendPolicy: deny``), but a turn already running would go on, and the
+        gateway steers the customer's next messages into it (its default
+        queue mode): the model would answer them. Queued messages are kept
+        (no ``clearQueued``); they start a new turn, which the takeover holds.
+        ``False`` when the gateway has no ``sessions.abort``.
+        """
+        if "sessions.abort" not in self.hello().methods:
+            return False
+        self.call("sessions.abort", {"key": session_key}, kind="session")
+        return True
+
     def has_plugin(self) -> bool:
         """Whether the gateway runs the inbox plugin (``hello-ok`` lists it)."""
         return self.hello().has_plugin

@@ -12,7 +12,7 @@ It implements the subset the inbox uses, with the frames observed on
 * ``chat.history`` (the tail with a ``deltaCursor``; a cursor gives
   ``kind: delta`` with exactly the rows after it, or ``kind: reset``),
   ``sessions.list``, ``sessions.describe``, ``sessions.patch`` (sendPolicy),
-  ``sessions.reset``;
+  ``sessions.reset``, ``sessions.abort`` (a takeover stops the turn in progress);
 * ``send`` (a channel reply, idempotent by key, mirrored into the transcript as
   ``delivery-mirror``) and ``chat.inject`` (``gateway-injected``);
 * with ``plugin=True``, the inbox plugin's ``inbox.takeover.*`` methods: a
@@ -81,7 +81,7 @@ STATUS_CODES = {  # fail_next(status=…) in HTTP terms, as the old tests speak
 PLUGIN_METHODS = ("inbox.takeover.set", "inbox.takeover.sync", "inbox.takeover.list")
 CORE_METHODS = (
     "sessions.subscribe", "sessions.list", "sessions.describe", "sessions.patch",
-    "sessions.reset", "chat.history", "send", "health",
+    "sessions.reset", "sessions.abort", "chat.history", "send", "health",
 )  # fmt: skip
 
 
@@ -228,6 +228,7 @@ class GatewayServer:
         self.delivered: list[tuple[str, str]] = []  # what reached customers
         self.refused: list[tuple[str, str]] = []  # customer messages refused
         self.resets: list[str] = []
+        self.aborts: list[str] = []  # sessions.abort calls, by session key
         self.owners: dict[str, str] = {}  # the plugin's human-owned sessions
         self.devices: dict[str, str] = {}  # paired device id -> device token
         self.connections_opened = 0
@@ -817,6 +818,14 @@ class GatewayServer:
             session.rows = []
             self.resets.append(session.key)
             return {"ok": True, "key": session.key}
+
+    def _rpc_sessions_abort(self, connection: ServerConnection, params: dict) -> dict:
+        """The stub agent's turns end as they start: none is ever running, so
+        this answers as the real gateway does for an idle session."""
+        with self._lock:
+            session = self._known(params.get("key"))
+            self.aborts.append(session.key)
+            return {"ok": True, "abortedRunId": None, "status": "aborted"}
 
     def _rpc_chat_history(self, connection: ServerConnection, params: dict) -> dict:
         with self._lock:

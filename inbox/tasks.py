@@ -280,8 +280,13 @@ def sync_send_policy(conversation_id: int) -> None:
             # Loaded but not allowed its hook: it cannot stop the model call.
             plugin = answer.get("enforcing") is not False
             GatewayLink.note_enforcing(client.url, plugin)
-        if pause_mode(key, plugin=plugin) == "deny":
+        mode = pause_mode(key, plugin=plugin)
+        if mode == "deny":
             client.set_send_policy(key, "deny" if paused else None)
+        if paused and mode != "none":
+            # Also stop the turn the bot may be in the middle of: the
+            # customer's next message would be steered into it and answered.
+            client.stop_agent_turn(key)
     except gateway.GatewayError as exc:
         if exc.permanent:
             log.warning("gateway refused to pause the agent: %s", exc)

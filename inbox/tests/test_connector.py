@@ -298,6 +298,9 @@ def test_with_the_plugin_a_takeover_stops_the_bot_before_its_model_call(
     conversation.take_over(alice)
     drain(worker, "replies")
     assert gateway.owners == {key: "alice"}
+    # The turn the bot may be in is stopped too, or the customer's next
+    # message would be steered into it (tests/test_real_gateway.py).
+    assert gateway.aborts == [key]
     calls = len(gateway.model_calls)
     gateway.customer_writes(key, "are you there?")
     gateway.customer_writes(key, "hello??")
@@ -307,6 +310,7 @@ def test_with_the_plugin_a_takeover_stops_the_bot_before_its_model_call(
     conversation.hand_back(alice)
     drain(worker, "replies")
     assert gateway.owners == {}
+    assert gateway.aborts == [key]  # handing back stops nothing
     gateway.customer_writes(key, "thanks")
     wait_for(lambda: "bot: thanks" in texts(key))
 
@@ -338,7 +342,9 @@ def test_without_the_plugin_a_channel_falls_back_to_deny_and_webchat_to_nothing(
         conversation.take_over(alice)
     drain(worker, "replies")
     assert gateway.policy(KEY) == "deny"
-    # Deny on webchat would refuse the customer's own messages: left alone.
+    assert gateway.aborts == [KEY]  # its turn in progress stopped
+    # Deny on webchat would refuse the customer's own messages: left alone,
+    # and its turns too (the next one would answer anyway).
     assert gateway.policy(WEB) == "allow"
     gateway.customer_writes(WEB, "still heard")
     wait_for(lambda: "still heard" in texts(WEB))

@@ -18,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from inbox import gateway as gateway_module
 from inbox import protocol
 from inbox.connector import Connector
 from inbox.devgateway import RealGateway
+from inbox.devgateway.stub_model import default_reply
 from inbox.models import Conversation, Message
 
 pytestmark = [pytest.mark.gateway, pytest.mark.django_db(transaction=True)]
@@ -233,6 +235,59 @@ def test_a_takeover_on_webchat_records_the_customer_and_calls_no_model(
     wait_for(lambda: marker in customer_text(key), what="the held message")
     time.sleep(2.0)
     assert real_gateway.model.calls_containing(marker) == []
+
+
+@pytest.mark.parametrize("channel", ["telegram", "webchat"])
+def test_a_takeover_during_the_bots_turn_stops_that_turn(
+    real_gateway: RealGateway, inbox: Connector, worker: Any, channel: str
+) -> None:
+    """A takeover in the middle of the bot's turn stops that turn.
+
+    The plugin's hook holds turns that start after the takeover; a turn
+    already running would write its answer (on webchat the customer watches
+    it stream in), and the gateway steers a message that arrives meanwhile
+    into it (its default queue mode), past the hook: seen answered by the
+    model, or, when the turn was still starting up, never written at all."""
+    first, second = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    thinking, release = threading.Event(), threading.Event()
+
+    def slow_model(text: str) -> str:
+        if first in text:
+            thinking.set()
+            release.wait(30)
+        return default_reply(text)
+
+    chat = chat_id()
+    key = telegram_key(chat) if channel == "telegram" else f"agent:main:web-{first}"
+
+    def customer(text: str) -> None:
+        if channel == "telegram":
+            real_gateway.telegram.customer(chat, text, name="Mia")
+        else:
+            assert webchat_send(real_gateway, key, text)["ok"]
+
+    real_gateway.model.reply = slow_model
+    try:
+        customer(f"where is my order {first}")
+        conversation = wait_for(
+            lambda: Conversation.objects.filter(session_id=key).first(), what="chat"
+        )
+        assert thinking.wait(TURN), "the bot's turn never called the model"
+        alice = create_user(role="agent", username="alice")
+        conversation.take_over(alice)
+        drain(worker, "replies")
+        customer(f"hello? {second}")
+        release.set()
+        wait_for(lambda: second in customer_text(key), what="the held message")
+        time.sleep(2.0)  # a steered message would have reached the model by now
+    finally:
+        release.set()
+        real_gateway.model.reply = default_reply
+    assert real_gateway.model.calls_containing(second) == []
+    assert not Message.objects.filter(
+        conversation__session_id=key, author="bot"
+    ).exists()
+    assert real_gateway.telegram.sent_to(chat) == []
 
 
 @pytest.mark.postgres
