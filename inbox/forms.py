@@ -188,14 +188,23 @@ SNOOZE_LONGEST = timedelta(days=365)
 
 class SnoozeForm(forms.Form):
     """For how long: a number of minutes, until the customer replies, or until
-    a time the agent picks (``until``: ISO 8601 with its offset, as the
-    page sends the time picked in the agent's own zone)."""
+    a time the agent picks. The page's picker sends ``at``, a wall-clock time
+    read in the agent's zone (their profile's, else the team's: the active
+    one), the zone the page labels it with and shows every time in, whatever
+    the browser's; ``until`` is ISO 8601 with its offset, for scripts."""
 
     minutes = forms.ChoiceField(choices=SNOOZE_CHOICES)
+    at = forms.DateTimeField(
+        required=False, input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+    )
     until = forms.DateTimeField(required=False, input_formats=["iso-8601"])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if self.has_error("at"):  # the answer says the form's own errors
+            raise forms.ValidationError(list(self.errors["at"]))
+        if data.get("at") is not None:
+            data["until"] = data["at"]
         choice, until = data.get("minutes"), data.get("until")
         if choice == "custom":
             now = timezone.now()

@@ -4,7 +4,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
@@ -15,9 +15,12 @@ from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Substr
 from django.utils import timezone
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from core import masking, outbox
+from core.templatetags.clock import stamp
 from inbox.protocol import INTERNAL_CHANNELS, DeviceIdentity, channel_of, ws_url
 from inbox.signals import bell_on_commit, publish_on_commit, reply_queued_on_commit
 
@@ -38,8 +41,9 @@ class Platform(models.TextChoices):
     IMESSAGE = "imessage", "iMessage"
     GOOGLECHAT = "googlechat", "Google Chat"
     MATRIX = "matrix", "Matrix"
-    WEBCHAT = "webchat", "Web chat"
-    OTHER = "other", "Other"
+    # Product names read the same in every language; these two are words.
+    WEBCHAT = "webchat", gettext_lazy("Web chat")
+    OTHER = "other", gettext_lazy("Other")
 
     @classmethod
     def parse(cls, value: str) -> Platform:
@@ -746,8 +750,11 @@ class Conversation(models.Model):
                 raise TransitionError(gettext_noop("it is resolved"))
             return {"status": self.Status.SNOOZED, "snoozed_until": until}
 
+        # Stored in UTC, shown in each agent's zone (``Activity.summary_html``).
         reason = (
-            f"until {until:%Y-%m-%d %H:%M}" if until else "until the customer replies"
+            f"until {until.astimezone(UTC):%Y-%m-%d %H:%M}"
+            if until
+            else "until the customer replies"
         )
         return self._transition(agent, change, reason=reason)
 
@@ -1514,11 +1521,34 @@ class Activity(models.Model):
         reason = f" ({words['reason']})" if words["reason"] else ""
         return f"{by}: {data.get('from')} → {to}{reason}"
 
+    @property
+    def summary_html(self) -> SafeString:
+        """``summary`` for the timeline, a snooze's end as ``<time data-stamp>``:
+        a live line is rendered once for every agent, and the browser puts
+        that time in each one's zone (static/core/clock.js)."""
+        text = conditional_escape(self.summary)
+        found = SNOOZE_UNTIL.fullmatch(str(self.data.get("reason") or ""))
+        if self.kind != self.Kind.STATUS_CHANGED or not found:
+            return text
+        until = _utc(found.group(1))
+        shown = stamp(until)
+        tag = format_html(
+            '<time datetime="{}" data-stamp>{}</time>', until.isoformat(), shown
+        )
+        return mark_safe(text.replace(conditional_escape(shown), tag, 1))
+
 
 # Reasons the inbox itself stores with a status change (free text from the
 # gateway, the bot or an automation is shown as it came).
 SNOOZE_UNTIL = re.compile(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)")
 ESCALATED_BY = re.compile(r"escalated by (.+)", re.DOTALL)
+
+
+def _utc(text: str) -> datetime:
+    """A snooze's end as ``Conversation.snooze`` words it (UTC, to the minute)."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+
+
 # An automation's (automations.actions._escalate): the trigger's name; before
 # December also the pattern that matched, which agents are never shown.
 BY_TRIGGER = re.compile(r"trigger “(.+?)”(?:: .*)?", re.DOTALL)
@@ -1534,7 +1564,7 @@ def _reason(reason: Any) -> str:
     if reason == "auto-assigned":
         return gettext("auto-assigned")
     if found := SNOOZE_UNTIL.fullmatch(reason):
-        return gettext("until %(time)s") % {"time": found.group(1)}
+        return gettext("until %(time)s") % {"time": stamp(_utc(found.group(1)))}
     if found := ESCALATED_BY.fullmatch(reason):
         return gettext("escalated by %(name)s") % {"name": found.group(1)}
     if found := BY_TRIGGER.fullmatch(reason):

@@ -7,6 +7,7 @@ them in each agent's zone. So the two must agree to the character.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -92,4 +93,58 @@ def test_the_browser_writes_the_filters_text_in_the_agents_zone(
         list(english),
     )
     assert written == english
+    assert tab.errors == [] and tab.csp_violations == []
+
+
+@pytest.fixture
+def list_times(transactional_db: None) -> tuple[Any, dict[str, int]]:
+    """An English agent in Seoul, and conversations last active three days,
+    ten minutes and a moment ago."""
+    from core.testing import message_event, post_webhook, session_key
+    from inbox.models import Conversation
+
+    agent = create_user(role="agent", username="jun")
+    Profile.objects.create(user=agent, language="en", time_zone="Asia/Seoul")
+    pks = {}
+    for name, ago in (("old", dt.timedelta(days=3)), ("recent", dt.timedelta(0))):
+        session = session_key()
+        post_webhook(message_event(session_id=session, text=f"{name} question"))
+        pks[name] = Conversation.objects.get(session_id=session).pk
+        Conversation.objects.filter(pk=pks[name]).update(
+            last_message_at=timezone.now() - ago
+        )
+    return agent, pks
+
+
+def test_the_list_reads_the_stamp_and_within_the_hour_how_long_ago(
+    list_times: tuple[Any, dict[str, int]], open_inbox: Callable[[Any], Inbox]
+) -> None:
+    """One format with the thread and the header: the stamp, as its tooltip
+    too; only the last hour reads "just now" / "n minutes ago"."""
+    agent, pks = list_times
+    tab = open_inbox(agent)
+    page = tab.page
+    page.clock.install()
+    tab.log_in()
+    old = page.locator(f"#conv-{pks['old']} time.when")
+    recent = page.locator(f"#conv-{pks['recent']} time.when")
+    stamps = page.evaluate(
+        """(ids) => ids.map((id) => window.openclawClock.stamp(new Date(
+             document.querySelector("#conv-" + id + " time.when").getAttribute("datetime"))))""",
+        [pks["old"], pks["recent"]],
+    )
+    assert all(
+        re.fullmatch(r"[A-Z][a-z]{2} \d+, (\d{4}, )?\d\d:\d\d", s) for s in stamps
+    )
+    expect(old).to_have_text(stamps[0])
+    expect(old).to_have_attribute("title", stamps[0])
+    expect(recent).to_have_text("just now")
+    expect(recent).to_have_attribute("title", stamps[1])
+
+    page.clock.fast_forward("10:30")  # the list's 30-second refresh has run
+    expect(old).to_have_text(stamps[0])
+    expect(recent).to_have_text("10 minutes ago")
+    page.clock.fast_forward("50:00")  # over an hour: the stamp
+    expect(recent).to_have_text(stamps[1])
+    expect(recent).to_have_attribute("title", stamps[1])
     assert tab.errors == [] and tab.csp_violations == []

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -398,21 +398,37 @@ def test_a_leads_assignment_reaches_the_assignees_mine_view_live_with_a_notice(
 def test_snooze_until_a_picked_time_in_the_agents_own_zone(
     alice: Any, open_inbox: Callable[[Any], Inbox], post: Callable[..., dict[str, Any]]
 ) -> None:
+    """Alice's browser is in Seoul; her profile names no zone, so hers is the
+    team's (UTC): the picker says so, and the time she picks is the one the
+    header and the thread's line show, stored as that time in UTC."""
     session = session_key()
     post(session_id=session, text="call me back on Monday")
     tab = open_inbox(alice)
+    tab.page.context.new_cdp_session(tab.page).send(
+        "Emulation.setTimezoneOverride", {"timezoneId": "Asia/Seoul"}
+    )
     tab.log_in()
     pk = tab.conversation_id(session)
     tab.wait_for_socket(conversation=None)
     tab.open_conversation(pk)
     header = tab.page.locator("#conversation-header")
+    zone = header.locator(".snooze-zone")
+    expect(zone).to_be_hidden()
     header.locator(".snooze-choice").select_option("custom")
     picker = header.locator(".snooze-at")
     expect(picker).to_be_visible()
-    day = datetime.now() + timedelta(days=2)  # this machine's zone, as Chromium's
+    expect(zone).to_have_text("in UTC")
+    day = datetime.now(UTC) + timedelta(days=2)
     picker.fill(day.strftime("%Y-%m-%dT09:30"))
     header.get_by_role("button", name="Snooze").click()
     expect(header).to_have_attribute("data-status", "snoozed")
-    # The header shows the very time picked, in the same zone.
-    expect(header.locator(".session time")).to_have_text(f"{day:%b} {day.day}, 09:30")
+    shown = f"{day:%b} {day.day}, 09:30"
+    if day.year != datetime.now(UTC).year:
+        shown = f"{day:%b} {day.day}, {day.year}, 09:30"
+    expect(header.locator(".session time")).to_have_text(shown)
+    expect(header.locator(".session time")).to_have_attribute(
+        "datetime", day.strftime("%Y-%m-%dT09:30:00+00:00")
+    )
+    audit = tab.page.locator(f"#thread-{pk} li.audit").last
+    expect(audit).to_have_text(re.compile(rf"snoozed it \(until {shown}\)"))
     tab.assert_healthy()

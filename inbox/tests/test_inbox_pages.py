@@ -459,3 +459,26 @@ def test_kept_rows_follow_every_change_they_show(staff_client) -> None:  # noqa:
     assert 'class="conversation status-bot selected"' in opened
     assert "selected" not in page()
     assert "선택" in page(**{"Accept-Language": "ko"})
+
+
+def test_platform_labels_that_are_words_read_in_the_agents_language() -> None:
+    """The labels "Web chat" and "Other" are words, not product names: a Korean agent
+    reads them in Korean in the list, the header and the queue's counts."""
+    from django.test import Client
+
+    from core.models import Profile
+
+    agent = create_user(role="agent")
+    Profile.objects.create(user=agent, language="ko")
+    session = session_key(chat="webchat")
+    post_webhook(message_event(session_id=session, channel="webchat", text="hi"))
+    conversation = Conversation.objects.get(session_id=session)
+    assert conversation.platform == "webchat"
+    conversation.escalate(reason="")
+    client = Client()
+    client.force_login(agent)
+    thread = client.get(f"/inbox/c/{conversation.pk}/").content.decode()
+    queue = client.get("/inbox/queue/").content.decode()
+    assert re.search(r'class="platform platform-webchat"[^>]*>웹 채팅<', thread)
+    assert "웹 채팅: <strong>1</strong>" in queue
+    assert "Web chat" not in thread + queue
