@@ -1,7 +1,10 @@
 // OpenClaw gateway plugin: while the inbox marks a session human-owned, the bot
 // makes no model call there and the customer gets no bot message, but the
 // customer's messages are still recorded (operators see them as session.message).
+// Likewise an allowlisted admin's ops command ("/digest"): the inbox answers it,
+// so the agent must not.
 import path from "node:path";
+import { CommandSenders, MAX_SENDERS, isCommandText, isDirectSession, normalizeSender } from "./src/senders.js";
 import { MAX_SESSIONS, ParamError, TakeoverStore, normalizeOwner, normalizeSessionKey } from "./src/store.js";
 
 export const PLUGIN_ID = "inbox-takeover";
@@ -11,6 +14,9 @@ export const PLUGIN_ID = "inbox-takeover";
 // the webchat run as failed. The reply is cancelled in reply_payload_sending,
 // so no channel ever sees this text, and it is not written to the transcript.
 export const HELD_REPLY_TEXT = "[inbox-takeover: held for a human operator]";
+// The same for an ops command's turn; cancelled by its text, as the session
+// itself is not held.
+export const COMMAND_REPLY_TEXT = "[inbox-takeover: an ops command, answered by the inbox]";
 
 // Run before other plugins' claims and payload rewrites.
 const HOOK_PRIORITY = 1000;
@@ -34,6 +40,9 @@ export function register(api) {
   // Created on first use: registration must stay cheap (discovery loads also call it).
   let store;
   const getStore = () => (store ??= new TakeoverStore(resolveStateFile(api, pluginId)));
+  let senders;
+  const getSenders = () =>
+    (senders ??= new CommandSenders(path.join(path.dirname(resolveStateFile(api, pluginId)), "command-senders.json")));
 
   // The gateway records the customer's message before this hook runs, so
   // claiming here keeps the transcript row (and its session.message event)
@@ -41,10 +50,13 @@ export function register(api) {
   // a later gate (before_agent_run) sends the customer a "could not be sent" notice.
   api.on(
     "before_agent_reply",
-    (_event, ctx) => {
+    (event, ctx) => {
       const owner = getStore().ownerOf(ctx?.sessionKey);
-      if (!owner) return undefined;
-      return { handled: true, reply: { text: HELD_REPLY_TEXT }, reason: `human takeover (${owner})` };
+      if (owner) return { handled: true, reply: { text: HELD_REPLY_TEXT }, reason: `human takeover (${owner})` };
+      if (isOpsCommand(event, ctx, getSenders())) {
+        return { handled: true, reply: { text: COMMAND_REPLY_TEXT }, reason: "inbox ops command" };
+      }
+      return undefined;
     },
     { priority: HOOK_PRIORITY },
   );
@@ -54,7 +66,10 @@ export function register(api) {
   // here; an operator's `send` does not (it goes through message_sending).
   api.on(
     "reply_payload_sending",
-    (event, ctx) => (getStore().ownerOf(ctx?.sessionKey ?? event?.sessionKey) ? { cancel: true } : undefined),
+    (event, ctx) =>
+      event?.payload?.text === COMMAND_REPLY_TEXT || getStore().ownerOf(ctx?.sessionKey ?? event?.sessionKey)
+        ? { cancel: true }
+        : undefined,
     { priority: HOOK_PRIORITY },
   );
 
@@ -65,7 +80,7 @@ export function register(api) {
         try {
           const args = params ?? {};
           if (typeof args !== "object" || Array.isArray(args)) throw new ParamError("params must be an object");
-          respond(true, { ...handler(args, getStore()), enforcing });
+          respond(true, { ...handler(args, getStore(), getSenders), enforcing });
         } catch (err) {
           if (err instanceof ParamError) {
             respond(false, undefined, { code: "INVALID_REQUEST", message: err.message });
@@ -105,6 +120,29 @@ export function register(api) {
     const sessions = store.list();
     return store.loadError ? { sessions, stateError: store.loadError } : { sessions };
   });
+
+  // The inbox's ops-command allowlist, replaced whole (on every connect and
+  // whenever an admin changes it).
+  method("inbox.commands.sync", "operator.write", (params, _store, senderSet) => {
+    if (!Array.isArray(params.senders)) throw new ParamError("senders must be an array of {channel, senderId}");
+    if (params.senders.length > MAX_SENDERS) throw new ParamError(`at most ${MAX_SENDERS} senders`);
+    const wanted = params.senders.map((item, i) => normalizeSender(item, `senders[${i}]`));
+    return senderSet().sync(wanted);
+  });
+
+  method("inbox.commands.list", "operator.read", (_params, _store, senderSet) => {
+    const list = senderSet().list();
+    return senderSet().loadError ? { senders: list, stateError: senderSet().loadError } : { senders: list };
+  });
+}
+
+// A direct message starting with "/" from an account on the inbox's allowlist.
+// The gateway recorded it before this hook, so the inbox still sees it.
+function isOpsCommand(event, ctx, senders) {
+  if (ctx?.trigger !== undefined && ctx.trigger !== "user") return false;
+  if (!isCommandText(event?.cleanedBody) || !isDirectSession(ctx?.sessionKey)) return false;
+  const channel = ctx?.channel ?? ctx?.messageProvider;
+  return senders.has(channel, ctx?.senderId);
 }
 
 function resolveStateFile(api, pluginId) {
@@ -118,6 +156,6 @@ function resolveStateFile(api, pluginId) {
 export default {
   id: PLUGIN_ID,
   name: "Inbox takeover",
-  description: "Holds the bot in sessions an OpenClaw Inbox operator has taken over.",
+  description: "Holds the bot in sessions an OpenClaw Inbox operator has taken over, and for an admin's ops commands.",
   register,
 };

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 
-import plugin, { HELD_REPLY_TEXT, PLUGIN_ID } from "../index.js";
+import plugin, { COMMAND_REPLY_TEXT, HELD_REPLY_TEXT, PLUGIN_ID } from "../index.js";
 
 const TG = "agent:main:telegram:direct:881580";
 const WEB = "agent:main:web-abc";
@@ -51,12 +51,18 @@ test("the entry is a plain plugin object matching the manifest", () => {
   assert.equal(typeof plugin.register, "function");
 });
 
-test("registers two hooks and three methods with their scopes", () => {
+test("registers two hooks and five methods with their scopes", () => {
   const p = loadPlugin();
   assert.deepEqual(Object.keys(p.hooks).sort(), ["before_agent_reply", "reply_payload_sending"]);
   assert.deepEqual(
     Object.fromEntries(Object.entries(p.methods).map(([name, m]) => [name, m.opts.scope])),
-    { "inbox.takeover.set": "operator.write", "inbox.takeover.sync": "operator.write", "inbox.takeover.list": "operator.read" },
+    {
+      "inbox.takeover.set": "operator.write",
+      "inbox.takeover.sync": "operator.write",
+      "inbox.takeover.list": "operator.read",
+      "inbox.commands.sync": "operator.write",
+      "inbox.commands.list": "operator.read",
+    },
   );
   assert.deepEqual(p.warnings, []);
 });
@@ -213,4 +219,101 @@ test("CLI-metadata loads register nothing (the runtime is unavailable there)", (
   const p = loadPlugin({ registrationMode: "cli-metadata" });
   assert.deepEqual(p.hooks, {});
   assert.deepEqual(p.methods, {});
+});
+
+// -- ops commands: the inbox answers an allowlisted admin's "/..." itself -----------
+
+const ADMIN = "881580";
+// What the real gateway passes for a Telegram direct message (see the README's probe).
+const telegramTurn = (p, text, { senderId = ADMIN, sessionKey = TG, trigger = "user" } = {}) =>
+  p.hooks.before_agent_reply.handler(
+    { cleanedBody: text },
+    { sessionKey, trigger, channel: "telegram", messageProvider: "telegram", senderId },
+  );
+const commandPayload = (p, text) =>
+  p.hooks.reply_payload_sending.handler({ payload: { text }, kind: "final", sessionKey: TG }, { sessionKey: TG });
+
+test("an allowlisted sender's command: the turn is claimed and its payload cancelled", () => {
+  const p = loadPlugin();
+  const synced = p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  assert.deepEqual(synced.payload, { added: 1, removed: 0, total: 1, enforcing: true });
+  for (const text of ["/digest", " /logs 5", "/ops status", "/Digest@InboxBot"]) {
+    assert.deepEqual(telegramTurn(p, text), {
+      handled: true,
+      reply: { text: COMMAND_REPLY_TEXT },
+      reason: "inbox ops command",
+    });
+  }
+  assert.deepEqual(commandPayload(p, COMMAND_REPLY_TEXT), { cancel: true });
+  // the session is not held: the agent's other replies there still go out
+  assert.equal(commandPayload(p, "bot: hi"), undefined);
+});
+
+test("the agent answers whatever is not an allowlisted sender's direct command", () => {
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  assert.equal(telegramTurn(p, "hello"), undefined); // the admin chatting
+  assert.equal(telegramTurn(p, "/ digest"), undefined); // the inbox would not parse it
+  assert.equal(telegramTurn(p, "/5"), undefined);
+  assert.equal(telegramTurn(p, "/digest", { senderId: "999" }), undefined); // a stranger
+  assert.equal(telegramTurn(p, "/digest", { sessionKey: "agent:main:telegram:group:-100" }), undefined);
+  assert.equal(telegramTurn(p, "/digest", { trigger: "heartbeat" }), undefined);
+  assert.equal(
+    p.hooks.before_agent_reply.handler({ cleanedBody: "/digest" }, { sessionKey: TG, channel: "discord", senderId: ADMIN }),
+    undefined,
+  );
+  assert.equal(p.hooks.before_agent_reply.handler({}, { sessionKey: TG, channel: "telegram", senderId: ADMIN }), undefined);
+});
+
+test("messageProvider stands in for a missing channel", () => {
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "Telegram", senderId: ` ${ADMIN} ` }] });
+  const ctx = { sessionKey: TG, trigger: "user", messageProvider: "telegram", senderId: ADMIN };
+  assert.equal(p.hooks.before_agent_reply.handler({ cleanedBody: "/digest" }, ctx).handled, true);
+});
+
+test("commands sync replaces the allowlist; list shows it; a fresh instance reads it", () => {
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  const synced = p.call("inbox.commands.sync", { senders: [{ channel: "slack", senderId: "U1" }] });
+  assert.deepEqual(synced.payload, { added: 1, removed: 1, total: 1, enforcing: true });
+  assert.equal(telegramTurn(p, "/digest"), undefined);
+  assert.deepEqual(p.call("inbox.commands.list", {}).payload.senders, [{ channel: "slack", senderId: "U1" }]);
+  const fresh = loadPlugin(); // e.g. after a gateway restart, before the inbox reconnects
+  assert.deepEqual(fresh.call("inbox.commands.list", {}).payload.senders, [{ channel: "slack", senderId: "U1" }]);
+  assert.ok(fs.existsSync(path.join(stateDir, PLUGIN_ID, "command-senders.json")));
+  p.call("inbox.commands.sync", { senders: [] });
+  assert.deepEqual(fresh.call("inbox.commands.list", {}).payload.senders, []);
+});
+
+test("a takeover still wins over a command: the held reply, not the command's", () => {
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  p.call("inbox.takeover.set", { sessionKey: TG, owner: "Alice" });
+  assert.equal(telegramTurn(p, "/digest").reply.text, HELD_REPLY_TEXT);
+});
+
+for (const [params, message] of [
+  [{}, /senders must be an array/],
+  [{ senders: {} }, /senders must be an array/],
+  [{ senders: [null] }, /senders\[0\] must be an object/],
+  [{ senders: [{ channel: "telegram" }] }, /senders\[0\]\.senderId/],
+  [{ senders: [{ channel: " ", senderId: "1" }] }, /senders\[0\]\.channel/],
+  [{ senders: [{ channel: "telegram", senderId: 5 }] }, /senders\[0\]\.senderId/],
+]) {
+  test(`inbox.commands.sync ${JSON.stringify(params)} is refused and changes nothing`, () => {
+    const p = loadPlugin();
+    p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+    const { ok, error } = p.call("inbox.commands.sync", params);
+    assert.equal(ok, false);
+    assert.equal(error.code, "INVALID_REQUEST");
+    assert.match(error.message, message);
+    assert.equal(telegramTurn(p, "/digest").handled, true);
+  });
+}
+
+test("too many senders in one sync are refused", () => {
+  const p = loadPlugin();
+  const senders = Array.from({ length: 1_001 }, (_, i) => ({ channel: "telegram", senderId: String(i) }));
+  assert.match(p.call("inbox.commands.sync", { senders }).error.message, /at most 1000/);
 });
