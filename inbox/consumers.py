@@ -135,7 +135,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
             platform=params.get("platform", "")[:16],
             status=params.get("status", "")[:16],
             owner=params.get("owner", "")[:16],
-            query=params.get("q", "")[:200],
+            query=params.get("q", "").strip()[:200],
             user_id=user.pk,
             page=params.get("page", "")[:16],
             tag=params.get("tag", "")[:40].lower(),
@@ -335,8 +335,18 @@ class InboxConsumer(AsyncWebsocketConsumer):
         events = [live.localized(event, self.language) for event in events]
         events = self._newest_items(events)
         unread = await self._unread_for(events)
+        searched = None
+        if self.view.query:
+            searched = await _db(live.search_rows)(
+                events, self.view, language=self.language
+            )
         text = live.frame(
-            events, view=self.view, seq=self.hwm, unread=unread, language=self.language
+            events,
+            view=self.view,
+            seq=self.hwm,
+            unread=unread,
+            language=self.language,
+            searched=searched,
         )
         if text == live.seq_marker(self.hwm):
             if self.seq_task is None or self.seq_task.done():

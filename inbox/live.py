@@ -27,7 +27,7 @@ from django.utils import timezone, translation
 from django.utils.html import escape
 from django.utils.translation import gettext, ngettext
 
-from inbox.models import Activity, Conversation, Message
+from inbox.models import Activity, Conversation, Message, search_snippets
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +450,32 @@ def seq_marker(seq: int) -> str:
     return f'<div id="live-seq" data-seq="{int(seq)}" hx-swap-oob="true"></div>'
 
 
+def search_rows(
+    events: list[dict[str, Any]], view: View, *, language: str = ""
+) -> dict[int, str]:
+    """For a tab listing search results: the rows of the events' conversations
+    that match its query now, each with its snippet, in ``language``.
+
+    The list page's own search (``matching``, ``search_snippets``), asked of
+    these conversations only; one absent from the answer does not match.
+    Reads the database: the consumer calls it off the event loop.
+    """
+    query = view.query
+    ids = {e["conversation"] for e in events if e["row"] and view.shows(e)}
+    if not ids or not query.strip():
+        return {}
+    found = list(
+        Conversation.objects.matching(query, among=ids).select_related("assignee")
+    )
+    snippets = search_snippets([c.pk for c in found], query)
+    rows = {}
+    with translation.override(language or None):
+        for conversation in found:
+            conversation.snippet = snippets.get(conversation.pk)
+            rows[conversation.pk] = render_row(conversation)
+    return rows
+
+
 def frame(
     events: list[dict[str, Any]],
     *,
@@ -457,13 +483,15 @@ def frame(
     seq: int,
     unread: dict[int, int],
     language: str = "",
+    searched: dict[int, str] | None = None,
 ) -> str:
     """One websocket frame of ``hx-swap-oob`` fragments; applying it twice is harmless.
 
     Rows are removed then inserted at the top (so a replayed row does not
     appear twice); thread items likewise by their ``msg-<pk>`` id. The events'
     fragments are taken as given (``localized`` picks a tab's); ``language``
-    words the notice.
+    words the notice. A search tab's rows are ``searched`` (``search_rows``):
+    an event's own row has no snippet and may not match.
     """
     parts = [seq_marker(seq)]
     if view.page == "queue":
@@ -474,7 +502,9 @@ def frame(
     for event in events:
         pk = event["conversation"]
         if last_row.get(pk) is event:
-            parts.append(_row_fragment(event, view, to_top=pk in moved))
+            parts.append(
+                _row_fragment(event, view, to_top=pk in moved, searched=searched)
+            )
             if pk in unread:
                 parts.append(render_badge(pk, unread[pk]))
         if pk == view.conversation:
@@ -541,19 +571,30 @@ def render_escalation_count(count: int, new: str = "") -> str:
     )
 
 
-def _row_fragment(event: dict[str, Any], view: View, *, to_top: bool) -> str:
+def _row_fragment(
+    event: dict[str, Any],
+    view: View,
+    *,
+    to_top: bool,
+    searched: dict[int, str] | None = None,
+) -> str:
     pk = event["conversation"]
     if view.lacks_tag(event):
         return ""
-    if not view.shows(event):
+    row = event["row"]
+    if view.query:
+        # Only what the search finds, with why it matched; a conversation
+        # that no longer matches (a renamed customer) leaves the results.
+        row = (searched or {}).get(pk, "")
+    if not row or not view.shows(event):
         return f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
-    if to_top and not view.query:
+    if to_top:
         return (
             f'<div id="conv-{pk}" hx-swap-oob="delete"></div>'
-            f'<div hx-swap-oob="afterbegin:#conversation-list">{event["row"]}</div>'
+            f'<div hx-swap-oob="afterbegin:#conversation-list">{row}</div>'
         )
-    # A search result list, or a change that does not reorder: update in place.
-    return event["row"].replace("<li ", '<li hx-swap-oob="true" ', 1)
+    # A change that does not reorder: update in place.
+    return row.replace("<li ", '<li hx-swap-oob="true" ', 1)
 
 
 def render_presence(

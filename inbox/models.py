@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -148,15 +148,20 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         """A customer's conversations, under any of their (merged) contacts."""
         return self.filter(contact_id__in=[c.pk for c in identities]).by_activity()
 
-    def matching(self, query: str) -> ConversationQuerySet:
+    def matching(
+        self, query: str, *, among: Collection[int] | None = None
+    ) -> ConversationQuerySet:
         """Conversations whose customer or any message matches ``query``.
 
         PostgreSQL uses the full-text index on message text; SQLite (embedded
-        mode) falls back to a case-insensitive substring scan.
+        mode) falls back to a case-insensitive substring scan. ``among``: only
+        these few conversations (the live stream asks which of an event's
+        match a tab's search), each checked against its own words.
         """
         query = query.strip()[:200]
         if not query:
             return self
+        qs = self if among is None else self.filter(pk__in=among)
         name_match = Q(customer_name__icontains=query) | Q(customer_id__icontains=query)
         terms = _search_terms(query)
         if _is_postgres() and terms:
@@ -172,6 +177,10 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
                 search_type="raw",
             )
             documents = ConversationSearch.objects.filter(document=words)
+            if among is not None:
+                # A few known conversations: each one's document, by key.
+                own = documents.filter(conversation_id=OuterRef("pk"))
+                return qs.filter(name_match | Exists(own))
             # One bounded read through the GIN index counts the matching
             # conversations (PostgreSQL's estimate for a prefix is no guide).
             sample = list(
@@ -200,9 +209,11 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
             return self.filter(Exists(documents.filter(conversation_id=OuterRef("pk"))))
         # Embedded mode (SQLite): every word as a case-insensitive substring.
         scan = Message.objects.all() if terms else Message.objects.none()
+        if among is not None:
+            scan = scan.filter(conversation_id__in=among)
         for term in terms:
             scan = scan.filter(text__icontains=term)
-        return self.filter(name_match | Q(pk__in=scan.values("conversation_id")))
+        return qs.filter(name_match | Q(pk__in=scan.values("conversation_id")))
 
     def with_unread_for(self, user: Any) -> ConversationQuerySet:
         """Annotate ``unread``: inbound messages this agent has not seen."""

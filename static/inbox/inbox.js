@@ -208,18 +208,96 @@
     if (socket && isOpen) socket.send(JSON.stringify({ type: "ping" }));
   }, 25000);
 
-  // Keep the thread scrolled to the newest message unless the agent scrolled up.
+  // --- the thread: it opens at its newest message and stays there while the
+  // agent is there; older pages load as the agent scrolls up to them, and
+  // each keeps the agent's place. A wide screen scrolls the thread in its
+  // panel, a phone scrolls the page: the same rules for both.
   var pinned = true;
-  document.addEventListener("scroll", function (event) {
-    var thread = event.target;
-    if (thread && thread.classList && thread.classList.contains("thread")) {
-      pinned = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+  function threadScroller(thread) {
+    return thread.scrollHeight > thread.clientHeight + 1 ? thread : document.scrollingElement;
+  }
+  function atNewest(thread) {
+    var scroller = threadScroller(thread);
+    if (scroller === thread) {
+      return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
     }
+    var bottom = thread.getBoundingClientRect().bottom;
+    return bottom >= 0 && bottom <= window.innerHeight + 80;
+  }
+  function showNewest(thread) {
+    thread.scrollTop = thread.scrollHeight;
+    if (threadScroller(thread) !== thread) {
+      // The page scrolls: the newest message, and the composer under it.
+      (document.getElementById("composer") || thread).scrollIntoView({ block: "end" });
+    }
+  }
+  document.addEventListener("scroll", function () {
+    var thread = document.querySelector(".thread");
+    if (thread) pinned = atNewest(thread);
   }, true);
   function stickToBottom() {
     var thread = document.querySelector(".thread");
-    if (thread && pinned) thread.scrollTop = thread.scrollHeight;
+    if (thread && pinned) showNewest(thread);
   }
+  function openedThread() {
+    var thread = document.querySelector(".thread");
+    if (!thread) return;
+    pinned = true;
+    showNewest(thread);
+  }
+
+  // The older page is asked for when its marker comes into view, and only
+  // after the thread was put at its newest message (htmx's "intersect" fired
+  // on a thread that had not been scrolled yet: every older page at once).
+  var olderWatch = null;
+  function watchOlder() {
+    if (olderWatch) olderWatch.disconnect();
+    olderWatch = null;
+    var thread = document.querySelector(".thread");
+    var older = thread && thread.querySelector(":scope > li.older");
+    if (!older || !window.IntersectionObserver) return;
+    htmx.process(older);
+    var watch = new IntersectionObserver(function (entries) {
+      if (!entries.some(function (entry) { return entry.isIntersecting; })) return;
+      watch.disconnect();
+      htmx.trigger(older, "older");
+    }, { root: threadScroller(thread) === thread ? thread : null, rootMargin: "200px 0px 0px 0px" });
+    watch.observe(older);
+    olderWatch = watch;
+  }
+
+  // Scroll anchoring: what was in view stays where it was, at the same
+  // distance from the end of what scrolls (the new page goes in above it).
+  var anchor = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var older = event.detail.target;
+    if (!older || !older.matches || !older.matches(".thread > li.older")) return;
+    var scroller = threadScroller(older.parentElement);
+    anchor = { scroller: scroller, fromEnd: scroller.scrollHeight - scroller.scrollTop };
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "thread-pane") {
+      openedThread();
+    } else if (anchor) {
+      anchor.scroller.scrollTop = anchor.scroller.scrollHeight - anchor.fromEnd;
+      anchor = null;
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    // Once htmx has bound the new marker (settling processes it). The old
+    // marker has left the page by now: known by its class.
+    var target = event.detail.target;
+    if (!target || !target.classList) return;
+    if (target.id === "thread-pane" || target.classList.contains("older")) {
+      anchor = null;
+      watchOlder();
+    }
+  });
+  document.addEventListener("htmx:historyRestore", function () {
+    openedThread();
+    watchOlder();
+  });
 
   // In the page's language (Django's catalogue), as the server's naturaltime words them.
   var units = [
@@ -594,7 +672,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     refreshTimes();
-    stickToBottom();
+    openedThread();
+    watchOlder();
     setUpNotifications();
     afterAnyChange();
   });
