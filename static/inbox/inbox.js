@@ -1,5 +1,5 @@
 // Inbox behaviour that htmx does not cover: where the websocket resumes from,
-// the "reconnecting…" state, keyboard navigation and relative times.
+// the "reconnecting…" state and keyboard navigation (times: core/clock.js).
 // Every DOM change from the server arrives as hx-swap-oob HTML; nothing here
 // builds DOM from data.
 (function () {
@@ -182,7 +182,6 @@
       location.reload();
       return;
     }
-    refreshTimes();
     markSelected();
     stickToBottom();
   });
@@ -197,7 +196,6 @@
       connectedView = viewKey();
       reconnect();
     }
-    refreshTimes();
     markSelected();
   });
   window.addEventListener("online", function () { if (!isOpen) reconnect(); });
@@ -298,31 +296,6 @@
     openedThread();
     watchOlder();
   });
-
-  // In the page's language (Django's catalogue), as the server's naturaltime words them.
-  var units = [
-    [31536000, function (n) { return ngettext("%s year ago", "%s years ago", n); }],
-    [2592000, function (n) { return ngettext("%s month ago", "%s months ago", n); }],
-    [86400, function (n) { return ngettext("%s day ago", "%s days ago", n); }],
-    [3600, function (n) { return ngettext("%s hour ago", "%s hours ago", n); }],
-    [60, function (n) { return ngettext("%s minute ago", "%s minutes ago", n); }],
-  ];
-  function refreshTimes() {
-    var now = Date.now();
-    document.querySelectorAll("time[data-relative]").forEach(function (el) {
-      var seconds = Math.round((now - Date.parse(el.getAttribute("datetime"))) / 1000);
-      var text = gettext("just now");
-      for (var i = 0; i < units.length; i++) {
-        if (seconds >= units[i][0]) {
-          var n = Math.floor(seconds / units[i][0]);
-          text = interpolate(units[i][1](n), [n]);
-          break;
-        }
-      }
-      el.textContent = text;
-    });
-  }
-  setInterval(refreshTimes, 30000);
 
   function markSelected() {
     var open = document.getElementById("live-conversation");
@@ -562,19 +535,14 @@
     }
   }
 
-  // Snooze "Until…": a time picker, sent as ISO 8601 with this browser's
-  // offset, so the server wakes it at the time the agent meant.
+  // Snooze "Until…": a time picker, read by the server in the agent's zone
+  // (named beside it), the one every time on the page is shown in.
   document.addEventListener("change", function (event) {
     var form = event.target.closest && event.target.closest("form.snooze");
-    if (!form) return;
+    if (!form || !event.target.classList.contains("snooze-choice")) return;
     var picker = form.querySelector(".snooze-at");
-    if (event.target.classList.contains("snooze-choice")) {
-      picker.hidden = event.target.value !== "custom";
-      if (!picker.hidden) picker.focus();
-    }
-    var until = form.querySelector(".snooze-until");
-    var when = picker.value ? new Date(picker.value) : null;
-    until.value = when && !isNaN(when) ? when.toISOString() : "";
+    picker.hidden = event.target.value !== "custom";
+    if (!picker.hidden) picker.focus();
   });
 
   // --- bulk work: pick rows (checkbox, shift-click for a range, "x" on the
@@ -671,7 +639,6 @@
   document.addEventListener("htmx:afterSettle", afterAnyChange);
 
   document.addEventListener("DOMContentLoaded", function () {
-    refreshTimes();
     openedThread();
     watchOlder();
     setUpNotifications();
