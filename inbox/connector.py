@@ -49,7 +49,7 @@ from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
-from inbox import ingest, metrics, protocol
+from inbox import ingest, metrics, protocol, signals
 from inbox.models import Conversation, GatewayLink, Message, Platform
 
 log = logging.getLogger(__name__)
@@ -525,6 +525,9 @@ class Connector:
         are stored in the order the gateway sent them.
         """
         await self.call("sessions.subscribe", {})
+        if protocol.COMMANDS_METHOD in hello.methods:
+            senders = await self._in_db(command_senders)
+            await self.call(protocol.COMMANDS_METHOD, {"senders": senders})
         if hello.has_plugin:
             owned = await self._in_db(_human_owned_sessions)
             answer = await self.call("inbox.takeover.sync", {"sessions": owned})
@@ -761,6 +764,17 @@ def _human_owned_sessions() -> list[dict[str, str]]:
             Conversation.bot_paused_q()
         ).values_list("session_id", "assignee__username")
     ]
+
+
+def command_senders() -> list[dict[str, str]]:
+    """The ops-command allowlist, as the plugin's ``inbox.commands.sync`` takes
+    it: the answers to ``command_senders_wanted``."""
+    pairs = {
+        (str(platform), str(sender_id))
+        for _, answer in signals.command_senders_wanted.send(sender=None)
+        for platform, sender_id in answer or ()
+    }
+    return [{"channel": p, "senderId": s} for p, s in sorted(pairs)]
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -58,6 +58,8 @@ INTERNAL_CHANNELS = frozenset({"webchat", "internal", ""})
 # The methods the inbox's gateway plugin adds (openclaw-plugin/): with them a
 # takeover stops the agent before it calls its model.
 PLUGIN_METHODS = frozenset({"inbox.takeover.set", "inbox.takeover.sync"})
+# A newer plugin also keeps the agent from answering an admin's ops commands.
+COMMANDS_METHOD = "inbox.commands.sync"
 # Errors worth retrying: the gateway is busy or a backend is down.
 TRANSIENT_CODES = frozenset({"UNAVAILABLE", "AGENT_TIMEOUT"})
 

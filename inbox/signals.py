@@ -47,6 +47,12 @@ command_received = Signal()
 # nothing. Arguments: ``session_key``, ``idempotency_key``.
 reply_echoed = Signal()
 
+# Asked when the gateway's inbox plugin is synced (the connector, on every
+# connect): each receiver returns the ``(platform, sender_id)`` pairs whose
+# direct "/..." messages it takes through ``command_received``, so the
+# gateway's agent must not answer them too. No arguments.
+command_senders_wanted = Signal()
+
 
 def publish_on_commit(activities: list[Any]) -> None:
     """Push ``activities`` live once the current transaction commits."""

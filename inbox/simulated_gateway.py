@@ -16,7 +16,9 @@ It implements the subset the inbox uses, with the frames observed on
 * ``send`` (a channel reply, idempotent by key, mirrored into the transcript as
   ``delivery-mirror``) and ``chat.inject`` (``gateway-injected``);
 * with ``plugin=True``, the inbox plugin's ``inbox.takeover.*`` methods: a
-  human-owned session records the customer but never runs the agent;
+  human-owned session records the customer but never runs the agent; its
+  ``inbox.commands.*``: an allowlisted sender's direct "/..." message is
+  recorded and the agent does not answer it (the inbox does);
 * on the same port, HTTP ``/healthz``, ``/readyz`` and ``POST /tools/invoke``
   with the browser tool (``open``, ``text``, ``close``; it really fetches the
   page: ``docs/gateway-browser.md``).
@@ -41,6 +43,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import secrets
 import socket
 import socketserver
@@ -78,7 +81,10 @@ STATUS_CODES = {  # fail_next(status=…) in HTTP terms, as the old tests speak
     408: ("UNAVAILABLE", True),
     429: ("UNAVAILABLE", True),
 }
-PLUGIN_METHODS = ("inbox.takeover.set", "inbox.takeover.sync", "inbox.takeover.list")
+PLUGIN_METHODS = (
+    "inbox.takeover.set", "inbox.takeover.sync", "inbox.takeover.list",
+    "inbox.commands.sync", "inbox.commands.list",
+)  # fmt: skip
 CORE_METHODS = (
     "sessions.subscribe", "sessions.list", "sessions.describe", "sessions.patch",
     "sessions.reset", "sessions.abort", "chat.history", "send", "health",
@@ -230,6 +236,8 @@ class GatewayServer:
         self.resets: list[str] = []
         self.aborts: list[str] = []  # sessions.abort calls, by session key
         self.owners: dict[str, str] = {}  # the plugin's human-owned sessions
+        # The plugin's ops-command senders: (channel, sender id).
+        self.command_senders: set[tuple[str, str]] = set()
         self.devices: dict[str, str] = {}  # paired device id -> device token
         self.connections_opened = 0
         self._sessions: dict[str, _Session] = {}
@@ -427,8 +435,18 @@ class GatewayServer:
                 meta,
             )
             if bot and not self._held(session_key):
-                self.bot_replies(session_key, customer_text=text)
+                if not self._ops_command(session, meta.get("senderId"), text):
+                    self.bot_replies(session_key, customer_text=text)
             return row
+
+    def _ops_command(self, session: _Session, sender_id: Any, text: str) -> bool:
+        """The plugin claims an allowlisted sender's direct command. Needs the lock."""
+        return (
+            self.enforcing
+            and (session.channel, str(sender_id)) in self.command_senders
+            and re.match(r"/[A-Za-z]", text.strip()) is not None
+            and not any(f":{k}:" in session.key for k in ("group", "channel"))
+        )
 
     def bot_replies(
         self, session_key: str, *, customer_text: str = "", text: str | None = None
@@ -999,6 +1017,35 @@ class GatewayServer:
                 "sessions": [
                     {"sessionKey": k, "owner": v}
                     for k, v in sorted(self.owners.items())
+                ]
+            }
+
+    def _rpc_inbox_commands_sync(
+        self, connection: ServerConnection, params: dict
+    ) -> dict:
+        rows = params.get("senders")
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict)
+            and isinstance(row.get("channel"), str)
+            and isinstance(row.get("senderId"), str)
+            for row in rows
+        ):
+            raise _Refusal("INVALID_REQUEST", "senders must be [{channel, senderId}]")
+        with self._lock:
+            self.command_senders = {
+                (row["channel"].lower(), row["senderId"]) for row in rows
+            }
+            total = len(self.command_senders)
+        return {"total": total, "enforcing": self.enforcing}
+
+    def _rpc_inbox_commands_list(
+        self, connection: ServerConnection, params: dict
+    ) -> dict:
+        with self._lock:
+            return {
+                "senders": [
+                    {"channel": c, "senderId": s}
+                    for c, s in sorted(self.command_senders)
                 ]
             }
 

@@ -14,9 +14,14 @@ export const PLUGIN_ID = "inbox-takeover";
 // the webchat run as failed. The reply is cancelled in reply_payload_sending,
 // so no channel ever sees this text, and it is not written to the transcript.
 export const HELD_REPLY_TEXT = "[inbox-takeover: held for a human operator]";
-// The same for an ops command's turn; cancelled by its text, as the session
-// itself is not held.
+// The same for an ops command's turn.
 export const COMMAND_REPLY_TEXT = "[inbox-takeover: an ops command, answered by the inbox]";
+// An ops command's turn is silenced until the session's next turn starts, or
+// this long: the gateway follows a cancelled reply with its own "couldn't
+// produce or deliver a reply" notice, which must not reach the admin either.
+export const COMMAND_TURN_MS = 120_000;
+
+const COMMAND_TURNS = Symbol.for("openclaw-inbox.inbox-takeover.commandTurns");
 
 // Run before other plugins' claims and payload rewrites.
 const HOOK_PRIORITY = 1000;
@@ -44,6 +49,19 @@ export function register(api) {
   const getSenders = () =>
     (senders ??= new CommandSenders(path.join(path.dirname(resolveStateFile(api, pluginId)), "command-senders.json")));
 
+  // Sessions whose current turn is an ops command: sessionKey -> when it began.
+  // Shared by every instance of this plugin in the process: the gateway runs
+  // before_agent_reply and reply_payload_sending on different registrations.
+  const commandTurns = (globalThis[COMMAND_TURNS] ??= new Map());
+  const inCommandTurn = (sessionKey) => {
+    const key = typeof sessionKey === "string" ? sessionKey.trim().toLowerCase() : undefined;
+    const since = key === undefined ? undefined : commandTurns.get(key);
+    if (since === undefined) return false;
+    if (Date.now() - since <= COMMAND_TURN_MS) return true;
+    commandTurns.delete(key);
+    return false;
+  };
+
   // The gateway records the customer's message before this hook runs, so
   // claiming here keeps the transcript row (and its session.message event)
   // while skipping the model. Earlier claims (before_dispatch) drop the row;
@@ -53,7 +71,10 @@ export function register(api) {
     (event, ctx) => {
       const owner = getStore().ownerOf(ctx?.sessionKey);
       if (owner) return { handled: true, reply: { text: HELD_REPLY_TEXT }, reason: `human takeover (${owner})` };
-      if (isOpsCommand(event, ctx, getSenders())) {
+      const key = typeof ctx?.sessionKey === "string" ? ctx.sessionKey.trim().toLowerCase() : undefined;
+      if (key !== undefined) commandTurns.delete(key); // a new turn: the last one's notices are over
+      if (key !== undefined && isOpsCommand(event, ctx, getSenders())) {
+        commandTurns.set(key, Date.now());
         return { handled: true, reply: { text: COMMAND_REPLY_TEXT }, reason: "inbox ops command" };
       }
       return undefined;
@@ -66,10 +87,11 @@ export function register(api) {
   // here; an operator's `send` does not (it goes through message_sending).
   api.on(
     "reply_payload_sending",
-    (event, ctx) =>
-      event?.payload?.text === COMMAND_REPLY_TEXT || getStore().ownerOf(ctx?.sessionKey ?? event?.sessionKey)
-        ? { cancel: true }
-        : undefined,
+    (event, ctx) => {
+      const sessionKey = ctx?.sessionKey ?? event?.sessionKey;
+      if (event?.payload?.text === COMMAND_REPLY_TEXT || inCommandTurn(sessionKey)) return { cancel: true };
+      return getStore().ownerOf(sessionKey) ? { cancel: true } : undefined;
+    },
     { priority: HOOK_PRIORITY },
   );
 

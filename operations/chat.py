@@ -24,6 +24,9 @@ from operations.models import ChatCommand, CommandSender
 # /echo with the words ";", "rm", "-rf", "/" (recorded, never run).
 COMMAND = re.compile(r"/([A-Za-z][A-Za-z0-9_-]*)(?:@[A-Za-z0-9_]+)?(.*)", re.S)
 NAME_CHARS = 40
+# "/ops status" is "/status": the OpenClaw gateway answers its own /status,
+# /help (and more) itself and never passes them on, but "/ops ..." reaches us.
+NAMESPACE = "ops"
 MAX_ARGS = 20
 ARG_CHARS = 100
 
@@ -34,8 +37,31 @@ def parse(text: str) -> tuple[str, list[str]] | None:
     if match is None:
         return None
     words = match.group(2).split()
-    name = match.group(1).lower()[:NAME_CHARS]
-    return name, [w[:ARG_CHARS] for w in words[:MAX_ARGS]]
+    name = match.group(1).lower()
+    if name == NAMESPACE:
+        name, words = (
+            (words[0].lstrip("/").lower(), words[1:]) if words else ("help", [])
+        )
+    return name[:NAME_CHARS], [w[:ARG_CHARS] for w in words[:MAX_ARGS]]
+
+
+def allowed_senders() -> list[tuple[str, str]]:
+    """Every ``(platform, sender id)`` that may send commands: the setting's
+    and the admin's."""
+    rows = CommandSender.objects.values_list("platform", "sender_id")
+    return sorted(config.senders() | {(p, s) for p, s in rows})
+
+
+def on_command_senders_wanted(sender: Any, **kwargs: Any) -> list[tuple[str, str]]:
+    """The allowlist for the gateway's inbox plugin: its agent must not
+    answer these senders' commands (the inbox does)."""
+    return allowed_senders()
+
+
+def on_sender_changed(sender: Any, **kwargs: Any) -> None:
+    """An admin changed the allowlist: tell the gateway's plugin (after commit)."""
+    with transaction.atomic():
+        outbox.enqueue("sync_command_senders")
 
 
 def is_allowed(platform: str, sender_id: str, session_key: str) -> bool:

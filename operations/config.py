@@ -16,7 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from inbox.models import Platform
 
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-BUILTINS = ("status", "digest", "logs", "help", "confirm")
+# "ops" is the namespace: "/ops status" (operations.chat.NAMESPACE).
+BUILTINS = ("status", "digest", "logs", "help", "confirm", "ops")
 # Commands that always ask for a confirmation code, whatever their setting says.
 ALWAYS_DANGEROUS = ("deploy",)
 MAX_TIMEOUT = 600

@@ -13,10 +13,12 @@ import logging
 from datetime import timedelta
 
 import dramatiq
+from django.conf import settings
 from django.utils import timezone
 from dramatiq_crontab import cron
 
-from inbox import gateway
+from inbox import gateway, protocol
+from inbox.connector import command_senders
 from operations import commands, config
 from operations.models import ChatCommand
 
@@ -55,6 +57,28 @@ def run_chat_command(command_id: int) -> None:
             return
         raise  # transient: Dramatiq tries again later
     command.note_reply()
+
+
+@dramatiq.actor(
+    queue_name="ops", max_retries=8, min_backoff=1_000, max_backoff=60_000,
+    time_limit=30_000,
+)  # fmt: skip
+def sync_command_senders() -> None:
+    """Send the gateway's inbox plugin the allowlist as it is now, so its agent
+    stays out of these senders' commands. (The connector sends it on every
+    connect too; a gateway with an older plugin, or none, is skipped.)"""
+    if not settings.OPENCLAW_GATEWAY_URL:
+        return  # webhooks only: no plugin to tell
+    client = gateway.client()
+    try:
+        if protocol.COMMANDS_METHOD not in client.hello().methods:
+            return
+        client.call(protocol.COMMANDS_METHOD, {"senders": command_senders()})
+    except gateway.GatewayError as exc:
+        if exc.permanent:
+            log.warning("gateway refused the ops senders: %s", exc)
+            return
+        raise  # transient: Dramatiq tries again later
 
 
 @cron("* * * * *")

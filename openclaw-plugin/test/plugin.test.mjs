@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, test } from "node:test";
 
-import plugin, { COMMAND_REPLY_TEXT, HELD_REPLY_TEXT, PLUGIN_ID } from "../index.js";
+import plugin, { COMMAND_REPLY_TEXT, COMMAND_TURN_MS, HELD_REPLY_TEXT, PLUGIN_ID } from "../index.js";
 
 const TG = "agent:main:telegram:direct:881580";
 const WEB = "agent:main:web-abc";
@@ -245,8 +245,33 @@ test("an allowlisted sender's command: the turn is claimed and its payload cance
     });
   }
   assert.deepEqual(commandPayload(p, COMMAND_REPLY_TEXT), { cancel: true });
-  // the session is not held: the agent's other replies there still go out
-  assert.equal(commandPayload(p, "bot: hi"), undefined);
+  // and the gateway's "couldn't produce or deliver a reply" notice that follows it
+  assert.deepEqual(commandPayload(p, "⚠️ OpenClaw couldn't produce or deliver a reply."), { cancel: true });
+});
+
+test("the session is not held: the admin's next ordinary message is answered", () => {
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  assert.equal(telegramTurn(p, "/digest").handled, true);
+  assert.equal(telegramTurn(p, "thanks"), undefined);
+  assert.equal(commandPayload(p, "bot: thanks"), undefined);
+  assert.equal(payloadSending(p, WEB), undefined); // other sessions never were
+});
+
+test("the turn's silence is seen by every instance of the plugin (the gateway hooks them apart)", () => {
+  const hooking = loadPlugin();
+  hooking.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  assert.equal(telegramTurn(hooking, "/digest").handled, true);
+  assert.deepEqual(commandPayload(loadPlugin(), "⚠️ OpenClaw couldn't produce or deliver a reply."), { cancel: true });
+});
+
+test("a command turn's silence ends after COMMAND_TURN_MS at the latest", (t) => {
+  t.mock.timers.enable({ apis: ["Date"], now: 1_000_000 });
+  const p = loadPlugin();
+  p.call("inbox.commands.sync", { senders: [{ channel: "telegram", senderId: ADMIN }] });
+  telegramTurn(p, "/digest");
+  t.mock.timers.tick(COMMAND_TURN_MS + 1);
+  assert.equal(commandPayload(p, "a later notice"), undefined);
 });
 
 test("the agent answers whatever is not an allowlisted sender's direct command", () => {
