@@ -122,10 +122,12 @@ def builtin_triggers(db):  # noqa: ANN001, ANN201
 
 @pytest.fixture(autouse=True)
 def _clean_shared_state() -> Iterator[None]:
-    """Each test starts with an empty cache (rate limits) and job queue."""
+    """Each test starts with an empty cache (rate limits) and job queue, in
+    the default language and zone."""
     import dramatiq
     from channels.layers import channel_layers
     from django.core.cache import cache
+    from django.utils import timezone, translation
 
     from automations import engine
     from core import masking
@@ -143,6 +145,10 @@ def _clean_shared_state() -> Iterator[None]:
     consumers.read_marks.clear()
     broker = dramatiq.get_broker()
     broker.flush_all()
+    # A request answered in an agent's language leaves it active in its
+    # thread (each request activates its own); the next test starts afresh.
+    translation.deactivate()
+    timezone.deactivate()
     yield
     broker.flush_all()
 
