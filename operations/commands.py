@@ -10,6 +10,7 @@ same sender must repeat within a minute.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from core import outbox
 from core.masking import mask
-from operations import config, logs, status
+from operations import chat, config, logs, status
 from operations.models import ChatCommand
 from reports import digest
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LOG_LINES_DEFAULT = 10
 LOG_LINES_MAX = 50
+OPS_FORM = re.compile(rf"/{chat.NAMESPACE}(?:@[A-Za-z0-9_]+)?(?:\s|$)", re.I)
 # A chat message is short: the reply carries the output's tail.
 REPLY_OUTPUT_CHARS = 1_500
 
@@ -54,14 +56,16 @@ def execute(command: ChatCommand) -> None:
     if spec is None:
         return command.finish(
             Outcome.REFUSED,
-            f"Unknown command /{command.name}. Send /help for the list.",
+            f"Unknown command {_typed(command, command.name)}. "
+            f"Send {_typed(command, 'help')} for the list.",
             reason="unknown command",
         )
     if spec.dangerous and command.confirm_code == "":
         code = command.ask_for_confirmation()
         return command.finish(
             Outcome.NEEDS_CONFIRMATION,
-            f"/{command.name} needs a confirmation: send /confirm {code} within 60 s.",
+            f"{_typed(command, command.name)} needs a confirmation: "
+            f"send {_typed(command, 'confirm')} {code} within 60 s.",
             confirm_code=code,
             expires_at=command.expires_at,
         )
@@ -158,16 +162,25 @@ def _logs(command: ChatCommand) -> str:
     return f"The last {len(lines)} error lines:\n" + "\n".join(lines)
 
 
+def _typed(command: ChatCommand, name: str) -> str:
+    """``name`` as this sender types commands: "/ops name" after "/ops ...",
+    the form that gets past an OpenClaw gateway's own /status and /help."""
+    if OPS_FORM.match(command.text.lstrip()):
+        return f"/{chat.NAMESPACE} {name}"
+    return f"/{name}"
+
+
 def _help(command: ChatCommand) -> str:
+    at_most = f"at most {LOG_LINES_MAX}"
     lines = [
-        "/status: queues, workers, webhooks, errors, escalations",
-        "/digest: today so far",
-        f"/logs [N]: the last N error lines (at most {LOG_LINES_MAX})",
-        "/help: this list",
+        f"{_typed(command, 'status')}: queues, workers, webhooks, errors, escalations",
+        f"{_typed(command, 'digest')}: today so far",
+        f"{_typed(command, 'logs')} [N]: the last N error lines ({at_most})",
+        f"{_typed(command, 'help')}: this list",
     ]
     for spec in config.commands().values():
         note = " (asks for a confirmation)" if spec.dangerous else ""
-        lines.append(f"/{spec.name}: runs a fixed program{note}")
+        lines.append(f"{_typed(command, spec.name)}: runs a fixed program{note}")
     return "\n".join(lines)
 
 

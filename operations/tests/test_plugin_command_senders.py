@@ -123,3 +123,21 @@ def test_ops_cannot_be_an_admins_own_command(settings: Any) -> None:
     settings.OPS_COMMANDS = {"ops": {"argv": ["true"]}}
     with pytest.raises(ImproperlyConfigured, match="built-in"):
         config.commands()
+
+
+def test_answers_point_to_the_ops_form_the_sender_used(
+    plugin_gateway: GatewayServer, connected: Any, worker: Any
+) -> None:
+    plugin_gateway.customer_writes(ADMIN_KEY, "/ops nope", sender_id=ADMIN)
+    plugin_gateway.customer_writes(ADMIN_KEY, "/ops", sender_id=ADMIN)
+    plugin_gateway.customer_writes(ADMIN_KEY, "/nope", sender_id=ADMIN)
+    wait_for(lambda: ChatCommand.objects.count() == 3, what="the commands")
+    drain(worker, "ops", rounds=3)
+    answers = [s.text for s in plugin_gateway.received if s.session_key == ADMIN_KEY]
+    assert len(answers) == 3
+    assert "Unknown command /ops nope. Send /ops help for the list." in answers
+    assert "Unknown command /nope. Send /help for the list." in answers
+    [listing] = [a for a in answers if "this list" in a]
+    assert listing.splitlines()[0].startswith("/ops status: ")
+    assert "/ops logs [N]" in listing
+    assert model_calls(plugin_gateway, ADMIN_KEY) == []
