@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
@@ -769,11 +769,11 @@ def _human_owned_sessions() -> list[dict[str, str]]:
 def command_senders() -> list[dict[str, str]]:
     """The ops-command allowlist, as the plugin's ``inbox.commands.sync`` takes
     it: the answers to ``command_senders_wanted``."""
-    pairs = {
-        (str(platform), str(sender_id))
-        for _, answer in signals.command_senders_wanted.send(sender=None)
-        for platform, sender_id in answer or ()
-    }
+    pairs: set[tuple[str, str]] = set()
+    for _, answer in signals.command_senders_wanted.send(sender=None):
+        # django-stubs types an answer as a string; ours are (platform, id) pairs.
+        listed = cast("list[tuple[str, str]]", answer or [])
+        pairs.update((str(platform), str(sender_id)) for platform, sender_id in listed)
     return [{"channel": p, "senderId": s} for p, s in sorted(pairs)]
 
 
