@@ -198,3 +198,64 @@ def test_images_both_ways_saved_views_and_mark_unread(
     page.wait_for_url("**/inbox/?status=human")
     expect(page.locator("#f-status")).to_have_value("human")
     tab.assert_healthy_but_reloaded()
+
+
+def test_a_date_filter_typed_from_the_keyboard_narrows_the_list_once_typed(
+    alice: Any,
+    open_inbox: Callable[[Any], Inbox],
+    post: Callable[..., dict[str, Any]],
+) -> None:
+    """Chromium reports a date while its year is still being typed (the first
+    digit of 2026 gives 0002-…); the list must not reload on that, or the
+    form (redrawn with it) drops the rest of what the agent types."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inbox.models import Conversation
+
+    recent, old = session_key(), session_key()
+    post(session_id=recent, text="today's question")
+    post(session_id=old, text="last year's question")
+    # Playwright's loop runs in this thread: the database from another one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            Conversation.objects.filter(session_id=old).update,
+            last_message_at=timezone.now() - timedelta(days=400),
+        ).result()
+    tab = open_inbox(alice)
+    page = tab.page
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "since=" in request.url else None,
+    )
+    tab.log_in()
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(2)
+    page.locator(".more-filters summary").click()
+    day = timezone.localdate() - timedelta(days=1)
+    type_date(page, "#f-since", day)
+    # Out of the field: the first Tab reaches its calendar button.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.wait_for_url(f"**/inbox/?*since={day:%Y-%m-%d}*")
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(1)
+    expect(page.locator("#f-since")).to_have_value(f"{day:%Y-%m-%d}")
+    assert [url for url in asked if f"since={day:%Y-%m-%d}" not in url] == []
+    # Enter commits too.
+    type_date(page, "#f-until", day)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/inbox/?*until={day:%Y-%m-%d}*")
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(0)
+    tab.assert_healthy_but_reloaded()
+
+
+def type_date(page: Any, selector: str, day: Any) -> None:
+    """Type a date key by key from the field's first segment, as en-US lays
+    it out (mm dd yyyy): each key is a change Chromium may report."""
+    box = page.locator(selector).bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + box["height"] / 2)
+    for key in f"{day:%m%d%Y}":
+        page.keyboard.press(key)
+        page.wait_for_timeout(40)

@@ -535,6 +535,33 @@
     }
   }
 
+  // The list's date filters. Chromium reports a date while its year is still
+  // being typed (the first digit of 2026 gives 0002-12-04), and the list,
+  // this form with it, would reload under the agent's fingers. A date typed
+  // or picked counts once the agent leaves the field or presses Enter.
+  function dateFilter(el) {
+    return el && el.type === "date" && el.form && el.form.id === "filters";
+  }
+  document.addEventListener("change", function (event) {
+    if (!dateFilter(event.target) || document.activeElement !== event.target) return;
+    event.stopPropagation(); // before htmx, which listens on the form
+    event.target.dataset.pending = "1";
+  }, true);
+  function commitDate(input) {
+    if (!input.dataset.pending) return;
+    delete input.dataset.pending;
+    htmx.trigger(input.form, "change");
+  }
+  document.addEventListener("focusout", function (event) {
+    if (dateFilter(event.target)) commitDate(event.target);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !dateFilter(event.target)) return;
+    event.preventDefault();
+    event.target.dataset.pending = "1";
+    commitDate(event.target);
+  });
+
   // Snooze "Until…": a time picker, read by the server in the agent's zone
   // (named beside it), the one every time on the page is shown in.
   document.addEventListener("change", function (event) {
