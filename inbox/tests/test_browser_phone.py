@@ -56,9 +56,16 @@ def escalated(lena: Any) -> list[str]:
     post_webhook(message_event(session_id=session, text="This is unacceptable."))
     engine.forget()
     engine.run_for_message(Message.objects.get(conversation__session_id=session))
-    # The bot's free text with no place to break wraps too.
+    # The bot's free text with no place to break wraps too, and so does a
+    # customer's name with none (the conversation's heading).
     other = session_key()
-    post_webhook(message_event(session_id=other, text="Hello"))
+    post_webhook(
+        message_event(
+            session_id=other,
+            text="Hello",
+            senderName="Overflowname Verylongcustomernamewithoutanyspacesatall",
+        )
+    )
     Conversation.objects.get(session_id=other).escalate(
         reason="bot handoff " + "0123456789abcdef" * 15
     )
