@@ -1,9 +1,7 @@
 // The chat accounts whose "/" messages are the inbox's ops commands (the
 // inbox's allowlist), kept in memory and in one small JSON file so a gateway
 // restart holds the agent before the inbox has reconnected and synced again.
-import fs from "node:fs";
-import path from "node:path";
-
+import { StateFile } from "./state-file.js";
 import { ParamError } from "./store.js";
 
 export const MAX_SENDERS = 1_000;
@@ -49,93 +47,55 @@ export function normalizeSender(item, where) {
 const keyOf = (channel, senderId) => `${channel}\u0000${senderId}`;
 
 export class CommandSenders {
-  #file;
-  #senders = new Set(); // keyOf(channel, senderId)
-  #signature;
-  loadError = null;
+  #state;
 
   constructor(file) {
-    this.#file = file;
+    this.#state = new StateFile(file, { parse: parseFile, empty: () => new Set() });
+  }
+
+  /** Why the file could not be read, or null. */
+  get loadError() {
+    return this.#state.loadError;
   }
 
   /** Never throws: it runs inside the gateway's hooks. */
   has(channel, senderId) {
     if (typeof channel !== "string" || typeof senderId !== "string") return false;
-    this.#refresh();
-    return this.#senders.has(keyOf(channel.trim().toLowerCase(), senderId.trim()));
+    return this.#state.read().has(keyOf(channel.trim().toLowerCase(), senderId.trim()));
   }
 
   list() {
-    this.#refresh();
-    return [...this.#senders]
-      .map((key) => {
-        const [channel, senderId] = key.split("\u0000");
-        return { channel, senderId };
-      })
-      .sort((a, b) => keyOf(a.channel, a.senderId).localeCompare(keyOf(b.channel, b.senderId)));
+    return [...this.#state.read()].map(senderOf).sort((a, b) =>
+      keyOf(a.channel, a.senderId).localeCompare(keyOf(b.channel, b.senderId)),
+    );
   }
 
   /** Replace the whole set; saved before it takes effect. */
   sync(senders) {
-    this.#refresh();
+    const before = this.#state.read();
     const next = new Set(senders.map(({ channel, senderId }) => keyOf(channel, senderId)));
-    const added = [...next].filter((key) => !this.#senders.has(key)).length;
-    const removed = [...this.#senders].filter((key) => !next.has(key)).length;
-    if (added || removed) this.#save(next);
+    const added = [...next].filter((key) => !before.has(key)).length;
+    const removed = [...before].filter((key) => !next.has(key)).length;
+    if (added || removed) {
+      this.#state.write(next, { version: FILE_VERSION, senders: [...next].map(senderOf) });
+    }
     return { added, removed, total: next.size };
   }
+}
 
-  #refresh() {
-    let stat;
-    try {
-      stat = fs.statSync(this.#file, { bigint: true });
-    } catch (err) {
-      if (err.code !== "ENOENT") {
-        this.loadError = `cannot stat ${this.#file}: ${err.message}`;
-        return;
-      }
-      if (this.#signature !== "missing") this.#senders = new Set();
-      this.#signature = "missing";
-      this.loadError = null;
-      return;
-    }
-    const signature = `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
-    if (signature === this.#signature) return;
-    try {
-      const body = JSON.parse(fs.readFileSync(this.#file, "utf8"));
-      if (body?.version !== FILE_VERSION || !Array.isArray(body.senders)) {
-        throw new Error(`unsupported format (expected version ${FILE_VERSION})`);
-      }
-      this.#senders = new Set(
-        body.senders
-          .filter((s) => typeof s?.channel === "string" && typeof s?.senderId === "string")
-          .map((s) => keyOf(s.channel, s.senderId)),
-      );
-      this.loadError = null;
-    } catch (err) {
-      // Unreadable: no sender is an ops sender (the agent answers them as
-      // anyone else) until the inbox's next sync rewrites the file.
-      this.#senders = new Set();
-      this.loadError = `cannot read ${this.#file}: ${err.message}`;
-    }
-    this.#signature = signature;
-  }
+function senderOf(key) {
+  const [channel, senderId] = key.split("\u0000");
+  return { channel, senderId };
+}
 
-  #save(senders) {
-    const body = {
-      version: FILE_VERSION,
-      senders: [...senders].map((key) => {
-        const [channel, senderId] = key.split("\u0000");
-        return { channel, senderId };
-      }),
-    };
-    const tmp = `${this.#file}.${process.pid}.tmp`;
-    fs.mkdirSync(path.dirname(this.#file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(tmp, JSON.stringify(body, null, 1) + "\n", { mode: 0o600 });
-    fs.renameSync(tmp, this.#file);
-    const stat = fs.statSync(this.#file, { bigint: true });
-    this.#signature = `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
-    this.#senders = senders;
-    this.loadError = null;
+function parseFile(text) {
+  const body = JSON.parse(text);
+  if (body?.version !== FILE_VERSION || !Array.isArray(body.senders)) {
+    throw new Error(`unsupported format (expected version ${FILE_VERSION})`);
   }
+  return new Set(
+    body.senders
+      .filter((s) => typeof s?.channel === "string" && typeof s?.senderId === "string")
+      .map((s) => keyOf(s.channel, s.senderId)),
+  );
 }

@@ -19,7 +19,12 @@ beforeEach(() => {
   file = path.join(dir, "nested", "sessions.json");
   clock = Date.parse("2026-12-05T10:00:00Z");
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+// run-tests.mjs loads every test file into one process, so these hooks are
+// global: the other file's first test can be running when they are added.
+afterEach(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
 
 describe("set", () => {
   test("a missing file means no session is human-owned", () => {
