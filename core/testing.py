@@ -192,6 +192,15 @@ def wait_for(check: Any, seconds: float = 10, what: str = "") -> Any:
     raise AssertionError(f"timed out after {seconds:g} s waiting for {what or check}")
 
 
+def post_action(client: Any, conversation: Any, action: str, **body: Any) -> Any:
+    """``POST /api/conversations/<session>/<action>/`` with a JSON ``body``."""
+    return client.post(
+        f"/api/conversations/{conversation.session_id}/{action}/",
+        body,
+        content_type="application/json",
+    )
+
+
 def post_reply(user: Any, conversation: Any, text: str) -> Any:
     """An agent's reply through the view, as the composer posts it; the message."""
     from inbox.models import Message

@@ -8,7 +8,13 @@ import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.testing import (
+    create_user,
+    message_event,
+    post_action,
+    post_webhook,
+    session_key,
+)
 from inbox.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
@@ -28,37 +34,29 @@ def _api(user: Any | None) -> Client:
     return client
 
 
-def _post(client: Client, conversation: Conversation, action: str, **body: Any) -> Any:
-    return client.post(
-        f"/api/conversations/{conversation.session_id}/{action}/",
-        body,
-        content_type="application/json",
-    )
-
-
 def test_an_agent_replies_takes_over_hands_back_tags_and_resolves(
     conversation: Conversation,
 ) -> None:
     alice = create_user(role="agent", username="alice")
     api = _api(alice)
-    answer = _post(api, conversation, "reply", text="도와드릴게요")
+    answer = post_action(api, conversation, "reply", text="도와드릴게요")
     assert answer.status_code == 201, answer.content
     assert answer.json()["deliveryState"] == "queued"
     conversation.refresh_from_db()
     assert (conversation.status, conversation.assignee) == ("human", alice)
 
-    note = _post(api, conversation, "reply", text="VIP", note=True)
+    note = post_action(api, conversation, "reply", text="VIP", note=True)
     assert note.status_code == 201 and note.json()["kind"] == "note"
-    assert _post(api, conversation, "tags", tag="환불").json()["channelInfo"][
+    assert post_action(api, conversation, "tags", tag="환불").json()["channelInfo"][
         "tags"
     ] == ["환불"]
-    back = _post(api, conversation, "hand-back", to="queue")
+    back = post_action(api, conversation, "hand-back", to="queue")
     assert back.status_code == 200 and back.json()["status"] == "escalated"
-    assert _post(api, conversation, "take-over").json()["assignee"] == "alice"
-    assert _post(api, conversation, "snooze", until_reply=True).json()["status"] == (
-        "snoozed"
-    )
-    assert _post(api, conversation, "resolve").json()["status"] == "resolved"
+    assert post_action(api, conversation, "take-over").json()["assignee"] == "alice"
+    assert post_action(api, conversation, "snooze", until_reply=True).json()[
+        "status"
+    ] == ("snoozed")
+    assert post_action(api, conversation, "resolve").json()["status"] == "resolved"
 
 
 def test_another_agents_conversation_is_refused_as_on_the_page(
@@ -68,16 +66,19 @@ def test_another_agents_conversation_is_refused_as_on_the_page(
     bob = create_user(role="agent", username="bob")
     conversation.take_over(alice)
     bobs = _api(bob)
-    answer = _post(bobs, conversation, "reply", text="mine now")
+    answer = post_action(bobs, conversation, "reply", text="mine now")
     assert (
         answer.status_code == 409
         and "already taken by alice" in answer.json()["detail"]
     )
-    assert _post(bobs, conversation, "resolve").status_code == 403
-    assert _post(bobs, conversation, "take-over").status_code == 409
+    assert post_action(bobs, conversation, "resolve").status_code == 403
+    assert post_action(bobs, conversation, "take-over").status_code == 409
     # A note is anyone's; taking it from the owner he saw works, as the button.
-    assert _post(bobs, conversation, "reply", text="fyi", note=True).status_code == 201
-    taken = _post(bobs, conversation, "take-over", from_owner="alice")
+    assert (
+        post_action(bobs, conversation, "reply", text="fyi", note=True).status_code
+        == 201
+    )
+    taken = post_action(bobs, conversation, "take-over", from_owner="alice")
     assert taken.status_code == 200 and taken.json()["assignee"] == "bob"
     assert not Message.objects.filter(author="agent", text="mine now").exists()
 
@@ -85,10 +86,13 @@ def test_another_agents_conversation_is_refused_as_on_the_page(
 def test_assigning_is_for_leads_and_names_an_agent(conversation: Conversation) -> None:
     alice = create_user(role="agent", username="alice")
     lead = create_user(role="lead", username="lena")
-    assert _post(_api(alice), conversation, "assign", agent="alice").status_code == 403
-    unknown = _post(_api(lead), conversation, "assign", agent="nobody")
+    assert (
+        post_action(_api(alice), conversation, "assign", agent="alice").status_code
+        == 403
+    )
+    unknown = post_action(_api(lead), conversation, "assign", agent="nobody")
     assert unknown.status_code == 400 and "agent" in unknown.json()
-    done = _post(_api(lead), conversation, "assign", agent="alice")
+    done = post_action(_api(lead), conversation, "assign", agent="alice")
     assert done.status_code == 200 and done.json()["assignee"] == "alice"
     conversation.refresh_from_db()
     assert conversation.is_locked
@@ -109,21 +113,23 @@ def test_who_may_not_write_at_all(
         user = create_user(role="agent")
         api = _api(user)
         Token.objects.filter(user=user).delete()
-    assert _post(api, conversation, "take-over").status_code == status
+    assert post_action(api, conversation, "take-over").status_code == status
     conversation.refresh_from_db()
     assert conversation.status == "bot"
 
 
 def test_bad_input_is_a_400_naming_it(conversation: Conversation) -> None:
     api = _api(create_user(role="agent"))
-    assert "text" in _post(api, conversation, "reply", text="   ").json()
-    assert _post(api, conversation, "snooze").status_code == 400
+    assert "text" in post_action(api, conversation, "reply", text="   ").json()
+    assert post_action(api, conversation, "snooze").status_code == 400
     assert (
-        _post(api, conversation, "snooze", minutes=5, until_reply=True).status_code
+        post_action(
+            api, conversation, "snooze", minutes=5, until_reply=True
+        ).status_code
         == 400
     )
-    assert _post(api, conversation, "hand-back", to="nowhere").status_code == 400
-    assert _post(api, conversation, "tags", tag="no spaces").status_code == 400
+    assert post_action(api, conversation, "hand-back", to="nowhere").status_code == 400
+    assert post_action(api, conversation, "tags", tag="no spaces").status_code == 400
     missing = _api(create_user(role="agent")).post(
         "/api/conversations/agent:main:nope/resolve/",
         {},

@@ -12,7 +12,13 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from core.testing import create_user, message_event, post_webhook, session_key
+from core.testing import (
+    create_user,
+    message_event,
+    post_action,
+    post_webhook,
+    session_key,
+)
 from inbox.models import Conversation
 
 pytestmark = pytest.mark.django_db
@@ -45,14 +51,6 @@ def _page(username: str) -> Client:
     return client
 
 
-def _post(client: Client, conversation: Conversation, action: str, **body: Any) -> Any:
-    return client.post(
-        f"/api/conversations/{conversation.session_id}/{action}/",
-        body,
-        content_type="application/json",
-    )
-
-
 @pytest.mark.parametrize(
     ("api_action", "body", "page_action", "form", "status"),
     [
@@ -72,7 +70,7 @@ def test_another_agents_conversation_gets_the_pages_status_and_words(
     status: int,
 ) -> None:
     page = _page("alice").post(f"/inbox/c/{bobs.pk}/{page_action}/", form, headers=HX)
-    answer = _post(_api("alice"), bobs, api_action, **body)
+    answer = post_action(_api("alice"), bobs, api_action, **body)
     assert (page.status_code, answer.status_code) == (status, status)
     assert answer.json() == {"detail": "already taken by bob"}
     assert "already taken by bob" in page.content.decode()
@@ -88,20 +86,20 @@ def test_a_reply_to_a_conversation_a_lead_assigned_says_so_as_the_composer(
     page = _page("alice").post(
         f"/inbox/c/{bobs.pk}/reply/", {"text": "mine now"}, headers=HX
     )
-    answer = _post(_api("alice"), bobs, "reply", text="mine now")
+    answer = post_action(_api("alice"), bobs, "reply", text="mine now")
     reason = "a lead assigned this conversation to bob"
     assert page.status_code == answer.status_code == 409
     assert reason in page.content.decode()
     assert answer.json() == {"detail": reason}
     # Taking it from the owner one saw does not beat a lead's lock, either way.
-    taken = _post(_api("alice"), bobs, "take-over", from_owner="bob")
+    taken = post_action(_api("alice"), bobs, "take-over", from_owner="bob")
     assert taken.status_code == 409
 
 
 def test_taking_it_from_the_owner_one_saw_works_as_the_button(
     bobs: Conversation,
 ) -> None:
-    taken = _post(_api("alice"), bobs, "take-over", from_owner="bob")
+    taken = post_action(_api("alice"), bobs, "take-over", from_owner="bob")
     assert taken.status_code == 200 and taken.json()["assignee"] == "alice"
 
 
@@ -109,7 +107,7 @@ def test_a_snooze_until_a_past_time_says_so_in_the_pages_words(
     bobs: Conversation,
 ) -> None:
     bob = _api("bob")
-    past = _post(bob, bobs, "snooze", until="2020-01-01T00:00:00Z")
+    past = post_action(bob, bobs, "snooze", until="2020-01-01T00:00:00Z")
     assert past.status_code == 400
     assert past.json() == {"until": ["pick a time in the future"]}
     page = _page("bob").post(
@@ -122,10 +120,10 @@ def test_a_snooze_until_a_past_time_says_so_in_the_pages_words(
     )
 
     later = (timezone.now() + timedelta(days=400)).isoformat()
-    far = _post(bob, bobs, "snooze", until=later)
+    far = post_action(bob, bobs, "snooze", until=later)
     assert far.json() == {"until": ["pick a time within a year"]}
     soon = (timezone.now() + timedelta(hours=2)).isoformat()
-    assert _post(bob, bobs, "snooze", until=soon).json()["status"] == "snoozed"
+    assert post_action(bob, bobs, "snooze", until=soon).json()["status"] == "snoozed"
 
 
 def _schema() -> dict[str, Any]:
