@@ -1934,10 +1934,7 @@ class WebhookDelivery(models.Model):
         only: ``body_head`` when the list annotated it (``with_body_head``)."""
         if self.conversation_id is not None:
             return self.conversation.session_id  # type: ignore[union-attr]
-        head = getattr(self, "body_head", None)
-        if head is None:
-            head = self.raw_body[:BODY_HEAD_CHARS]
-        found = SESSION_IN_BODY.search(head)
+        found = SESSION_IN_BODY.search(self._body_start)
         return found.group(1) if found else ""
 
     @property
@@ -1946,11 +1943,15 @@ class WebhookDelivery(models.Model):
         before it was read), from its start only, like ``session_key``."""
         if self.event_type:
             return self.event_type
-        head = getattr(self, "body_head", None)
-        if head is None:
-            head = self.raw_body[:BODY_HEAD_CHARS]
-        found = EVENT_IN_BODY.search(head)
+        found = EVENT_IN_BODY.search(self._body_start)
         return found.group(1) if found else ""
+
+    @property
+    def _body_start(self) -> str:
+        """The body's first ``BODY_HEAD_CHARS``: ``body_head`` when the list
+        annotated it (``with_body_head``), so the whole body is never read."""
+        head = getattr(self, "body_head", None)
+        return self.raw_body[:BODY_HEAD_CHARS] if head is None else head
 
     @property
     def is_unsigned(self) -> bool:
